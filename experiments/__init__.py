@@ -1,0 +1,1 @@
+"""Thin scripts, the ``promptopt`` command line, YAML configs, sweeps and benchmarks."""

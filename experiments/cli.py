@@ -1,0 +1,78 @@
+"""The ``promptopt`` command line.
+
+Every sub-command lives in :mod:`experiments.commands`; heavy libraries are imported only when a
+command runs. User errors (:class:`promptopt.errors.PromptoptError`, bad arguments) print one
+line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# (name, module under experiments.commands, one-line help)
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("train", "train", "train a prompt-selection policy (LightGCN+MLP PPO) and export prompts"),
+    ("evaluate", "evaluate", "compare the policy with every baseline on held-out users"),
+    ("export", "export", "write the prompt book (prompts.json) of a run"),
+    ("sweep", "sweep", "run a wandb sweep file locally (offline) with optuna"),
+    ("study", "study", "run the multi-seed study and write docs/RESULTS.md"),
+    ("estimate", "estimate", "dry run: count the calls and prompt tokens a config would spend"),
+    ("templates", "templates", "list, show and render prompt templates"),
+    ("data", "data", "dataset statistics, synthetic data and downloads"),
+    ("cache", "cache", "inspect, export or clear a ranker answer cache"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="promptopt",
+        description="Learn which prompt to send a frozen LLM recommender, per user.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(f"experiments.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"experiments.commands.{module_name}":
+                raise
+            continue
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    from promptopt.errors import PromptoptError
+
+    try:
+        return int(args._run(args) or 0)
+    except PromptoptError as exc:
+        print(f"promptopt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"promptopt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m promptopt``: the same command line as the ``promptopt`` script."""
+
+import sys
+
+from experiments.cli import main
+
+sys.exit(main())

@@ -1,0 +1,454 @@
+"""One frozen dataclass tree per experiment, parsed from YAML only at the edge (CLI, scripts).
+
+Field paths are the names sweeps and command-line overrides use: ``ppo.learning_rate``,
+``reward.robust_weight``. Unknown keys and values of the wrong type fail with the key's path.
+Library functions take the sub-config they need, never the whole tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from promptopt.errors import ConfigError
+
+_FORBID = {"extra": "forbid"}
+
+
+def _section(cls: type) -> type:
+    """Decorate a frozen dataclass config section that rejects unknown keys when validated."""
+    cls.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
+    return dataclass(frozen=True)(cls)
+
+
+@_section
+class SynthConfig:
+    """Sizes of the seeded synthetic dataset (``data.format: synthetic``)."""
+
+    n_users: int = 300
+    """Number of users."""
+    n_items: int = 400
+    """Number of items."""
+    n_genres: int = 12
+    """Number of genres; each item has one to three."""
+    mean_history: int = 40
+    """Mean interactions per user (geometric-ish spread, at least 8)."""
+    drift: float = 0.5
+    """Share of users whose genre taste changes during their history (0 = none)."""
+    seed: int = 0
+    """Seed of the generator (independent of the experiment seed so data stays fixed)."""
+
+
+@_section
+class DataConfig:
+    """Which dataset to load."""
+
+    format: Literal[
+        "synthetic", "movielens-100k", "movielens-1m", "movielens-latest", "lastfm", "generic"
+    ] = "synthetic"
+    """Layout of the files at ``path``; ``synthetic`` generates data instead."""
+    path: str | None = None
+    """Folder holding the dataset's own files (not used for ``synthetic``)."""
+    synthetic: SynthConfig = field(default_factory=SynthConfig)
+    """Generator settings for ``format: synthetic``."""
+    title_column: str = "title"
+    """Generic layout: column of ``items.csv`` holding the title."""
+    genres_column: str | None = "genres"
+    """Generic layout: column of ``items.csv`` with ``|``-separated genres (None = none)."""
+
+
+@_section
+class SplitConfig:
+    """Users, targets, candidates and the drift protocol."""
+
+    val_fraction: float = 0.1
+    """Share of users for validation (LightGCN early stopping)."""
+    test_fraction: float = 0.2
+    """Share of users held out for testing."""
+    min_history: int = 5
+    """Users with fewer interactions are not used."""
+    max_users: int | None = None
+    """Use at most this many users (seeded subsample); None = all."""
+    n_targets: int = 3
+    """Targets per user: the last interaction plus ``n_targets - 1`` earlier ones."""
+    n_negatives: int = 19
+    """Negatives per task (19 gives 20 candidates, as in LLMRank)."""
+    negatives: Literal["uniform", "popularity"] = "uniform"
+    """How base-view negatives are drawn."""
+    drift_quantile: float = 0.8
+    """Global time cut at this quantile of all timestamps: source period before, target after."""
+
+
+@_section
+class TemplatesConfig:
+    """The action catalog."""
+
+    catalog: str = "movies"
+    """A built-in catalog name (``movies``, ``music``) or the path of a catalog YAML."""
+    include: tuple[str, ...] = ()
+    """Keep only templates whose id matches one of these glob patterns (empty = all)."""
+    max_history: int = 50
+    """Upper bound on history items any template lists."""
+
+
+@_section
+class RankerConfig:
+    """The frozen black box and its decoding parameters."""
+
+    backend: Literal["embedding", "openai", "hf", "simulated"] = "embedding"
+    """Which backend ranks the candidates."""
+    model: str = "all-MiniLM-L6-v2"
+    """Model name (API model id, hub id or local path); the embedded default is MiniLM."""
+    base_url: str | None = None
+    """OpenAI-compatible server URL (None = the official API); credentials never go here."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key."""
+    embedding_api: bool = False
+    """embedding backend: call an OpenAI-compatible /v1/embeddings endpoint instead of a local model."""
+    temperature: float = 0.0
+    """Sampling temperature (0 = greedy)."""
+    seed: int | None = 0
+    """Decoding seed sent to the server where supported."""
+    max_tokens: int = 256
+    """Completion token limit."""
+    concurrency: int = 16
+    """Requests in flight at once (API backends)."""
+    timeout_s: float = 60.0
+    """Per-request timeout."""
+    max_retries: int = 5
+    """Retries on 429 / 5xx / timeouts, with exponential backoff honouring retry-after."""
+    price_prompt_per_1m: float = 0.0
+    """Money per million prompt tokens (0 = unknown)."""
+    price_completion_per_1m: float = 0.0
+    """Money per million completion tokens."""
+    hf_mode: Literal["score", "generate"] = "score"
+    """hf backend: candidate log-likelihood scoring or free generation then parsing."""
+    device: str = "auto"
+    """hf / embedding: torch device (auto = CUDA when present)."""
+    dtype: str = "auto"
+    """hf: torch dtype (auto, float32, bfloat16, float16)."""
+    batch_size: int = 32
+    """Local backends: requests per forward pass."""
+    noise: float = 0.05
+    """simulated backend: noise of the ranking quality."""
+
+
+@_section
+class CacheConfig:
+    """The persistent answer cache."""
+
+    enabled: bool = True
+    """Wrap the ranker in the SQLite cache."""
+    path: str = "runs/cache.sqlite"
+    """SQLite file shared by runs (answers are keyed by ranker identity + request)."""
+
+
+@_section
+class BudgetConfig:
+    """Spending caps of a run (None = no cap)."""
+
+    max_calls: int | None = None
+    """Uncached ranker calls."""
+    max_tokens: int | None = None
+    """Prompt + completion tokens of uncached calls."""
+    max_cost: float | None = None
+    """Money, from the ranker's price table."""
+
+
+@_section
+class RewardConfig:
+    """Accuracy plus robustness under drift."""
+
+    metric: str = "ndcg@10"
+    """Accuracy metric: ndcg@k, hit@k or mrr."""
+    robust_weight: float = 0.0
+    """w in total = (1 - w) * accuracy + w * robustness (0 = accuracy only)."""
+    views: tuple[str, ...] = ("temporal", "dropout", "popular_negatives")
+    """Drift views scored besides the base view when robust_weight > 0."""
+    aggregate: Literal["mean_std", "worst", "cvar"] = "mean_std"
+    """How per-view scores become the robustness term."""
+    std_penalty: float = 1.0
+    """lambda of mean - lambda * std."""
+    cvar_alpha: float = 0.5
+    """CVaR: mean of the worst alpha share of views."""
+    dropout: float = 0.3
+    """History-dropout view: share of history items removed."""
+    bootstrap: int = 1
+    """Shuffled candidate orders per view, averaged (position-bias control)."""
+
+
+@_section
+class EnvConfig:
+    """The Gymnasium environment."""
+
+    action_space: Literal["discrete", "multidiscrete"] = "discrete"
+    """One action per template, or one per slot."""
+    n_envs: int = 8
+    """Sub-environments of the batched vector env (one ranker call per step for all)."""
+    mask_invalid: bool = True
+    """Expose action masks for templates a user cannot fill."""
+
+
+@_section
+class PolicyConfig:
+    """The LightGCN + MLP policy."""
+
+    kind: Literal["lightgcn_mlp", "mlp"] = "lightgcn_mlp"
+    """Graph embedding + profile statistics, or profile statistics only (the ablation)."""
+    embedding_dim: int = 64
+    """LightGCN embedding size."""
+    n_layers: int = 2
+    """LightGCN propagation layers."""
+    bpr_epochs: int = 200
+    """Maximum BPR pretraining epochs."""
+    bpr_lr: float = 0.01
+    """BPR learning rate."""
+    bpr_batch_size: int = 2048
+    """BPR batch size (positive interactions)."""
+    bpr_patience: int = 10
+    """Early stopping: epochs without a better validation recall@20."""
+    finetune_graph: bool = False
+    """Back-propagate PPO losses into the LightGCN embeddings."""
+    hidden: tuple[int, ...] = (64,)
+    """MLP layers of the features extractor."""
+    pi: tuple[int, ...] = (64,)
+    """Actor head layers."""
+    vf: tuple[int, ...] = (64,)
+    """Critic head layers."""
+    maskable: bool = True
+    """Use sb3-contrib MaskablePPO with the env's action masks."""
+
+
+@_section
+class PPOConfig:
+    """stable-baselines3 PPO hyper-parameters, by their SB3 names."""
+
+    total_timesteps: int = 4096
+    """Environment steps (one user each)."""
+    learning_rate: float = 3e-4
+    """Adam step size."""
+    n_steps: int = 64
+    """Steps per sub-environment per rollout."""
+    batch_size: int = 64
+    """Minibatch size."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    gamma: float = 0.0
+    """Discount; episodes are one step long, so it does not matter."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_range: float = 0.2
+    """PPO clip range."""
+    ent_coef: float = 0.01
+    """Entropy bonus."""
+    vf_coef: float = 0.5
+    """Critic loss weight."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping."""
+    checkpoint_every: int = 1024
+    """Save a resumable checkpoint every this many steps."""
+
+
+@_section
+class EvalConfig:
+    """The evaluation protocol."""
+
+    split: Literal["val", "test"] = "test"
+    """Users the selectors are compared on."""
+    selectors: tuple[str, ...] = (
+        "random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy", "oracle"
+    )
+    """Selectors to compare (names as in the report)."""
+    n_bootstrap: int = 1000
+    """Bootstrap resamples for intervals."""
+    confidence: float = 0.95
+    """Interval coverage."""
+    epsilon: float = 0.1
+    """epsilon-greedy exploration rate."""
+    linucb_alpha: float = 1.0
+    """LinUCB exploration width."""
+
+
+@_section
+class TrackingConfig:
+    """wandb logging."""
+
+    wandb: bool = True
+    """Log to wandb (offline unless mode says otherwise)."""
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    """wandb mode; online needs WANDB_API_KEY in the environment."""
+    project: str = "promptopt"
+    """wandb project."""
+    entity: str | None = None
+    """wandb entity (team); None = default."""
+
+
+@_section
+class ExperimentConfig:
+    """Everything one run needs."""
+
+    name: str = "run"
+    """Run name (run directory prefix)."""
+    seed: int = 0
+    """Seed of splits, candidates, PPO and baselines."""
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    templates: TemplatesConfig = field(default_factory=TemplatesConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+# ---------------------------------------------------------------------- parsing
+
+_SECTIONS: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (SynthConfig, DataConfig, SplitConfig, TemplatesConfig, RankerConfig, CacheConfig,
+                BudgetConfig, RewardConfig, EnvConfig, PolicyConfig, PPOConfig, EvalConfig,
+                TrackingConfig)
+}
+
+
+def config_from_dict(raw: Mapping[str, Any], *, source: str = "config") -> ExperimentConfig:
+    """Validate a nested mapping into an :class:`ExperimentConfig`.
+
+    Raises:
+        ConfigError: One line naming the first bad key path (``ppo.learning_rate``) and why.
+    """
+    import pydantic
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return pydantic.TypeAdapter(ExperimentConfig).validate_python(dict(raw))
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        path = ".".join(str(p) for p in err["loc"])
+        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+            raise ConfigError(f"{source}: unknown key {path!r}{_suggest(path)}") from None
+        got = err.get("input")
+        raise ConfigError(f"{source}: {path}: {err['msg']} (got {got!r})") from None
+
+
+def _suggest(path: str) -> str:
+    """`` (did you mean 'ppo.learning_rate'?)`` or the list of keys of the section."""
+    import difflib
+
+    cls: Any = ExperimentConfig
+    parts = path.split(".")
+    for part in parts[:-1]:
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        nested = _SECTIONS.get(str(fields.get(part, "")))
+        if nested is None:
+            return ""
+        cls = nested
+    names = [f.name for f in dataclasses.fields(cls)]
+    prefix = ".".join([*parts[:-1], ""])
+    close = difflib.get_close_matches(parts[-1], names, n=1)
+    if close:
+        return f" (did you mean {prefix + close[0]!r}?)"
+    return f" (known keys here: {', '.join(names)})"
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML config and apply ``key.path=value`` overrides (the names wandb sweeps pass).
+
+    Raises:
+        ConfigError: Missing or malformed file, unknown key, wrong type.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    raw.setdefault("name", path.stem)
+    return config_from_dict(apply_overrides(raw, overrides), source=str(path))
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``--a.b=value`` / ``a.b=value`` overrides applied.
+
+    Values are parsed as YAML scalars (``3e-4`` is read as a float, ``[64,64]`` as a list).
+    """
+    import copy
+
+    result = copy.deepcopy(dict(raw))
+    for item in overrides:
+        text = item[2:] if item.startswith("--") else item
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like --section.key=value")
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = parse_scalar(value)
+    return result
+
+
+def parse_scalar(value: str) -> Any:
+    """Parse a command-line value: numbers (including ``3e-4``), booleans, null, lists, strings."""
+    import yaml
+
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(number) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+        return number
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A plain nested dict (tuples as lists), ready for YAML / JSON / wandb."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(config)
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"ppo.learning_rate": 3e-4, ...}``: the dotted names sweeps and overrides use."""
+    flat: dict[str, Any] = {}
+    for key, value in (config_to_dict(config) if not isinstance(config, dict) else config).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
