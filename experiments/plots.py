@@ -1,0 +1,162 @@
+"""PNG plots of a run, drawn from the plain dicts in metrics.json (matplotlib Agg, imported lazily).
+
+Each function takes the section of metrics.json it needs and a path, writes one PNG and returns the
+path, or ``None`` when there is nothing to draw (a run without evaluation has no method plot).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curve(curve: Sequence[Mapping[str, float]], path: Path) -> Path | None:
+    """Mean episode reward (and its accuracy / robustness parts) against environment steps."""
+    if not curve:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    steps = [row["step"] for row in curve]
+    for key, label in (("reward", "reward"), ("accuracy", "accuracy"), ("robustness", "robustness")):
+        values = [row.get(key) for row in curve]
+        if any(v is not None for v in values):
+            ax.plot(steps, [float("nan") if v is None else v for v in values], label=label, marker=".")
+    ax.set_xlabel("environment steps (users)")
+    ax.set_ylabel("mean per rollout")
+    ax.set_title("Learning curve")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, plt, path)
+
+
+def template_usage(usage: Mapping[str, Mapping[str, int]], path: Path, *, top: int = 12) -> Path | None:
+    """Stacked bars: share of users in each group that got each template (the ``top`` most used).
+
+    Args:
+        usage: group name (e.g. ``short history``) -> template id -> number of users.
+        path: Output PNG.
+        top: Templates shown individually; the rest are summed into ``other``.
+    """
+    if not usage or not any(usage.values()):
+        return None
+    plt = _pyplot()
+    totals: dict[str, int] = {}
+    for counts in usage.values():
+        for tid, n in counts.items():
+            totals[tid] = totals.get(tid, 0) + int(n)
+    shown = [t for t, _ in sorted(totals.items(), key=lambda kv: -kv[1])[:top]]
+    groups = list(usage)
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(groups) + 2.2))
+    left = [0.0] * len(groups)
+    cmap = plt.get_cmap("tab20")
+    for k, tid in enumerate([*shown, "other"]):
+        shares = []
+        for g in groups:
+            n_group = sum(usage[g].values()) or 1
+            n = (sum(v for t, v in usage[g].items() if t not in shown) if tid == "other"
+                 else usage[g].get(tid, 0))
+            shares.append(n / n_group)
+        if not any(shares):
+            continue
+        ax.barh(groups, shares, left=left, color=cmap(k % 20), label=tid)
+        left = [a + b for a, b in zip(left, shares)]
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of users")
+    ax.set_title("Template chosen by the policy, per user group")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, fontsize=7)
+    return _save(fig, plt, path)
+
+
+def method_metrics(
+    methods: Mapping[str, Mapping[str, Mapping[str, float]]],
+    path: Path,
+    *,
+    metrics: Sequence[str] = ("ndcg@1", "ndcg@5", "ndcg@10", "hit@1", "hit@5", "hit@10", "mrr"),
+) -> Path | None:
+    """Grouped bars with interval whiskers: every method on every metric.
+
+    Args:
+        methods: method -> metric -> ``{"mean", "low", "high"}``.
+        path: Output PNG.
+        metrics: Metrics to draw, in order.
+    """
+    if not methods:
+        return None
+    plt = _pyplot()
+    names = list(methods)
+    metrics = [m for m in metrics if any(m in methods[n] for n in names)]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(metrics) + 2), 3.8))
+    width = 0.8 / max(len(names), 1)
+    for k, name in enumerate(names):
+        xs, means, errs = [], [], [[], []]
+        for j, metric in enumerate(metrics):
+            cell = methods[name].get(metric)
+            if cell is None:
+                continue
+            xs.append(j + (k - (len(names) - 1) / 2) * width)
+            means.append(cell["mean"])
+            errs[0].append(max(cell["mean"] - cell.get("low", cell["mean"]), 0.0))
+            errs[1].append(max(cell.get("high", cell["mean"]) - cell["mean"], 0.0))
+        ax.bar(xs, means, width=width, yerr=errs, capsize=2, label=name)
+    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set_ylabel("mean over test users")
+    ax.set_title("Selectors with 95% bootstrap intervals")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, plt, path)
+
+
+def period_comparison(
+    source: Mapping[str, Mapping[str, float]],
+    target: Mapping[str, Mapping[str, float]],
+    path: Path,
+    *,
+    metric: str = "ndcg@10",
+) -> Path | None:
+    """Each method's ``metric`` in the source period next to the drifted target period.
+
+    Args:
+        source: method -> ``{"mean", "low", "high"}`` for ``metric`` in the source period.
+        target: the same for the target period.
+        path: Output PNG.
+        metric: Name for the axis label.
+    """
+    names = [n for n in source if n in target]
+    if not names:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(names) + 2), 3.6))
+    for offset, (label, cells) in zip((-0.2, 0.2), (("source period", source), ("target period", target))):
+        means = [cells[n]["mean"] for n in names]
+        low = [max(cells[n]["mean"] - cells[n].get("low", cells[n]["mean"]), 0.0) for n in names]
+        high = [max(cells[n].get("high", cells[n]["mean"]) - cells[n]["mean"], 0.0) for n in names]
+        ax.bar([k + offset for k in range(len(names))], means, width=0.4, yerr=[low, high],
+               capsize=2, label=label)
+    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title("Source vs drifted target period")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, plt, path)
+
+
+def _save(fig: Any, plt: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    logger.debug("wrote %s", path)
+    return path

@@ -1,0 +1,459 @@
+"""The prompt book: the versioned ``prompts.json`` of a run, its JSON Schema, and serving from it.
+
+A prompt book records, for every user a run knows, the template the trained selector chose (with
+its action probabilities and the filled prompt of the user's latest task), the global ranking of
+templates, the template catalog, the ranker's identity (never credentials), the dataset, split and
+reward settings, and the evaluation summary. :meth:`PromptBook.load` validates a file against the
+schema shipped next to this module (``prompt_book.schema.json``) and then checks what a schema
+cannot (every template id exists, one probability per template). Loading and serving import
+neither torch nor any RL library.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptopt.errors import PromptBookError
+
+if TYPE_CHECKING:
+    from promptopt.data.interactions import InteractionData
+    from promptopt.llm.types import RankRequest
+    from promptopt.tasks import UserContext
+    from promptopt.templates import CollaborativeHints, PromptTemplate
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1.0"
+"""Version written into new books; books of any ``1.x`` version load."""
+
+SCHEMA_PATH = Path(__file__).with_name("prompt_book.schema.json")
+"""The JSON Schema every prompt book validates against."""
+
+TEMPLATE_FIELDS: tuple[str, ...] = (
+    "id", "name", "text", "slots", "output_format", "index_base", "min_history",
+    "needs_attributes", "needs_ratings", "uses_hints",
+)
+"""The template attributes a book stores (enough to rebuild the template and render it)."""
+
+_SECRET_KEY = re.compile(r"(?i)(api_?key|secret|password|authorization|bearer)")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The prompt book JSON Schema (draft 2020-12)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate(payload: Any, *, source: str = "prompt book") -> None:
+    """Check ``payload`` against the schema and the cross-references a schema cannot express.
+
+    Raises:
+        PromptBookError: One line with the JSON path of the first problem
+            (``prompts.json: $.users[3].template_id: ...``).
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(payload), key=lambda e: (len(e.absolute_path), e.json_path))
+    if errors:
+        err = errors[0]
+        raise PromptBookError(f"{source}: {err.json_path}: {_short(err.message)}")
+    ids = [t["id"] for t in payload["catalog"]["templates"]]
+    known = set(ids)
+    if len(known) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise PromptBookError(f"{source}: $.catalog.templates: template id {dup!r} appears twice")
+    refs: list[tuple[str, str]] = [("$.default_template", payload["default_template"])]
+    refs += [(f"$.global_ranking[{k}].template_id", row["template_id"])
+             for k, row in enumerate(payload["global_ranking"])]
+    refs += [(f"$.users[{k}].template_id", row["template_id"]) for k, row in enumerate(payload["users"])]
+    for path, template_id in refs:
+        if template_id not in known:
+            raise PromptBookError(
+                f"{source}: {path}: template {template_id!r} is not in the catalog "
+                f"(known: {', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''})"
+            )
+    seen: set[str] = set()
+    for k, row in enumerate(payload["users"]):
+        probs = row["action_probabilities"]
+        if probs and len(probs) != len(ids):
+            raise PromptBookError(
+                f"{source}: $.users[{k}].action_probabilities: {len(probs)} values for "
+                f"{len(ids)} templates"
+            )
+        if row["user_id"] in seen:
+            raise PromptBookError(f"{source}: $.users[{k}].user_id: user {row['user_id']!r} appears twice")
+        seen.add(row["user_id"])
+
+
+def _short(message: str, limit: int = 200) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class TemplateScore:
+    """One row of the global template ranking: mean reward over ``n`` scored episodes."""
+
+    template_id: str
+    mean_reward: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class UserChoice:
+    """The template chosen for one user.
+
+    Attributes:
+        user_id: The dataset's raw user id.
+        template_id: The chosen template.
+        probabilities: The selector's probability of each catalog template (catalog order; empty
+            when the selector is deterministic and has none).
+        prompt: The chosen template filled for the user's latest task (``None`` when not stored).
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"other"``.
+    """
+
+    user_id: str
+    template_id: str
+    probabilities: tuple[float, ...] = ()
+    prompt: str | None = None
+    split: str = "other"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "split": self.split,
+            "template_id": self.template_id,
+            "action_probabilities": [float(p) for p in self.probabilities],
+            "prompt": self.prompt,
+        }
+
+
+@dataclass(frozen=True)
+class ServedPrompt:
+    """What :meth:`PromptBook.prompt_for` returns.
+
+    Attributes:
+        user_id: The raw user id asked for.
+        template_id: The template used.
+        prompt: The filled prompt text.
+        request: The ready-to-send request (candidates in the shown order).
+        fallback: True when the user is unknown to the book and the best global template was used.
+    """
+
+    user_id: str
+    template_id: str
+    prompt: str
+    request: RankRequest
+    fallback: bool
+
+
+def template_to_json(template: Any) -> dict[str, Any]:
+    """The stored fields of a :class:`promptopt.templates.PromptTemplate`."""
+    entry: dict[str, Any] = {}
+    for name in TEMPLATE_FIELDS:
+        value = getattr(template, name)
+        entry[name] = dict(value) if name == "slots" else value
+    return entry
+
+
+def scrub_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-safe copy of a ranker identity without any key that could name a credential."""
+    clean: dict[str, Any] = {}
+    for key, value in identity.items():
+        if _SECRET_KEY.search(str(key)):
+            logger.warning("ranker identity key %r looks like a credential; left out of the book", key)
+            continue
+        clean[str(key)] = scrub_identity(value) if isinstance(value, Mapping) else _jsonable(value)
+    return clean
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+class PromptBook:
+    """A validated prompt book. Build one with :meth:`build`, read one with :meth:`load`.
+
+    Example:
+        >>> book = PromptBook.load("runs/quickstart/prompts.json")      # doctest: +SKIP
+        >>> served = book.prompt_for(context, candidates, data)          # doctest: +SKIP
+        >>> served.fallback, served.template_id                         # doctest: +SKIP
+    """
+
+    def __init__(self, payload: Mapping[str, Any], *, source: str = "prompt book") -> None:
+        validate(payload, source=source)
+        self._payload = json.loads(json.dumps(payload))
+        self.source = source
+        self._templates: dict[str, PromptTemplate] = {}
+        self._choices = {
+            row["user_id"]: UserChoice(
+                user_id=row["user_id"],
+                template_id=row["template_id"],
+                probabilities=tuple(row["action_probabilities"]),
+                prompt=row.get("prompt"),
+                split=row.get("split", "other"),
+            )
+            for row in self._payload["users"]
+        }
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(
+        cls,
+        *,
+        run: Mapping[str, Any],
+        ranker_identity: Mapping[str, Any],
+        dataset: Mapping[str, Any],
+        split: Mapping[str, Any],
+        reward: Mapping[str, Any],
+        catalog_name: str,
+        catalog_slots: Mapping[str, Sequence[str]],
+        templates: Sequence[Any],
+        global_ranking: Sequence[TemplateScore],
+        choices: Sequence[UserChoice],
+        evaluation: Mapping[str, Any] | None = None,
+        default_template: str | None = None,
+        created_at: datetime | None = None,
+    ) -> PromptBook:
+        """Assemble and validate a book.
+
+        Args:
+            run: ``name``, ``seed`` and optionally ``selector``.
+            ranker_identity: The ranker's ``identity`` (credential-like keys are dropped).
+            dataset: ``name``, ``n_users``, ``n_items``, ``n_interactions`` (and ``format``).
+            split: ``n_train``, ``n_val``, ``n_test`` and protocol settings.
+            reward: The reward settings (at least ``metric`` and ``robust_weight``).
+            catalog_name: Built-in catalog name or path the templates came from.
+            catalog_slots: Slot name -> option ids (empty for an explicit list).
+            templates: :class:`~promptopt.templates.PromptTemplate` objects (or mappings with
+                :data:`TEMPLATE_FIELDS`), in catalog order.
+            global_ranking: Template scores; sorted best first here.
+            choices: One entry per user.
+            evaluation: The evaluation summary, ``None`` when not evaluated yet.
+            default_template: Served to unknown users; defaults to the top of the global ranking.
+            created_at: Creation time (default: now, UTC).
+
+        Raises:
+            PromptBookError: The assembled book does not validate.
+        """
+        from promptopt import __version__
+
+        entries = [dict(t) if isinstance(t, Mapping) else template_to_json(t) for t in templates]
+        ranking = sorted(
+            global_ranking,
+            key=lambda s: (s.mean_reward is None, -(s.mean_reward or 0.0), -s.n, s.template_id),
+        )
+        if default_template is None:
+            if not ranking:
+                raise PromptBookError("cannot build a prompt book: no template scores and no default")
+            default_template = ranking[0].template_id
+        payload = {
+            "schema_version": SCHEMA_VERSION,
+            "created_at": (created_at or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+            "promptopt_version": __version__,
+            "run": {k: _jsonable(v) for k, v in run.items()},
+            "ranker": scrub_identity(ranker_identity),
+            "dataset": {k: _jsonable(v) for k, v in dataset.items()},
+            "split": {k: _jsonable(v) for k, v in split.items()},
+            "reward": {k: _jsonable(v) for k, v in reward.items()},
+            "catalog": {
+                "name": catalog_name,
+                "slots": {k: list(v) for k, v in catalog_slots.items()},
+                "templates": entries,
+            },
+            "global_ranking": [
+                {"template_id": s.template_id,
+                 "mean_reward": None if s.mean_reward is None else float(s.mean_reward),
+                 "n": int(s.n)}
+                for s in ranking
+            ],
+            "default_template": default_template,
+            "users": [c.to_json() for c in choices],
+            "evaluation": (None if evaluation is None
+                           else json.loads(json.dumps(evaluation, default=_jsonable))),
+        }
+        return cls(payload, source="prompt book")
+
+    @classmethod
+    def load(cls, path: str | Path) -> PromptBook:
+        """Read and validate ``prompts.json``.
+
+        Raises:
+            PromptBookError: Missing file, invalid JSON, or a schema violation (with its JSON path).
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PromptBookError(
+                f"prompt book {path} does not exist (write one with `promptopt export RUN_DIR`)"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PromptBookError(f"cannot read prompt book {path}: {exc}") from None
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PromptBookError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
+        return cls(payload, source=str(path))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the book as indented UTF-8 JSON (atomically: a crash leaves the old file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self._payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep copy of the JSON payload."""
+        return json.loads(json.dumps(self._payload))
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def schema_version(self) -> str:
+        return self._payload["schema_version"]
+
+    @property
+    def created_at(self) -> str:
+        return self._payload["created_at"]
+
+    @property
+    def ranker(self) -> dict[str, Any]:
+        return dict(self._payload["ranker"])
+
+    @property
+    def evaluation(self) -> dict[str, Any] | None:
+        return self._payload["evaluation"]
+
+    @property
+    def template_ids(self) -> tuple[str, ...]:
+        return tuple(t["id"] for t in self._payload["catalog"]["templates"])
+
+    @property
+    def default_template(self) -> str:
+        """The best global template, served to users the book does not know."""
+        return self._payload["default_template"]
+
+    @property
+    def global_ranking(self) -> tuple[TemplateScore, ...]:
+        return tuple(TemplateScore(r["template_id"], r["mean_reward"], r["n"])
+                     for r in self._payload["global_ranking"])
+
+    @property
+    def choices(self) -> Mapping[str, UserChoice]:
+        """Raw user id -> :class:`UserChoice`."""
+        return dict(self._choices)
+
+    def __len__(self) -> int:
+        return len(self._choices)
+
+    def __contains__(self, user_id: object) -> bool:
+        return str(user_id) in self._choices
+
+    def template_for(self, user_id: str | int) -> tuple[str, bool]:
+        """``(template_id, fallback)`` for a raw user id; unknown users get the default template."""
+        choice = self._choices.get(str(user_id))
+        if choice is None:
+            return self.default_template, True
+        return choice.template_id, False
+
+    def template(self, template_id: str) -> PromptTemplate:
+        """The catalog template ``template_id``, rebuilt from the book.
+
+        Raises:
+            PromptBookError: Unknown template id.
+        """
+        if template_id not in self._templates:
+            entry = next((t for t in self._payload["catalog"]["templates"] if t["id"] == template_id), None)
+            if entry is None:
+                raise PromptBookError(
+                    f"{self.source}: template {template_id!r} is not in the catalog; "
+                    f"known: {', '.join(self.template_ids)}"
+                )
+            self._templates[template_id] = _rebuild_template(entry, self.source)
+        return self._templates[template_id]
+
+    # ------------------------------------------------------------------ serving
+    def prompt_for(
+        self,
+        context: UserContext,
+        candidates: Sequence[int],
+        data: InteractionData,
+        *,
+        hints: CollaborativeHints | None = None,
+        sample_id: int = 0,
+    ) -> ServedPrompt:
+        """Fill the template chosen for ``context``'s user with a new context and candidate list.
+
+        Users the book does not know get :attr:`default_template`; the result says so
+        (``fallback=True``) and an INFO line is logged.
+
+        Args:
+            context: The user's current history (``raw_user_id`` picks the template).
+            candidates: Item indices of ``data`` to rank, in the order they will be shown.
+            data: The dataset the item indices refer to (titles, genres).
+            hints: Collaborative hints for templates that use them (``None`` leaves them out).
+            sample_id: Passed to the request (temperature > 0 sampling).
+
+        Raises:
+            PromptBookError: Empty candidate list or an item index outside ``data``.
+        """
+        from promptopt.tasks import RankingTask
+
+        template_id, fallback = self.template_for(context.raw_user_id)
+        if fallback:
+            logger.info("user %r is not in the prompt book: serving the best global template %r",
+                        context.raw_user_id, template_id)
+        shown = tuple(int(c) for c in candidates)
+        if not shown:
+            raise PromptBookError("prompt_for needs at least one candidate item")
+        bad = [c for c in shown if not 0 <= c < data.n_items]
+        if bad:
+            raise PromptBookError(
+                f"prompt_for: candidate item index {bad[0]} is outside 0..{data.n_items - 1} of {data.name}"
+            )
+        # The target is unknown at serving time; templates never show it, but a task needs one.
+        task = RankingTask(
+            task_id=f"{context.raw_user_id}/serve/base",
+            context=context,
+            target=shown[0],
+            candidates=shown,
+        )
+        template = self.template(template_id)
+        request = template.request(task, data, hints, sample_id=sample_id)
+        return ServedPrompt(
+            user_id=context.raw_user_id,
+            template_id=template_id,
+            prompt=request.prompt,
+            request=request,
+            fallback=fallback,
+        )
+
+
+def _rebuild_template(entry: Mapping[str, Any], source: str) -> PromptTemplate:
+    """A :class:`PromptTemplate` from its stored fields (text validated as at catalog load)."""
+    from promptopt.errors import TemplateError
+    from promptopt.templates import PromptTemplate
+
+    fields = {k: entry[k] for k in TEMPLATE_FIELDS if k in entry}
+    try:
+        return PromptTemplate(**fields)
+    except (TemplateError, TypeError, ValueError) as exc:
+        raise PromptBookError(f"{source}: template {entry.get('id')!r} cannot be rebuilt: {exc}") from None
