@@ -1,0 +1,299 @@
+"""Run a wandb sweep file locally and offline with optuna.
+
+The same ``experiments/sweeps/*.yaml`` serves both ways:
+
+* online: ``wandb sweep FILE`` then ``wandb agent ID`` — wandb runs the file's ``command``, passing
+  each parameter as ``--ppo.learning_rate=...`` through ``${args}``;
+* offline: ``promptopt sweep FILE --count N`` — optuna proposes the parameters, each trial is a full
+  train -> evaluate -> export run (logged to wandb offline) in ``SWEEP_DIR/trial-NNN``, and a
+  leaderboard (CSV + markdown) is written after every trial.
+
+wandb's search methods map onto optuna samplers: ``grid`` -> ``GridSampler``, ``random`` ->
+``RandomSampler``, ``bayes`` -> ``TPESampler``. Parameter specs map onto distributions:
+``value`` (fixed), ``values`` (categorical), ``int_uniform``, ``uniform``, ``q_uniform``,
+``log_uniform_values``, ``log_uniform`` (bounds are natural-log exponents, as in wandb),
+``q_log_uniform_values`` (the step is dropped: optuna has no stepped log scale).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptopt.errors import ConfigError, PromptoptError
+
+logger = logging.getLogger(__name__)
+
+_METHODS = ("grid", "random", "bayes")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed wandb sweep file.
+
+    Attributes:
+        name: Sweep name (file stem unless the file has ``name``).
+        method: ``grid``, ``random`` or ``bayes``.
+        metric: Summary key to optimise (``eval/ndcg@10``).
+        goal: ``maximize`` or ``minimize``.
+        parameters: Dotted config path -> wandb parameter spec.
+        fixed: Dotted config path -> value of parameters with a single ``value``.
+        config_path: The experiment config named in ``command`` (``None`` when it names none).
+    """
+
+    name: str
+    method: str
+    metric: str
+    goal: str
+    parameters: Mapping[str, Mapping[str, Any]]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    config_path: str | None = None
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and check a sweep file.
+
+    Raises:
+        ConfigError: Missing file, bad YAML, unknown method, a parameter spec optuna cannot express.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"sweep file {path} does not exist") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"sweep file {path} is not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"sweep file {path} must hold a mapping (program, method, metric, parameters)")
+    method = raw.get("method")
+    if method not in _METHODS:
+        raise ConfigError(f"{path}: method must be one of {', '.join(_METHODS)}, got {method!r}")
+    metric = raw.get("metric") or {}
+    if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
+        raise ConfigError(f"{path}: metric must be a mapping with a name (e.g. eval/ndcg@10)")
+    goal = metric.get("goal", "maximize")
+    if goal not in ("maximize", "minimize"):
+        raise ConfigError(f"{path}: metric.goal must be maximize or minimize, got {goal!r}")
+    params = raw.get("parameters")
+    if not isinstance(params, dict) or not params:
+        raise ConfigError(f"{path}: parameters must map dotted config names to specs")
+    searched: dict[str, Mapping[str, Any]] = {}
+    fixed: dict[str, Any] = {}
+    for name, spec in params.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: parameters.{name} must be a mapping (value, values, min/max)")
+        if "value" in spec:
+            fixed[name] = spec["value"]
+        else:
+            _distribution(name, spec, source=str(path))  # fail at load, not mid-sweep
+            searched[name] = spec
+    if method == "grid":
+        for name, spec in searched.items():
+            if "values" not in spec:
+                raise ConfigError(f"{path}: grid search needs a values list for parameters.{name}")
+    config_path = next(
+        (c for c in raw.get("command", []) or [] if isinstance(c, str) and c.endswith((".yaml", ".yml"))),
+        None,
+    )
+    return SweepSpec(
+        name=str(raw.get("name") or path.stem), method=method, metric=metric["name"], goal=goal,
+        parameters=searched, fixed=fixed, config_path=config_path,
+    )
+
+
+def _distribution(name: str, spec: Mapping[str, Any], *, source: str) -> Any:
+    """The optuna distribution of one wandb parameter spec."""
+    import optuna.distributions as d
+
+    if "values" in spec:
+        values = spec["values"]
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{source}: parameters.{name}.values must be a non-empty list")
+        return d.CategoricalDistribution([_hashable(v) for v in values])
+    kind = spec.get("distribution")
+    if "min" not in spec or "max" not in spec:
+        raise ConfigError(f"{source}: parameters.{name} needs value, values, or min and max")
+    low, high = spec["min"], spec["max"]
+    if kind is None:
+        kind = "int_uniform" if isinstance(low, int) and isinstance(high, int) else "uniform"
+    try:
+        if kind == "int_uniform":
+            return d.IntDistribution(int(low), int(high))
+        if kind == "uniform":
+            return d.FloatDistribution(float(low), float(high))
+        if kind == "q_uniform":
+            return d.FloatDistribution(float(low), float(high), step=float(spec.get("q", 1.0)))
+        if kind in ("log_uniform_values", "q_log_uniform_values"):
+            return d.FloatDistribution(float(low), float(high), log=True)
+        if kind == "log_uniform":
+            return d.FloatDistribution(math.exp(float(low)), math.exp(float(high)), log=True)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: parameters.{name}: {exc}") from None
+    raise ConfigError(
+        f"{source}: parameters.{name}: distribution {kind!r} is not supported locally; use "
+        "values, int_uniform, uniform, q_uniform, log_uniform or log_uniform_values"
+    )
+
+
+def _hashable(value: Any) -> Any:
+    """optuna categorical choices must be None/bool/int/float/str: lists travel as YAML text."""
+    return value if value is None or isinstance(value, (bool, int, float, str)) else format_value(value)
+
+
+def format_value(value: Any) -> str:
+    """A value as wandb writes it into ``--name=value`` (parsed back by the config loader)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def as_overrides(params: Mapping[str, Any]) -> list[str]:
+    """``{"ppo.learning_rate": 3e-4}`` -> ``["--ppo.learning_rate=0.0003"]`` (what ``${args}`` gives)."""
+    return [f"--{k}={format_value(v)}" for k, v in params.items()]
+
+
+def make_sampler(spec: SweepSpec, seed: int) -> Any:
+    """The optuna sampler for the sweep's method."""
+    import optuna
+
+    if spec.method == "grid":
+        return optuna.samplers.GridSampler(
+            {k: [_hashable(v) for v in s["values"]] for k, s in spec.parameters.items()}, seed=seed
+        )
+    if spec.method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One finished (or failed) trial."""
+
+    number: int
+    params: Mapping[str, Any]
+    value: float | None
+    state: str
+    run_dir: str
+    seconds: float
+    error: str = ""
+
+
+TrialFn = Callable[[Sequence[str], Path], Mapping[str, Any]]
+"""Runs one trial from overrides into a run directory and returns its metrics summary."""
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    count: int,
+    output_dir: Path,
+    trial_fn: TrialFn,
+    seed: int = 0,
+) -> list[TrialResult]:
+    """Run ``count`` trials (fewer when a grid is exhausted); write the leaderboard after each.
+
+    A trial that fails with a user error (:class:`PromptoptError`) is recorded as failed and the
+    sweep goes on; any other exception stops the sweep after recording it.
+
+    Returns:
+        The trials in the order they ran.
+    """
+    import optuna
+
+    if count < 1:
+        raise ConfigError(f"--count must be >= 1, got {count}")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per failed trial
+    study = optuna.create_study(
+        study_name=spec.name, sampler=make_sampler(spec, seed),
+        direction="maximize" if spec.goal == "maximize" else "minimize",
+    )
+    dists = {k: _distribution(k, s, source=spec.name) for k, s in spec.parameters.items()}
+    results: list[TrialResult] = []
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    def objective(trial: Any) -> float:
+        params = {**spec.fixed, **{k: _suggest(trial, k, dist) for k, dist in dists.items()}}
+        run_dir = output_dir / f"trial-{trial.number:03d}"
+        logger.info("sweep %s trial %d: %s", spec.name, trial.number, " ".join(as_overrides(params)))
+        start = time.perf_counter()
+        try:
+            summary = trial_fn(as_overrides(params), run_dir)
+            value = summary.get(spec.metric)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(
+                    f"trial {trial.number} did not report the sweep metric {spec.metric!r} "
+                    f"(reported: {', '.join(sorted(summary)[:12])})"
+                )
+        except BaseException as exc:
+            error = str(exc) if isinstance(exc, PromptoptError) else f"{type(exc).__name__}: {exc}"
+            results.append(TrialResult(trial.number, params, None, "failed", str(run_dir),
+                                       time.perf_counter() - start, error))
+            write_leaderboard(spec, results, output_dir)
+            if isinstance(exc, PromptoptError):
+                logger.warning("sweep %s trial %d failed: %s", spec.name, trial.number, exc)
+            raise
+        results.append(TrialResult(trial.number, params, float(value), "complete", str(run_dir),
+                                   time.perf_counter() - start))
+        write_leaderboard(spec, results, output_dir)
+        return float(value)
+
+    # A user error fails that trial only (optuna records it and goes on); anything else stops the
+    # sweep. GridSampler stops the study by itself once every grid point has run.
+    study.optimize(objective, n_trials=count, catch=(PromptoptError,))
+    return results
+
+
+def _suggest(trial: Any, name: str, dist: Any) -> Any:
+    import optuna.distributions as d
+
+    if isinstance(dist, d.CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, d.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def ranked(spec: SweepSpec, results: Sequence[TrialResult]) -> list[TrialResult]:
+    """Completed trials best first, then failed ones."""
+    sign = -1.0 if spec.goal == "maximize" else 1.0
+    return sorted(results, key=lambda r: (r.value is None, sign * (r.value or 0.0), r.number))
+
+
+def write_leaderboard(spec: SweepSpec, results: Sequence[TrialResult], output_dir: Path) -> tuple[Path, Path]:
+    """``leaderboard.csv`` and ``leaderboard.md`` in ``output_dir``, best trial first."""
+    names = sorted({k for r in results for k in r.params})
+    rows = ranked(spec, results)
+    header = ["rank", "trial", spec.metric, "state", *names, "seconds", "run_dir", "error"]
+    csv_path = output_dir / "leaderboard.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for k, r in enumerate(rows, 1):
+            writer.writerow([k, r.number, "" if r.value is None else f"{r.value:.6g}", r.state,
+                             *[format_value(r.params.get(n)) for n in names], f"{r.seconds:.1f}",
+                             r.run_dir, r.error])
+    md = [f"# Sweep `{spec.name}` ({spec.method}, {spec.goal} `{spec.metric}`)", "",
+          "| " + " | ".join(header[:-2]) + " |", "|" + "---|" * (len(header) - 2)]
+    for k, r in enumerate(rows, 1):
+        value = "failed" if r.value is None else f"{r.value:.4f}"
+        md.append("| " + " | ".join([str(k), str(r.number), value, r.state,
+                                     *[format_value(r.params.get(n)) for n in names],
+                                     f"{r.seconds:.0f}"]) + " |")
+    failed = [r for r in rows if r.error]
+    if failed:
+        md += ["", "Failed trials:", ""] + [f"- trial {r.number}: {r.error}" for r in failed]
+    md_path = output_dir / "leaderboard.md"
+    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
+    return csv_path, md_path
