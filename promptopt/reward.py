@@ -1,0 +1,158 @@
+"""The reward: ranking accuracy on the base view plus robustness over drift views (pure functions).
+
+A template is scored on a user's base ranking task and on drift views of it (see
+:mod:`promptopt.drift`). Each view's score is the chosen metric (``ndcg@10`` by default) averaged
+over the view's ``B`` shuffled candidate orders (position-bias control, LLMRank's bootstrapping):
+
+.. math::
+
+    s_v = \\frac{1}{B} \\sum_{b=1}^{B} m(\\text{ranking}_{v,b}, \\text{target}_v)
+
+The robustness term aggregates the scores of **all** views, the base view included (the
+conditions the prompt may face: now and under each drift), so a template that is good on the base
+view but collapses on the drift views is penalised for the spread:
+
+* ``mean_std``: :math:`\\bar s - \\lambda \\cdot \\sigma(s)` (population standard deviation);
+* ``worst``: :math:`\\min_v s_v`;
+* ``cvar``: the mean of the worst :math:`\\lceil \\alpha n \\rceil` scores (at least one).
+
+The total is :math:`(1 - w) \\cdot s_{\\text{base}} + w \\cdot \\text{robustness}`; ``w = 0`` gives
+the accuracy-only ablation, and with no drift views robustness equals the accuracy for every
+aggregate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from promptopt.metrics import metric_fn
+
+AGGREGATES: tuple[str, ...] = ("mean_std", "worst", "cvar")
+"""Names accepted by :func:`robustness_score`."""
+
+BASE_VIEW = "base"
+"""Name of the undisturbed view; its score is the accuracy term."""
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """The reward of one (user, template) and its parts.
+
+    Attributes:
+        total: ``(1 - w) * accuracy + w * robustness``.
+        accuracy: The metric on the base view.
+        robustness: The aggregate over all views' scores (base included).
+        per_view: Score of every view by name (``"base"`` first).
+    """
+
+    total: float
+    accuracy: float
+    robustness: float
+    per_view: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A private copy: the caller's mapping cannot change a frozen breakdown afterwards.
+        object.__setattr__(self, "per_view", dict(self.per_view))
+
+    def to_dict(self) -> dict[str, float | dict[str, float]]:
+        """A JSON-able dict (what the env puts in ``info["reward"]``)."""
+        return {
+            "total": self.total,
+            "accuracy": self.accuracy,
+            "robustness": self.robustness,
+            "per_view": dict(self.per_view),
+        }
+
+
+def view_score(rankings: Sequence[Sequence[int]], target: int, metric: str = "ndcg@10") -> float:
+    """Mean of ``metric`` over a view's rankings (one per shuffled candidate order).
+
+    Args:
+        rankings: ``B >= 1`` rankings of the same candidates, best first.
+        target: The held-out item.
+        metric: ``ndcg@k``, ``hit@k`` or ``mrr`` (see :func:`promptopt.metrics.metric_fn`).
+
+    Raises:
+        ValueError: No ranking, or an unknown metric name.
+    """
+    if len(rankings) == 0:
+        raise ValueError("view_score needs at least one ranking")
+    fn = metric_fn(metric)
+    return float(sum(fn(r, target) for r in rankings) / len(rankings))
+
+
+def accuracy_score(rankings: Sequence[Sequence[int]], target: int, metric: str = "ndcg@10") -> float:
+    """The accuracy term: :func:`view_score` of the base view."""
+    return view_score(rankings, target, metric)
+
+
+def robustness_score(
+    values: Sequence[float],
+    aggregate: str = "mean_std",
+    std_penalty: float = 1.0,
+    cvar_alpha: float = 0.5,
+) -> float:
+    """Aggregate per-view scores into one robustness number.
+
+    Args:
+        values: Scores of every view (base included), at least one.
+        aggregate: ``"mean_std"`` (mean - std_penalty * std), ``"worst"`` (minimum) or ``"cvar"``
+            (mean of the worst ``ceil(cvar_alpha * n)`` values).
+        std_penalty: lambda of ``mean_std`` (>= 0).
+        cvar_alpha: Share of worst views averaged by ``cvar``, in ``(0, 1]``.
+
+    Raises:
+        ValueError: Empty ``values``, unknown aggregate, negative ``std_penalty`` or
+            ``cvar_alpha`` outside ``(0, 1]``.
+    """
+    if len(values) == 0:
+        raise ValueError("robustness_score needs at least one view score")
+    arr = np.asarray(values, dtype=np.float64)
+    if aggregate == "mean_std":
+        if std_penalty < 0:
+            raise ValueError(f"std_penalty must be >= 0, got {std_penalty}")
+        return float(arr.mean() - std_penalty * arr.std())
+    if aggregate == "worst":
+        return float(arr.min())
+    if aggregate == "cvar":
+        if not 0.0 < cvar_alpha <= 1.0:
+            raise ValueError(f"cvar_alpha must be in (0, 1], got {cvar_alpha}")
+        # 1e-9 keeps alpha * n = 2.0000000001 from rounding up to 3 views.
+        worst_n = max(1, math.ceil(cvar_alpha * arr.size - 1e-9))
+        return float(np.sort(arr)[:worst_n].mean())
+    raise ValueError(f"unknown robustness aggregate {aggregate!r}: use one of {', '.join(AGGREGATES)}")
+
+
+def combine(
+    per_view: Mapping[str, float],
+    *,
+    robust_weight: float = 0.0,
+    aggregate: str = "mean_std",
+    std_penalty: float = 1.0,
+    cvar_alpha: float = 0.5,
+) -> RewardBreakdown:
+    """Turn per-view scores into a :class:`RewardBreakdown`.
+
+    Args:
+        per_view: Score of each view; must hold ``"base"`` (the accuracy).
+        robust_weight: ``w`` in ``[0, 1]``.
+        aggregate: See :func:`robustness_score`.
+        std_penalty: See :func:`robustness_score`.
+        cvar_alpha: See :func:`robustness_score`.
+
+    Raises:
+        ValueError: No base view or ``robust_weight`` outside ``[0, 1]``.
+    """
+    if BASE_VIEW not in per_view:
+        raise ValueError(f"per_view must hold the {BASE_VIEW!r} view, got {sorted(per_view)}")
+    if not 0.0 <= robust_weight <= 1.0:
+        raise ValueError(f"robust_weight must be in [0, 1], got {robust_weight}")
+    accuracy = float(per_view[BASE_VIEW])
+    ordered = {BASE_VIEW: accuracy, **{k: float(v) for k, v in per_view.items() if k != BASE_VIEW}}
+    robustness = robustness_score(list(ordered.values()), aggregate, std_penalty, cvar_alpha)
+    total = (1.0 - robust_weight) * accuracy + robust_weight * robustness
+    return RewardBreakdown(total=total, accuracy=accuracy, robustness=robustness, per_view=ordered)
