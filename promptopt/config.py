@@ -271,6 +271,22 @@ class EvalConfig:
     """epsilon-greedy exploration rate."""
     linucb_alpha: float = 1.0
     """LinUCB exploration width."""
+    bandit_steps: int | None = None
+    """Training episodes of the epsilon-greedy and LinUCB baselines (None = ppo.total_timesteps)."""
+    fixed_users: int | None = None
+    """Training users every template is scored on to pick the best fixed template (None = all)."""
+    periods: bool = True
+    """Also compare selectors on each user's source-period and drifted target-period target."""
+
+
+@_section
+class ExportConfig:
+    """What the prompt book (prompts.json) holds."""
+
+    users: Literal["all", "test"] = "all"
+    """Users listed with their chosen template: every user of the split, or the test users only."""
+    prompts: bool = True
+    """Store each listed user's filled prompt (the largest part of the file)."""
 
 
 @_section
@@ -307,6 +323,7 @@ class ExperimentConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 # ---------------------------------------------------------------------- parsing
@@ -315,7 +332,7 @@ _SECTIONS: dict[str, type] = {
     cls.__name__: cls
     for cls in (SynthConfig, DataConfig, SplitConfig, TemplatesConfig, RankerConfig, CacheConfig,
                 BudgetConfig, RewardConfig, EnvConfig, PolicyConfig, PPOConfig, EvalConfig,
-                TrackingConfig)
+                TrackingConfig, ExportConfig)
 }
 
 
