@@ -46,15 +46,49 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != f"experiments.commands.{module_name}":
                 raise
             continue
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)
+        if getattr(module, "ACCEPTS_OVERRIDES", False):
+            command.epilog = (
+                "Any config field can be overridden with --section.key=value, e.g. "
+                "--ppo.learning_rate=3e-4 --reward.robust_weight=0.3 (the names wandb sweeps pass)."
+            )
+            command.set_defaults(_overrides_ok=True)
     return parser
+
+
+def split_overrides(extra: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split unparsed arguments into ``--section.key=value`` overrides and anything else.
+
+    ``--section.key value`` (two tokens) is accepted too and normalised to the ``=`` form.
+    """
+    overrides: list[str] = []
+    rest: list[str] = []
+    items = list(extra)
+    k = 0
+    while k < len(items):
+        item = items[k]
+        name = item[2:].partition("=")[0] if item.startswith("--") else ""
+        if name and "." in name and all(part.isidentifier() for part in name.split(".")):
+            if "=" not in item and k + 1 < len(items) and not items[k + 1].startswith("--"):
+                overrides.append(f"{item}={items[k + 1]}")
+                k += 2
+                continue
+            overrides.append(item if "=" in item else f"{item}=true")
+        else:
+            rest.append(item)
+        k += 1
+    return overrides, rest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    overrides, rest = split_overrides(extra)
+    if rest or (overrides and not getattr(args, "_overrides_ok", False)):
+        parser.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
+    args.overrides = overrides
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -1,0 +1,22 @@
+"""``promptopt estimate CONFIG``: dry run — requests and prompt tokens a config would spend, no call made."""
+
+from __future__ import annotations
+
+import argparse
+
+ACCEPTS_OVERRIDES = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment YAML")
+    parser.add_argument("--sample", type=int, default=200, metavar="N",
+                        help="requests rendered per phase to measure prompt length (default 200)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments.estimate_cost import estimate, format_estimate
+    from promptopt.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    print(format_estimate(estimate(config, sample=args.sample)))
+    return 0

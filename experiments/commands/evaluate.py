@@ -1,0 +1,17 @@
+"""``promptopt evaluate RUN_DIR``: every selector on held-out users; report.md, plots, the table."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by `promptopt train`")
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments import pipeline
+
+    metrics = pipeline.evaluate(args.run_dir)
+    pipeline.print_summary(args.run_dir, metrics)
+    return 0

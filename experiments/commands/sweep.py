@@ -1,0 +1,28 @@
+"""``promptopt sweep FILE --count N``: run a wandb sweep file locally and offline with optuna.
+
+The same file runs online with ``wandb sweep FILE`` and ``wandb agent``. Each trial is a full
+train -> evaluate -> export run in ``SWEEP_DIR/trial-NNN``; ``leaderboard.csv`` and
+``leaderboard.md`` are rewritten after every trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="sweep YAML in wandb's format (experiments/sweeps/)")
+    parser.add_argument("--count", type=int, default=10, help="number of trials (default 10)")
+    parser.add_argument("--config", metavar="CONFIG",
+                        help="experiment YAML (default: the one named in the sweep's command)")
+    parser.add_argument("--output-dir", metavar="DIR",
+                        help="sweep directory (default: runs/sweep-<name>-<time>)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the search sampler")
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments import pipeline
+
+    pipeline.sweep(args.file, count=args.count, config_path=args.config,
+                   output_dir=args.output_dir, seed=args.seed)
+    return 0
