@@ -1,0 +1,220 @@
+"""The hf backend on tiny random causal LMs built in the test (BPE trained on the fly, 2 layers)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from promptopt.errors import RankerError  # noqa: E402
+from promptopt.llm.hf_backend import HFRanker  # noqa: E402
+from promptopt.llm.types import RankRequest  # noqa: E402
+
+_CORPUS = [
+    "You are a movie ranker. Rank the 12 candidates by how well they match the user's taste.",
+    "Watched: The Silent Harbor (2001), Golden Kingdom (1999), Lost River (1987), Iron Summit.",
+    "Answer with the numbers 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 one per line. [3, 1, 2]",
+]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+def _build(folder: Path, arch: str, chat: bool) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_CORPUS * 10, trainer)
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+    if chat:
+        hf_tok.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    if arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+            bos_token_id=1, eos_token_id=2, pad_token_id=3,
+        ))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(
+            vocab_size=len(hf_tok), n_embd=32, n_layer=2, n_head=2, n_positions=512,
+            bos_token_id=1, eos_token_id=2, pad_token_id=3,
+        ))
+    model.save_pretrained(folder)
+    hf_tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf")
+    return {
+        "llama": _build(root / "tiny-llama", "llama", chat=False),
+        "gpt2": _build(root / "tiny-gpt2", "gpt2", chat=False),
+        "chat": _build(root / "tiny-chat", "llama", chat=True),
+    }
+
+
+def _requests() -> list[RankRequest]:
+    texts = [f"The Silent Harbor {j}" for j in range(12)]
+    out = []
+    cases = [(1, "index", 1), (4, "title", 1), (9, "index", 0), (2, "json", 1), (6, "title", 1)]
+    for words, fmt, base in cases:
+        prompt = "You are a movie ranker. " + "Rank the candidates. " * words
+        out.append(RankRequest(
+            messages=(("system", "You are a movie ranker."), ("user", prompt)),
+            candidate_ids=tuple(range(100, 112)), candidate_texts=tuple(texts),
+            output_format=fmt, index_base=base,
+        ))
+    return out
+
+
+def _reference_scores(ranker: HFRanker, request: RankRequest) -> list[float]:
+    """Each candidate's label log-likelihood from one full, unpadded forward pass per candidate."""
+    prompt = ranker._encode(ranker.prompt_text(request))
+    row = []
+    for j in range(len(request.candidate_ids)):
+        label = ranker.tokenizer(ranker.label(request, j), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = ranker.model(torch.tensor([prompt + label])).logits[0]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        row.append(sum(float(logp[len(prompt) - 1 + t, label[t]]) for t in range(len(label))))
+    return row
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_score_batched_equals_unbatched_and_the_full_forward_likelihood(tiny_models, arch) -> None:
+    requests = _requests()
+    batched = HFRanker(str(tiny_models[arch]), mode="score", batch_size=3)
+    single = HFRanker(str(tiny_models[arch]), mode="score", batch_size=1)
+    got = batched.score(requests)
+    one_by_one = [single.score([r])[0] for r in requests]
+    # Multi-token labels (10, 11, 12, titles) go through the shared key/value cache.
+    assert any(len(batched.tokenizer(batched.label(r, j), add_special_tokens=False)["input_ids"]) > 1
+               for r in requests for j in range(12))
+    assert batched._kv_reuse
+    for request, row, alone in zip(requests, got, one_by_one):
+        assert row == pytest.approx(alone, abs=1e-4)
+        assert row == pytest.approx(_reference_scores(single, request), abs=1e-4)
+
+
+def test_score_without_cache_reuse_matches(tiny_models) -> None:
+    requests = _requests()
+    with_cache = HFRanker(str(tiny_models["llama"]), batch_size=4).score(requests)
+    plain = HFRanker(str(tiny_models["llama"]), batch_size=4)
+    plain._kv_reuse = False
+    for a, b in zip(with_cache, plain.score(requests)):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_score_mode_ranks_by_score_with_ties_in_shown_order(tiny_models) -> None:
+    ranker = HFRanker(str(tiny_models["llama"]), batch_size=8)
+    requests = _requests()
+    responses = ranker.rank(requests)
+    for request, response in zip(requests, responses):
+        assert sorted(response.ranking) == sorted(request.candidate_ids)
+        assert response.scores is not None and len(response.scores) == 12
+        by_id = dict(zip(request.candidate_ids, response.scores))
+        ranked_scores = [by_id[c] for c in response.ranking]
+        assert ranked_scores == sorted(ranked_scores, reverse=True)
+        for a, b in zip(response.ranking, response.ranking[1:]):
+            if by_id[a] == by_id[b]:
+                assert request.candidate_ids.index(a) < request.candidate_ids.index(b)
+        assert response.usage.prompt_tokens > 5 and response.parse.complete
+    # index_base 0 shifts every label by one: candidate 0 is scored as "0", not "1".
+    zero = RankRequest.from_prompt("Rank.", [1, 2], ["a", "b"], index_base=0)
+    one = RankRequest.from_prompt("Rank.", [1, 2], ["a", "b"], index_base=1)
+    assert ranker.label(zero, 0) == "0" and ranker.label(one, 0) == "1"
+    assert ranker.score([zero])[0] != ranker.score([one])[0]
+
+
+def test_generate_mode_parses_into_a_valid_permutation(tiny_models) -> None:
+    ranker = HFRanker(str(tiny_models["llama"]), mode="generate", batch_size=2, max_new_tokens=12)
+    requests = _requests()[:3]
+    responses = ranker.rank(requests)
+    assert len(responses) == 3
+    for request, response in zip(requests, responses):
+        assert sorted(response.ranking) == sorted(request.candidate_ids)
+        assert response.parse.found + response.parse.missing == len(request.candidate_ids)
+        assert set(response.unparsed) <= set(request.candidate_ids)
+        assert 0 < response.usage.completion_tokens <= 12
+    # Greedy decoding is deterministic, and batching does not change the text.
+    again = HFRanker(str(tiny_models["llama"]), mode="generate", batch_size=1, max_new_tokens=12)
+    assert [r.raw_text for r in again.rank(requests)] == [r.raw_text for r in responses]
+
+
+def test_chat_template_is_applied_when_the_tokenizer_has_one(tiny_models) -> None:
+    chat = HFRanker(str(tiny_models["chat"]), mode="generate", max_new_tokens=6)
+    plain = HFRanker(str(tiny_models["llama"]), mode="generate", max_new_tokens=6)
+    request = _requests()[0]
+    text = chat.prompt_text(request)
+    assert text.startswith("<s>system: You are a movie ranker.\n<s>user: ") and text.endswith("assistant:")
+    assert plain.prompt_text(request) == request.prompt + "\n"
+    response = chat.rank([request])[0]
+    assert sorted(response.ranking) == sorted(request.candidate_ids)
+    assert chat.identity["chat_template"] is True and plain.identity["chat_template"] is False
+
+
+def test_identity_is_stable_across_folders_and_holds_no_path(tiny_models, tmp_path) -> None:
+    copy = tmp_path / "elsewhere" / "tiny-llama"
+    shutil.copytree(tiny_models["llama"], copy)
+    a = HFRanker(str(tiny_models["llama"])).identity
+    b = HFRanker(str(copy)).identity
+    assert a == b
+    assert a["model"] == "tiny-llama" and a["backend"] == "hf" and a["mode"] == "score"
+    assert str(tmp_path) not in str(a) and str(tiny_models["llama"].parent) not in str(a)
+    gpt2 = HFRanker(str(tiny_models["gpt2"])).identity
+    assert gpt2["config_sha256"] != a["config_sha256"]
+    sampled = HFRanker(str(tiny_models["llama"]), mode="generate", temperature=0.7, seed=3).identity
+    assert sampled["temperature"] == 0.7 and sampled["seed"] == 3
+
+
+def test_sampling_differs_between_sample_ids(tiny_models) -> None:
+    ranker = HFRanker(str(tiny_models["llama"]), mode="generate", temperature=1.5, max_new_tokens=16)
+    base = _requests()[0]
+    texts = set()
+    for sample_id in range(4):
+        request = RankRequest(**{**base.__dict__, "sample_id": sample_id})
+        texts.add(ranker.rank([request])[0].raw_text)
+    assert len(texts) > 1
+    # The same sample id gives the same text again.
+    first = RankRequest(**{**base.__dict__, "sample_id": 0})
+    assert ranker.rank([first])[0].raw_text == ranker.rank([first])[0].raw_text
+
+
+def test_missing_model_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RankerError, match=r"no-such-org/no-such-model.*hf download"):
+        HFRanker("no-such-org/no-such-model")
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    with pytest.raises(RankerError, match="empty-model"):
+        HFRanker(str(empty))
+
+
+def test_bad_arguments_are_rejected(tiny_models) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        HFRanker(str(tiny_models["llama"]), mode="chat")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dtype"):
+        HFRanker(str(tiny_models["llama"]), dtype="int8")
+    with pytest.raises(ValueError, match="batch_size"):
+        HFRanker(str(tiny_models["llama"]), batch_size=0)
