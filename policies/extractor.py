@@ -1,0 +1,195 @@
+"""stable-baselines3 features extractors: LightGCN user embedding + profile statistics -> MLP.
+
+SB3 observations stay flat: the env's ``Box`` observation is ``[user index, *profile stats]``
+(:meth:`promptopt.problem.RecProblem.observation`). The graph lives inside the extractor:
+
+* :class:`LightGCNExtractor` looks the user up in LightGCN embeddings — a frozen buffer computed
+  once by :func:`policies.lightgcn.pretrain_lightgcn` (no propagation per step), or, with
+  ``finetune_graph=True``, the live LightGCN propagated over the training graph so PPO's
+  gradients reach the node embeddings — concatenates the profile statistics, and applies an MLP.
+* :class:`ProfileExtractor` is the ablation without the graph: profile statistics -> MLP.
+
+Both keep their constructor arguments small and serialisable (sizes and a file path), and hold
+embeddings and graph as registered buffers, so a saved SB3 zip restores identical actions
+without the embeddings file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from policies.lightgcn import LightGCNEmbeddings, make_lightgcn
+
+logger = logging.getLogger(__name__)
+
+
+def _mlp(in_dim: int, hidden: Sequence[int]) -> tuple[nn.Module, int]:
+    """``Linear -> ReLU`` per hidden size; returns the module and its output size."""
+    layers: list[nn.Module] = []
+    size = in_dim
+    for width in hidden:
+        if int(width) < 1:
+            raise ValueError(f"hidden layer sizes must be >= 1, got {list(hidden)}")
+        layers += [nn.Linear(size, int(width)), nn.ReLU()]
+        size = int(width)
+    return (nn.Sequential(*layers) if layers else nn.Identity()), size
+
+
+def _profile_size(observation_space: spaces.Space) -> int:
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(
+            f"the policy expects a flat Box observation [user index, *profile stats], got {observation_space}"
+        )
+    if observation_space.shape[0] < 2:
+        raise ValueError(f"observation has {observation_space.shape[0]} entries; expected >= 2")
+    return int(observation_space.shape[0]) - 1
+
+
+class ProfileExtractor(BaseFeaturesExtractor):
+    """Profile statistics only (``obs[:, 1:]``) -> MLP: the no-graph ablation.
+
+    Args:
+        observation_space: The env's ``Box((1 + n_profile,))``.
+        hidden: MLP layer sizes; ``features_dim`` is the last one (the input size when empty).
+
+    Shapes:
+        forward: ``(batch, 1 + n_profile) -> (batch, features_dim)``.
+    """
+
+    def __init__(self, observation_space: spaces.Box, hidden: Sequence[int] = (64,)) -> None:
+        n_profile = _profile_size(observation_space)
+        mlp, out = _mlp(n_profile, hidden)
+        super().__init__(observation_space, out)
+        self.mlp = mlp
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.mlp(observations[:, 1:])
+
+
+class LightGCNExtractor(BaseFeaturesExtractor):
+    """User embedding (LightGCN) ++ profile statistics -> MLP.
+
+    ``features = MLP([LayerNorm(e_u), obs[:, 1:]])`` where ``u = round(obs[:, 0])`` and ``e_u``
+    is the user's LightGCN embedding (LayerNorm puts embeddings of any training scale on the
+    profile statistics' scale).
+
+    Args:
+        observation_space: The env's ``Box((1 + n_profile,))``.
+        n_users: Users in the embedding table (the dataset's user count).
+        embedding_dim: LightGCN embedding size.
+        hidden: MLP layer sizes; ``features_dim`` is the last one.
+        embeddings_path: File written by :meth:`LightGCNEmbeddings.save`, read at construction.
+            When it is ``None`` or missing, the buffers start at zero and must be restored from a
+            saved model's state (what ``PPO.load`` does); :func:`policies.agent.make_agent`
+            refuses to train without the file.
+        finetune_graph: Propagate the live LightGCN on every forward pass so PPO trains the
+            node embeddings, instead of reading the frozen buffer.
+        n_items: Item nodes (fine-tuning only).
+        n_layers: LightGCN layers (fine-tuning only).
+        n_edges: Training edges (fine-tuning only; sizes the graph buffer).
+
+    Shapes:
+        forward: ``(batch, 1 + n_profile) -> (batch, features_dim)``.
+
+    Raises:
+        ValueError: The file's sizes differ from the arguments, or an observation names a user
+            outside ``0..n_users-1``.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        n_users: int,
+        embedding_dim: int = 64,
+        hidden: Sequence[int] = (64,),
+        embeddings_path: str | None = None,
+        finetune_graph: bool = False,
+        n_items: int = 0,
+        n_layers: int = 2,
+        n_edges: int = 0,
+    ) -> None:
+        n_profile = _profile_size(observation_space)
+        mlp, out = _mlp(embedding_dim + n_profile, hidden)
+        super().__init__(observation_space, out)
+        self.n_users = int(n_users)
+        self.finetune_graph = bool(finetune_graph)
+        self.norm = nn.LayerNorm(embedding_dim)
+        self.mlp = mlp
+        loaded = self._read(embeddings_path)
+        if loaded is not None:
+            expected = (n_users, embedding_dim) + ((n_items, n_layers, n_edges) if finetune_graph else ())
+            found = (loaded.n_users, loaded.embedding_dim) + (
+                (loaded.n_items, loaded.n_layers, int(loaded.edges.shape[1])) if finetune_graph else ()
+            )
+            if expected != found:
+                raise ValueError(
+                    f"{embeddings_path} holds sizes {found} but the extractor was given {expected} "
+                    "(n_users, embedding_dim[, n_items, n_layers, n_edges]): build it with make_agent"
+                )
+        if finetune_graph:
+            self.gcn = make_lightgcn(n_users + n_items, embedding_dim, n_layers)
+            self.register_buffer("edges", torch.zeros(2, n_edges, dtype=torch.long))
+            if loaded is not None:
+                with torch.no_grad():
+                    self.gcn.embedding.weight.copy_(loaded.node_weights)
+                self.edges.copy_(loaded.edges)
+            self.n_items = int(n_items)
+            self._adjacency: torch.Tensor | None = None
+        else:
+            table = torch.zeros(n_users, embedding_dim)
+            if loaded is not None:
+                table = loaded.user_embeddings.float()
+            self.register_buffer("user_embeddings", table.clone())
+
+    @staticmethod
+    def _read(path: str | None) -> LightGCNEmbeddings | None:
+        if path is None:
+            return None
+        if not Path(path).is_file():
+            logger.info("embeddings file %s not found: user embeddings come from the saved model state", path)
+            return None
+        return LightGCNEmbeddings.load(path)
+
+    def adjacency(self) -> torch.Tensor:
+        """The normalised training graph (fine-tuning), rebuilt from the ``edges`` buffer once."""
+        if self._adjacency is None or self._adjacency.device != self.edges.device:
+            from policies.graph import InteractionGraph
+
+            edges = self.edges.cpu().numpy()
+            graph = InteractionGraph(self.n_users, self.n_items, edges[0], edges[1], edges[0] * 0 - 1)
+            self._adjacency = graph.normalized_adjacency().to(self.edges.device)
+        return self._adjacency
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # A restored ``edges`` buffer invalidates the cached adjacency.
+        self._adjacency = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def user_index(self, observations: torch.Tensor) -> torch.Tensor:
+        """``obs[:, 0]`` as long user indices, checked against the table. Shapes: ``(B, ·) -> (B,)``."""
+        users = observations[:, 0].round().long()
+        if users.numel() and (int(users.min()) < 0 or int(users.max()) >= self.n_users):
+            bad = users[(users < 0) | (users >= self.n_users)][0]
+            raise ValueError(
+                f"observation names user index {int(bad)}, outside 0..{self.n_users - 1}: the "
+                "embeddings were pretrained on another dataset"
+            )
+        return users
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """LightGCN embeddings of ``users``. Shapes: ``(B,) -> (B, embedding_dim)``."""
+        if self.finetune_graph:
+            return self.gcn.get_embedding(self.adjacency())[users]
+        return self.user_embeddings[users]
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        users = self.user_index(observations)
+        x = torch.cat([self.norm(self.user_vectors(users)), observations[:, 1:]], dim=1)
+        return self.mlp(x)
