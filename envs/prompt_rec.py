@@ -1,0 +1,230 @@
+"""``PromptRecEnv``: pick a hard-prompt template for one user; the frozen ranker's accuracy is the reward."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from promptopt.errors import ConfigError
+from promptopt.llm.types import Ranker
+from promptopt.problem import Outcome, RecProblem
+from promptopt.profile import PROFILE_FEATURES
+
+ActionSpaceKind = Literal["discrete", "multidiscrete"]
+
+
+class PromptRecEnv(gym.Env[np.ndarray, Any]):
+    """A contextual bandit: each episode is one user; the action is the prompt template to send.
+
+    ## Description
+
+    A frozen black-box ranker (an LLM behind an OpenAI-compatible API, a local transformers
+    model, a text-embedding model or the simulator) orders a user's candidate items when given a
+    prompt. The agent picks which template of the catalog fills that prompt for the user. The
+    ranker is called on the user's ranking task (and its drift views), and the reward is the
+    ranking accuracy plus robustness under drift. All tasks, prompts and rewards come from
+    :class:`promptopt.problem.RecProblem`, so the env, the baselines and the evaluation agree.
+
+    ## Action Space
+
+    ``Discrete(n_templates)``: the template index in the catalog. With
+    ``action_space="multidiscrete"`` (slot catalogs only): ``MultiDiscrete`` with one component per
+    slot (``role``, ``history``, ``reasoning``, ``output``), each the option index; a combination
+    that is not in the catalog is an invalid action.
+
+    ## Observation Space
+
+    ``Box(shape=(1 + 10,), dtype=float32)``:
+
+    | Num | Observation       | Min | Max         | Meaning                                             |
+    |-----|-------------------|-----|-------------|-----------------------------------------------------|
+    | 0   | user index        | 0   | n_users - 1 | contiguous user index (policies embed it, e.g. LightGCN) |
+    | 1   | history_length    | 0   | 1           | ``log(1 + n) / log(501)``                           |
+    | 2   | genre_entropy     | 0   | 1           | genre entropy of the history / ``log(n_genres)``    |
+    | 3   | top_genre_share   | 0   | 1           | share of the most frequent genre                    |
+    | 4   | mean_rating       | 0   | 1           | ``(mean - 1) / 4`` (0.5 without ratings)            |
+    | 5   | liked_share       | 0   | 1           | share of ratings >= 4 (0.5 without ratings)         |
+    | 6   | taste_shift       | 0   | 1           | ``1 - cos(genres of last 10, genres before)``       |
+    | 7   | activity_span     | 0   | 1           | ``log(1 + days) / log(3651)``                       |
+    | 8   | mainstreamness    | 0   | 1           | mean log-popularity of the history (training counts)|
+    | 9   | recent_activity   | 0   | 1           | share of the history in the last 10% of its span    |
+    | 10  | has_attributes    | 0   | 1           | 1 when age / gender / occupation are known          |
+
+    The statistics describe the history the episode's prompt is filled from (see
+    :class:`promptopt.profile.ProfileEncoder`); nothing about the held-out target.
+
+    ## Rewards
+
+    ``total = (1 - w) * accuracy + w * robustness`` (:mod:`promptopt.reward`): accuracy is the
+    configured metric (NDCG@10 by default) on the base task; robustness aggregates the metric over
+    the base task and its drift views (mean - lambda * std, worst case or CVaR). Each view may be
+    scored on B shuffled candidate orders and averaged. An invalid action (a template the user
+    cannot fill, or a slot combination outside the catalog) earns 0 and calls nothing.
+
+    ## Starting State
+
+    A user drawn uniformly from the pool (``users``) with ``self.np_random``; ``options={"user": u}``
+    picks the user.
+
+    ## Episode End
+
+    Terminated after one step (a contextual bandit); never truncated.
+
+    ## Info
+
+    ``reset``: ``user``, ``action_mask``. ``step``: ``user``, ``template`` (index),
+    ``template_id``, ``template_name``, ``reward`` (total / accuracy / robustness / per_view),
+    ``metrics`` (every metric of every view), ``period``, ``calls``, ``usage``
+    (prompt / completion tokens), ``cache_hit`` (every answer came from the cache), ``parse``
+    (found / duplicates / hallucinated / missing), ``invalid_action``, ``action_mask``.
+
+    ## Arguments
+
+    * ``problem``: the :class:`~promptopt.problem.RecProblem` (data, split, catalog, reward).
+    * ``ranker``: any :class:`~promptopt.llm.types.Ranker` (wrap it in ``CachedRanker``).
+    * ``users``: ``"train"``, ``"val"``, ``"test"`` or explicit user indices.
+    * ``action_space``: ``"discrete"`` or ``"multidiscrete"``.
+    * ``render_mode``: ``None`` or ``"ansi"`` (a one-line description of the last step).
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        problem: RecProblem,
+        ranker: Ranker,
+        *,
+        users: str | Sequence[int] | np.ndarray = "train",
+        action_space: ActionSpaceKind = "discrete",
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.problem = problem
+        self.ranker = ranker
+        self.render_mode = render_mode
+        pool = problem.pool(users) if isinstance(users, str) else np.asarray(users, dtype=np.int64)
+        if pool.size == 0:
+            raise ValueError(f"the user pool {users!r} is empty: use a split with users")
+        self.pool = np.asarray(pool, dtype=np.int64)
+        n_users = problem.data.n_users
+        low = np.zeros(problem.obs_dim, dtype=np.float32)
+        high = np.ones(problem.obs_dim, dtype=np.float32)
+        high[0] = max(n_users - 1, 1)
+        self.observation_space = spaces.Box(low=low, high=high, dtype=np.float32)
+        catalog = problem.catalog
+        self.action_kind = action_space
+        if action_space == "discrete":
+            self.action_space = spaces.Discrete(problem.n_templates)
+            self._slot_vectors = None
+        elif action_space == "multidiscrete":
+            slots = catalog.slots
+            if not slots:
+                raise ConfigError(
+                    "env.action_space 'multidiscrete' needs a slot catalog; this catalog lists "
+                    "templates explicitly: use env.action_space: discrete"
+                )
+            self.action_space = spaces.MultiDiscrete([len(options) for options in slots.values()])
+            self._slot_vectors = np.array(
+                [catalog.slot_vector(i) for i in range(problem.n_templates)], dtype=np.int64
+            )
+            self._slot_sizes = [len(options) for options in slots.values()]
+        else:
+            raise ConfigError(f"env.action_space must be 'discrete' or 'multidiscrete', got {action_space!r}")
+        assert len(PROFILE_FEATURES) + 1 == problem.obs_dim
+        self._user: int | None = None
+        self._last: str = ""
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if options and "user" in options:
+            self._user = int(options["user"])
+        else:
+            self._user = int(self.pool[self.np_random.integers(self.pool.size)])
+        return self.problem.observation(self._user).copy(), {
+            "user": self._user,
+            "action_mask": self.problem.action_mask(self._user).copy(),
+        }
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        user, template = self.plan(action)
+        if template is None:
+            outcome = self.problem.invalid_outcome(user, -1)
+        else:
+            outcome = self.problem.run([user], [template], self.ranker)[0]
+            assert outcome is not None  # the episode row always exists
+        return self.finish(outcome)
+
+    def render(self) -> str | None:
+        return self._last if self.render_mode == "ansi" else None
+
+    # ------------------------------------------------------------------ masks
+    def action_masks(self) -> np.ndarray:
+        """Valid actions for the current user (sb3-contrib MaskablePPO reads this).
+
+        Discrete: ``(n_templates,)`` bool. MultiDiscrete: the per-slot option masks concatenated
+        (an option is allowed when some valid template uses it; per-dimension masks cannot
+        express the joint constraint, so an allowed combination may still be invalid).
+        """
+        if self._user is None:
+            raise gym.error.ResetNeeded("call reset() before action_masks()")
+        mask = self.problem.action_mask(self._user)
+        if self._slot_vectors is None:
+            return mask.copy()
+        valid = self._slot_vectors[mask]
+        parts = [np.isin(np.arange(size), valid[:, s]) for s, size in enumerate(self._slot_sizes)]
+        return np.concatenate(parts)
+
+    # ------------------------------------------------------------------ batched stepping
+    def plan(self, action: Any) -> tuple[int, int | None]:
+        """The current user and the template ``action`` names (``None``: not in the catalog)."""
+        if self._user is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if self._slot_vectors is None:
+            template = int(np.asarray(action).reshape(()))
+            if not 0 <= template < self.problem.n_templates:
+                raise ValueError(f"action must be in 0..{self.problem.n_templates - 1}, got {action!r}")
+            return self._user, template
+        found = self.problem.catalog.from_slot_vector(tuple(int(a) for a in np.asarray(action).ravel()))
+        return self._user, None if found is None else int(found)
+
+    def finish(self, outcome: Outcome) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Turn the ranker's scored outcome of :meth:`plan` into the step's return values."""
+        user = self._user
+        assert user is not None
+        template_id = template_name = None
+        if outcome.template >= 0:
+            template = self.problem.catalog[outcome.template]
+            template_id, template_name = template.id, template.name
+        info: dict[str, Any] = {
+            "user": user,
+            "template": outcome.template,
+            "template_id": template_id,
+            "template_name": template_name,
+            "reward": outcome.reward.to_dict(),
+            "metrics": outcome.metrics,
+            "period": outcome.period,
+            "calls": outcome.calls,
+            "usage": {"prompt_tokens": outcome.usage.prompt_tokens,
+                      "completion_tokens": outcome.usage.completion_tokens},
+            "cache_hit": outcome.calls > 0 and outcome.cached == outcome.calls,
+            "parse": {"found": outcome.parse.found, "duplicates": outcome.parse.duplicates,
+                      "hallucinated": outcome.parse.hallucinated, "missing": outcome.parse.missing},
+            "invalid_action": not outcome.valid,
+            "action_mask": self.problem.action_mask(user).copy(),
+        }
+        if self.render_mode == "ansi":
+            self._last = (f"user {self.problem.data.user_ids[user]}: template {template_id} -> "
+                          f"reward {outcome.reward.total:.4f}")
+        return self.problem.observation(user).copy(), float(outcome.reward.total), True, False, info
