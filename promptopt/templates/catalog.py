@@ -1,0 +1,456 @@
+"""The action catalog: prompt templates loaded from YAML, listed or composed from RPP's slots."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from promptopt.errors import TemplateError
+from promptopt.templates.fields import distinct_positions, liked_count
+from promptopt.templates.schema import SLOT_NAMES, check_unique, option_location, validate_catalog
+from promptopt.templates.syntax import FieldRef, parse_text, unparse
+from promptopt.templates.template import PromptTemplate, canonical_text
+
+if TYPE_CHECKING:
+    from promptopt.tasks import UserContext
+    from promptopt.templates.hints import CollaborativeHints
+
+BUILTIN_CATALOGS: tuple[str, ...] = ("movies", "music")
+"""Catalog names shipped in ``promptopt/templates/catalogs/``."""
+
+DEFAULT_LAYOUT = (
+    "{role}\n{history}\nNow there are {n_candidates} candidates:\n{candidates}\n{reasoning}\n{output}"
+)
+"""Layout of a slot catalog without its own ``layout``."""
+
+_OPTION_SETTINGS = ("candidates", "output_format", "index_base")
+
+
+class TemplateCatalog:
+    """An ordered, immutable collection of :class:`PromptTemplate` (the policy's actions).
+
+    Build one with :meth:`load` (a built-in name or a YAML path) or :meth:`from_dict`. A slot
+    catalog's templates are the product ``role x history x reasoning x output`` (RPP's four
+    sentence patterns) in the order the options are written, with ids like
+    ``expert.recent10.none.index``; ``include`` (or the file's ``default_include``) keeps the
+    templates whose id matches one of its glob patterns.
+
+    Args:
+        templates: The templates, in action order.
+        name: Catalog name.
+        slot_options: Slot name -> option ids in declaration order (slot catalogs); only options
+            used by a kept template appear in :attr:`slots`.
+        source: Where the catalog came from (a path or a built-in name).
+    """
+
+    def __init__(
+        self,
+        templates: Sequence[PromptTemplate],
+        *,
+        name: str = "custom",
+        slot_options: Mapping[str, Sequence[str]] | None = None,
+        source: str = "",
+    ) -> None:
+        if not templates:
+            raise TemplateError(f"catalog {name!r} has no templates")
+        self.name = name
+        self.source = source or name
+        self._templates = tuple(templates)
+        check_unique([t.id for t in self._templates], self.source)
+        self._index = {t.id: k for k, t in enumerate(self._templates)}
+        self._slots: dict[str, tuple[str, ...]] = {}
+        if slot_options is None:
+            slot_options = _common_slots(self._templates)
+        if slot_options:
+            for slot, options in slot_options.items():
+                used = {t.slots.get(slot) for t in self._templates}
+                self._slots[slot] = tuple(o for o in options if o in used)
+            for t in self._templates:
+                if set(t.slots) != set(self._slots) or any(
+                    t.slots[s] not in self._slots[s] for s in self._slots
+                ):
+                    raise TemplateError(
+                        f"{self.source}: template {t.id!r} has slots {dict(t.slots)} that do not match the "
+                        f"catalog's slots {list(self._slots)}"
+                    )
+        self._vectors = [
+            tuple(self._slots[s].index(t.slots[s]) for s in self._slots) for t in self._templates
+        ]
+        self._by_vector = {v: k for k, v in enumerate(self._vectors)}
+        self._min_history = np.array([t.min_history for t in self._templates], dtype=np.int64)
+        self._min_liked = np.array([t.min_liked for t in self._templates], dtype=np.int64)
+        self._needs_ratings = np.array([t.needs_ratings for t in self._templates])
+        self._needs_attributes = np.array([t.needs_attributes for t in self._templates])
+        self._uses_hints = np.array([t.uses_hints for t in self._templates])
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls, name_or_path: str | Path, *, include: Sequence[str] = (), max_history: int = 50
+    ) -> TemplateCatalog:
+        """Load a built-in catalog (``"movies"``, ``"music"``) or a catalog YAML file.
+
+        Args:
+            name_or_path: Built-in name or path.
+            include: Glob patterns on template ids (``"expert.*.none.index"``); keeps templates
+                matching any of them. Empty: the file's ``default_include``, else every template.
+            max_history: Cap on history items any field lists (``{recent_titles:50}`` lists at
+                most this many and needs at most this many).
+
+        Raises:
+            TemplateError: Unknown name, unreadable or invalid file (the message names the
+                template id and the field), or an include pattern that matches nothing.
+        """
+        text, source = _read_catalog(name_or_path)
+        return cls.from_dict(_parse_yaml(text, source), source=source, include=include,
+                             max_history=max_history)
+
+    @classmethod
+    def from_dict(
+        cls,
+        raw: Mapping[str, Any],
+        *,
+        source: str = "catalog",
+        include: Sequence[str] = (),
+        max_history: int = 50,
+    ) -> TemplateCatalog:
+        """Build a catalog from a parsed YAML mapping (see :meth:`load` for the arguments)."""
+        if isinstance(max_history, bool) or not isinstance(max_history, int) or max_history < 1:
+            raise TemplateError(f"max_history must be an integer >= 1, got {max_history!r}")
+        if isinstance(include, str):
+            include = (include,)
+        validate_catalog(raw, source)
+        patterns = tuple(include) or tuple(raw.get("default_include", ()))
+        if "templates" in raw:
+            entries = raw["templates"]
+            check_unique([e["id"] for e in entries], source)
+            ids = _filter_ids([e["id"] for e in entries], patterns, source)
+            keep = set(ids)
+            templates = [_listed(e, max_history, source) for e in entries if e["id"] in keep]
+            return cls(templates, name=raw["name"], source=source)
+        composer = _Composer(raw, max_history, source)
+        ids = _filter_ids(composer.ids, patterns, source)
+        return cls([composer.template(tid) for tid in ids], name=raw["name"],
+                   slot_options=composer.options, source=source)
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self._templates)
+
+    def __iter__(self) -> Iterator[PromptTemplate]:
+        return iter(self._templates)
+
+    def __getitem__(self, key: int | str) -> PromptTemplate:
+        """The template at action index ``key`` (or with id ``key``)."""
+        if isinstance(key, str):
+            return self._templates[self.index_of(key)]
+        return self._templates[key]
+
+    def __contains__(self, template_id: object) -> bool:
+        return template_id in self._index
+
+    def __repr__(self) -> str:
+        return f"TemplateCatalog({self.name!r}, {len(self)} templates)"
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(t.id for t in self._templates)
+
+    def index_of(self, template_id: str) -> int:
+        """Action index of ``template_id``.
+
+        Raises:
+            TemplateError: Unknown id; the message suggests the closest ids.
+        """
+        index = self._index.get(template_id)
+        if index is None:
+            raise TemplateError(
+                f"{self.source}: unknown template {template_id!r}{suggest(template_id, self.ids)}"
+            )
+        return index
+
+    @property
+    def slots(self) -> dict[str, tuple[str, ...]]:
+        """Slot name -> option ids used by this catalog's templates (empty for a listed catalog)."""
+        return dict(self._slots)
+
+    def slot_vector(self, index: int) -> tuple[int, ...]:
+        """Option index per slot (in :attr:`slots` order) of template ``index``; ``()`` when listed."""
+        return self._vectors[index]
+
+    def from_slot_vector(self, vector: Sequence[int]) -> int | None:
+        """The template index with these slot option indices, or ``None`` if it is not in the catalog.
+
+        Raises:
+            ValueError: Wrong length, or an option index out of range.
+        """
+        vec = tuple(int(v) for v in vector)
+        sizes = [len(o) for o in self._slots.values()]
+        if len(vec) != len(sizes) or any(not 0 <= v < n for v, n in zip(vec, sizes)):
+            raise ValueError(f"slot vector {list(vec)} does not fit slot sizes {sizes}")
+        return self._by_vector.get(vec)
+
+    # ------------------------------------------------------------------ masks
+    def valid_mask(self, ctx: UserContext, *, hints: bool | CollaborativeHints = True) -> np.ndarray:
+        """``bool (len(catalog),)``: the templates ``ctx``'s user can fill.
+
+        A template is masked when the user has fewer distinct history items than it lists, no
+        ratings (or no liked item) for rating fields, no attributes for ``{user_attributes}``,
+        or when it uses collaborative hints and ``hints`` is ``False`` (a
+        :class:`~promptopt.templates.hints.CollaborativeHints` also masks hints that have nothing
+        for this user). :meth:`PromptTemplate.missing` says why.
+        """
+        n = len(distinct_positions(ctx.items))
+        mask = self._min_history <= n
+        if self._needs_ratings.any() and not any(math.isfinite(r) for r in ctx.ratings):
+            mask &= ~self._needs_ratings
+        if self._min_liked.any():
+            mask &= self._min_liked <= liked_count(ctx)
+        if not ctx.attributes:
+            mask &= ~self._needs_attributes
+        if hints is False:
+            mask &= ~self._uses_hints
+        elif not isinstance(hints, bool) and self._uses_hints.any():
+            available = hints.available(ctx)
+            for k, t in enumerate(self._templates):
+                if t.hint_kinds and not t.hint_kinds <= available:
+                    mask[k] = False
+        return mask
+
+    # ------------------------------------------------------------------ export
+    def to_dict(self) -> dict[str, Any]:
+        """The catalog as a listed catalog mapping; :meth:`from_dict` rebuilds the same templates."""
+        return {"name": self.name, "templates": [t.to_dict() for t in self._templates]}
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (hex, first 16) of the templates' ids, texts and formats: changes when any prompt does."""
+        payload = json.dumps(self.to_dict()["templates"], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------- helpers
+def suggest(value: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, or a few known values."""
+    close = difflib.get_close_matches(value, known, n=3, cutoff=0.5)
+    if close:
+        return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+    shown = ", ".join(known[:5])
+    return f" (known: {shown}{' ...' if len(known) > 5 else ''})"
+
+
+def _read_catalog(name_or_path: str | Path) -> tuple[str, str]:
+    name = str(name_or_path)
+    if name in BUILTIN_CATALOGS:
+        ref = resources.files("promptopt.templates").joinpath("catalogs", f"{name}.yaml")
+        return ref.read_text(encoding="utf-8"), name
+    path = Path(name_or_path)
+    if not path.exists():
+        raise TemplateError(
+            f"unknown template catalog {name!r}: use a built-in name ({', '.join(BUILTIN_CATALOGS)}) "
+            "or the path of a catalog YAML file"
+        )
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read template catalog {path}: {exc}") from None
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """Rejects a mapping key given twice (plain YAML silently keeps the last)."""
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise TemplateError(
+                    f"{source}: line {key_node.start_mark.line + 1}: key {key!r} appears twice"
+                )
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise TemplateError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+
+
+def _filter_ids(ids: Sequence[str], patterns: Sequence[str], source: str) -> list[str]:
+    if not patterns:
+        return list(ids)
+    keep = []
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise TemplateError(f"{source}: include patterns must be non-empty strings, got {pattern!r}")
+        if not any(fnmatch.fnmatchcase(tid, pattern) for tid in ids):
+            raise TemplateError(
+                f"{source}: include pattern {pattern!r} matches no template id{suggest(pattern, list(ids))}"
+            )
+    for tid in ids:
+        if any(fnmatch.fnmatchcase(tid, p) for p in patterns):
+            keep.append(tid)
+    return keep
+
+
+def _listed(entry: Mapping[str, Any], max_history: int, source: str) -> PromptTemplate:
+    tid = entry["id"]
+    try:
+        text = canonical_text(entry["text"], max_history=max_history, where=f"template {tid!r}")
+        return PromptTemplate(
+            id=tid,
+            name=entry.get("name", ""),
+            text=text,
+            slots=entry.get("slots", {}),
+            output_format=entry.get("output_format", "index"),
+            index_base=entry.get("index_base", 1),
+            min_history=min(entry.get("min_history", 0), max_history),
+        )
+    except TemplateError as exc:
+        raise TemplateError(f"{source}: {exc}") from None
+
+
+def _common_slots(templates: Sequence[PromptTemplate]) -> dict[str, list[str]]:
+    """Slot options of listed templates that all carry the same slot names (a saved slot catalog)."""
+    names = tuple(templates[0].slots)
+    if not names or any(tuple(t.slots) != names for t in templates):
+        return {}
+    options: dict[str, list[str]] = {n: [] for n in names}
+    for t in templates:
+        for n in names:
+            if t.slots[n] not in options[n]:
+                options[n].append(t.slots[n])
+    return options
+
+
+class _Composer:
+    """Validates a slot catalog's layout and options, and composes templates by id."""
+
+    def __init__(self, raw: Mapping[str, Any], max_history: int, source: str) -> None:
+        self.source = source
+        self.max_history = max_history
+        self.options: dict[str, tuple[str, ...]] = {s: tuple(raw["slots"][s]) for s in SLOT_NAMES}
+        self.texts: dict[tuple[str, str], str] = {}
+        self.settings: dict[tuple[str, str], dict[str, Any]] = {}
+        self.names: dict[tuple[str, str], str] = {}
+        for slot in SLOT_NAMES:
+            for option, value in raw["slots"][slot].items():
+                spec = {"text": value} if isinstance(value, str) else dict(value)
+                where = option_location(slot, option)
+                text = spec["text"].strip()
+                try:
+                    text = canonical_text(text, max_history=max_history, where=where)
+                except TemplateError as exc:
+                    raise TemplateError(f"{source}: {exc}") from None
+                self.texts[slot, option] = text
+                self.names[slot, option] = spec.get("name", option)
+                self.settings[slot, option] = {k: spec[k] for k in _OPTION_SETTINGS if k in spec}
+        layout = raw.get("layout", DEFAULT_LAYOUT).strip()
+        layout = canonical_text(layout, max_history=max_history, where=f"{source}: layout",
+                                allowed=frozenset(SLOT_NAMES))
+        self.lines = [parse_text(line) for line in layout.split("\n")]
+        for slot in SLOT_NAMES:
+            count = sum(1 for line in self.lines for s in line if s == FieldRef(slot))
+            if count != 1:
+                raise TemplateError(
+                    f"{source}: layout must hold {{{slot}}} exactly once (found {count}); otherwise the "
+                    f"chosen {slot} sentence would not reach the prompt"
+                )
+        self._check_settings()
+        self._check_candidates()
+        self.ids = [".".join(combo) for combo in itertools.product(*self.options.values())]
+
+    def _check_settings(self) -> None:
+        """Two slots that both set ``output_format`` (etc.) would conflict in some template."""
+        for key in _OPTION_SETTINGS:
+            setters = {slot: option for (slot, option), s in self.settings.items() if key in s}
+            if len(setters) > 1:
+                example = ".".join(setters.get(s, self.options[s][0]) for s in SLOT_NAMES)
+                raise TemplateError(
+                    f"{self.source}: template {example!r}: field {key!r} is set by options of "
+                    f"{len(setters)} slots ({', '.join(setters)}); set it in one slot only"
+                )
+
+    def _check_candidates(self) -> None:
+        """Every composed template must list the candidates exactly once."""
+        in_layout = sum(_count_candidates(line) for line in self.lines)
+        counts = {key: _count_candidates(parse_text(text)) for key, text in self.texts.items()}
+        for pick in (min, max):
+            chosen = {s: pick(self.options[s], key=lambda o, s=s: counts[s, o]) for s in SLOT_NAMES}
+            total = in_layout + sum(counts[s, o] for s, o in chosen.items())
+            if total != 1:
+                example = ".".join(chosen[s] for s in SLOT_NAMES)
+                raise TemplateError(
+                    f"{self.source}: template {example!r}: field 'candidates' must appear exactly once "
+                    f"(layout plus options), found {total}"
+                )
+
+    def template(self, tid: str) -> PromptTemplate:
+        chosen = dict(zip(SLOT_NAMES, tid.split(".")))
+        settings: dict[str, Any] = {}
+        for slot, option in chosen.items():
+            settings.update(self.settings[slot, option])
+        lines = []
+        for line in self.lines:
+            slot_refs = [s for s in line if isinstance(s, FieldRef) and s.name in chosen]
+            if slot_refs and all(not self.texts[s.name, chosen[s.name]] for s in slot_refs) and all(
+                (isinstance(s, FieldRef) and s.name in chosen) or (isinstance(s, str) and not s.strip())
+                for s in line
+            ):
+                continue  # a line holding only empty sentences ("no role", "no reasoning")
+            parts = [
+                self.texts[s.name, chosen[s.name]] if isinstance(s, FieldRef) and s.name in chosen
+                else unparse((s,))
+                for s in line
+            ]
+            text = "".join(parts)
+            lines.append(text.strip(" ") if slot_refs else text)
+        text = "\n".join(lines)
+        style = settings.get("candidates")
+        if style is not None:
+            text = _set_candidate_style(text, style, tid, self.source)
+        try:
+            return PromptTemplate(
+                id=tid,
+                name=", ".join(self.names[s, chosen[s]] for s in SLOT_NAMES),
+                text=text,
+                slots=chosen,
+                output_format=settings.get("output_format", "index"),
+                index_base=settings.get("index_base", 1),
+            )
+        except TemplateError as exc:
+            raise TemplateError(f"{self.source}: {exc}") from None
+
+
+def _count_candidates(segments: tuple[str | FieldRef, ...]) -> int:
+    return sum(1 for s in segments if isinstance(s, FieldRef) and s.name == "candidates")
+
+
+def _set_candidate_style(text: str, style: str, tid: str, source: str) -> str:
+    segments = []
+    for seg in parse_text(text):
+        if isinstance(seg, FieldRef) and seg.name == "candidates":
+            if seg.arg not in (None, "title", style):
+                raise TemplateError(
+                    f"{source}: template {tid!r}: field 'candidates' is {{candidates:{seg.arg}}} in the "
+                    f"text but an option sets candidates: {style}"
+                )
+            seg = FieldRef("candidates", style)
+        segments.append(seg)
+    return unparse(tuple(segments))
