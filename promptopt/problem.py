@@ -264,7 +264,8 @@ class RecProblem:
             if ctx is None:
                 mask = np.ones(self.n_templates, dtype=bool)
             else:
-                mask = np.asarray(self.catalog.valid_mask(ctx, hints=self.hints is not None), dtype=bool)
+                hints = self.hints if self.hints is not None else False
+                mask = np.asarray(self.catalog.valid_mask(ctx, hints=hints), dtype=bool)
             mask.setflags(write=False)
             self._masks[key] = mask
         return mask
