@@ -135,6 +135,7 @@ class RecProblem:
         self.obs_dim = 1 + len(PROFILE_FEATURES)
         self.views: tuple[str, ...] = reward_config.views if reward_config.robust_weight > 0 else ()
         self._train_users = frozenset(int(u) for u in split.train)
+        self._rows: dict[tuple[int, str | None, bool], tuple[int, int]] = {}
         self._tasks: dict[tuple[int, int], list[RankingTask]] = {}
         self._obs: dict[tuple[int, int], np.ndarray] = {}
         self._masks: dict[tuple[int, int], np.ndarray] = {}
@@ -272,8 +273,13 @@ class RecProblem:
 
     def _key(self, user: int, period: Period | None, final: bool, row: int | None) -> tuple[int, int]:
         if row is None:
-            row = self.target_row(user, period=period, final=final)
-        return (int(user), -1 if row is None else int(row))
+            memo = (user, period, final)
+            found = self._rows.get(memo)
+            if found is None:
+                target = self.target_row(user, period=period, final=final)
+                found = self._rows[memo] = (int(user), -1 if target is None else int(target))
+            return found
+        return (int(user), int(row))
 
     # ------------------------------------------------------------------ tasks and requests
     def tasks(

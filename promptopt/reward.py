@@ -27,8 +27,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from promptopt.metrics import metric_fn
 
 AGGREGATES: tuple[str, ...] = ("mean_std", "worst", "cvar")
@@ -111,19 +109,23 @@ def robustness_score(
     """
     if len(values) == 0:
         raise ValueError("robustness_score needs at least one view score")
-    arr = np.asarray(values, dtype=np.float64)
+    # Plain Python: a handful of views per step, where numpy's call overhead would dominate.
+    vals = [float(v) for v in values]
+    n = len(vals)
     if aggregate == "mean_std":
         if std_penalty < 0:
             raise ValueError(f"std_penalty must be >= 0, got {std_penalty}")
-        return float(arr.mean() - std_penalty * arr.std())
+        mean = math.fsum(vals) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / n)
+        return mean - std_penalty * std
     if aggregate == "worst":
-        return float(arr.min())
+        return min(vals)
     if aggregate == "cvar":
         if not 0.0 < cvar_alpha <= 1.0:
             raise ValueError(f"cvar_alpha must be in (0, 1], got {cvar_alpha}")
         # 1e-9 keeps alpha * n = 2.0000000001 from rounding up to 3 views.
-        worst_n = max(1, math.ceil(cvar_alpha * arr.size - 1e-9))
-        return float(np.sort(arr)[:worst_n].mean())
+        worst_n = max(1, math.ceil(cvar_alpha * n - 1e-9))
+        return math.fsum(sorted(vals)[:worst_n]) / worst_n
     raise ValueError(f"unknown robustness aggregate {aggregate!r}: use one of {', '.join(AGGREGATES)}")
 
 
