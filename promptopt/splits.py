@@ -6,6 +6,10 @@ Leakage rules, enforced here and tested:
 * a task's history is strictly the interactions before its target;
 * :func:`training_mask` (the graph policies may learn from) keeps, per user, only interactions
   before that user's earliest target row and before the drift time cut.
+
+Datasets with repeated (user, item) pairs (the file loaders keep one per pair, but
+:class:`InteractionData` allows repeats) keep the rules too: an earlier occurrence of a task's
+target item is left out of the task's history, and of the training mask.
 """
 
 from __future__ import annotations
@@ -131,6 +135,7 @@ def training_mask(
 
     For each user in ``users`` (default: all), keeps interactions before the user's earliest
     target row (see :func:`target_rows`) and, when ``time_cut`` is given, strictly before it.
+    Earlier interactions with one of the user's target items (repeated pairs) are left out too.
     Users outside ``users`` contribute nothing.
     """
     mask = np.zeros(data.n_interactions, dtype=bool)
@@ -140,8 +145,10 @@ def training_mask(
         rows = data.user_rows(user)
         if rows.stop - rows.start < 2:
             continue
-        first_target = target_rows(data, user, n_targets)[0]
-        mask[rows.start:rows.start + first_target] = True
+        targets = target_rows(data, user, n_targets)
+        before = slice(rows.start, rows.start + targets[0])
+        target_items = data.items[[rows.start + row for row in targets]]
+        mask[before] = ~np.isin(data.items[before], target_items)
     if time_cut is not None:
         mask &= data.timestamps < time_cut
     return mask
@@ -223,10 +230,14 @@ class TaskBuilder:
         target_time = int(self.data.timestamps[rows.start + target_row])
         rng = seeded_rng(self.seed, user, target_row, view, repeat)
         candidates = (sampler or self.sampler).sample(target, self.seen_items(user), rng)
+        if context is None:
+            context = UserContext.at(self.data, user, target_row)
+            if target in context.items:  # a repeated pair: the target must not be in its history
+                context = context.with_items([k for k, item in enumerate(context.items) if item != target])
         period = "source" if self.time_cut is None or target_time < self.time_cut else "target"
         return RankingTask(
             task_id=f"{self.data.user_ids[user]}/{target_row}/{view}" + (f"/{repeat}" if repeat else ""),
-            context=context if context is not None else UserContext.at(self.data, user, target_row),
+            context=context,
             target=target,
             candidates=candidates,
             view=view,
