@@ -1,0 +1,488 @@
+"""A persistent answer cache around any ranker: SQLite, JSON rows, safe for concurrent processes.
+
+:class:`CachedRanker` wraps a :class:`~promptopt.llm.types.Ranker`. An answer is keyed by the
+sha256 of the canonical JSON of the backend's ``identity`` and ``request.to_json()`` (which holds the
+messages, the candidates in shown order, the output format and the sample id, so samples at
+temperature > 0 are not collapsed into one answer). Only the misses of a batch go to the backend, in
+one call; each batch of answers is written in one transaction. Rows hold the request, the raw answer,
+the parsed ranking, usage, cost and time as JSON text, never pickles.
+
+Several processes (e.g. SubprocVecEnv workers) may share one file: SQLite in WAL mode with a busy
+timeout serialises the writers; an answer two processes fetch at once is kept once. A connection is
+never used across ``fork``: a child process opens its own.
+
+Backends that fail part-way through a batch raise :class:`PartialBatchError` carrying the answers they
+did get; the cache saves those before re-raising, so nothing paid for is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+from promptopt.errors import PromptoptError, RankerError
+from promptopt.llm.budget import Budget, RankerStats
+from promptopt.llm.types import Ranker, RankRequest, RankResponse, TokenUsage
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""Version of the row layout (stored in the file; part of every key)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS promptopt_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    request TEXT NOT NULL,
+    response TEXT NOT NULL,
+    cost REAL NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+"""
+_SECRET_FIELD = re.compile(
+    r"(?:^|[_-])(?:api[_-]?key|key|secret|password|passwd|token|authori[sz]ation|credentials?|bearer)$",
+    re.IGNORECASE,
+)
+"""Identity field names that would hold a secret ("max_tokens" is fine, "api_key" is not)."""
+_SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
+"""Environment variables whose values (8+ characters) must never appear in an identity."""
+_URL_USERINFO = re.compile(r"://[^/\s@]+@")
+_ABANDONED: list[sqlite3.Connection] = []
+"""Connections inherited through fork: never used or closed by the child (SQLite forbids both)."""
+
+
+class CacheError(PromptoptError):
+    """A cache file is missing, unreadable or not a promptopt answer cache."""
+
+
+class PartialBatchError(RankerError):
+    """A backend answered only part of a batch; ``completed`` maps batch positions to their answers.
+
+    Backends raise it after their retries so that :class:`CachedRanker` can save the completed answers
+    before reporting the failure.
+
+    Attributes:
+        completed: Position in the batch passed to ``rank`` -> the answer received.
+        failed: Position in the batch -> a one-line reason (no secrets).
+    """
+
+    def __init__(
+        self, message: str, completed: Mapping[int, RankResponse], failed: Mapping[int, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.completed = dict(completed)
+        self.failed = dict(failed or {})
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 text: equal values give equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def cache_key(identity: Mapping[str, Any], request: RankRequest) -> str:
+    """sha256 hex of the canonical JSON of the ranker identity, the request and the schema version."""
+    payload = canonical_json({"v": SCHEMA_VERSION, "identity": identity, "request": request.to_json()})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def check_identity(identity: Mapping[str, Any]) -> str:
+    """The canonical JSON of a ranker identity, after checking it is JSON and holds no secret.
+
+    Raises:
+        RankerError: The identity is not JSON-serialisable, has a secret-looking field (api_key,
+            token, password ...), a URL with credentials, or the value of a secret environment variable.
+    """
+    try:
+        text = canonical_json(dict(identity))
+    except (TypeError, ValueError) as exc:
+        raise RankerError(f"ranker identity must be JSON-serialisable, got {identity!r}: {exc}") from None
+
+    def walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+        yield path, value
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                yield from walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, list | tuple):
+            for i, v in enumerate(value):
+                yield from walk(v, f"{path}[{i}]")
+
+    secrets = [
+        v for name, v in os.environ.items()
+        if _SECRET_ENV.search(name) and len(v) >= 8
+    ]
+    for path, value in walk(dict(identity), ""):
+        leaf = path.rsplit(".", 1)[-1]
+        if _SECRET_FIELD.search(leaf) and value not in (None, "", False):
+            raise RankerError(
+                f"ranker identity field {path!r} looks like a secret; identities must not hold keys"
+            )
+        if isinstance(value, str) and (_URL_USERINFO.search(value) or any(s in value for s in secrets)):
+            raise RankerError(
+                f"ranker identity field {path!r} holds credentials; strip them "
+                "(keys come from the environment)"
+            )
+    return text
+
+
+@dataclass(frozen=True)
+class CacheSummary:
+    """What a cache file holds (``promptopt cache stats``)."""
+
+    path: str
+    entries: int
+    size_bytes: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    first_created: float | None
+    last_created: float | None
+    by_identity: tuple[tuple[str, int], ...]
+    """(identity as canonical JSON, entries), most entries first."""
+
+
+class CacheStore:
+    """The SQLite file of a cache: reads, batched writes, export, clear, integrity check.
+
+    Args:
+        path: The SQLite file.
+        create: Create the file (and its folder) when missing; otherwise a missing file is a
+            :class:`CacheError`.
+        timeout_s: How long a writer waits for another process's transaction (SQLite busy timeout).
+
+    Raises:
+        CacheError: The file is missing (``create=False``), unreadable or another kind of database.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.timeout_s = float(timeout_s)
+        if not create and not self.path.is_file():
+            raise CacheError(
+                f"no cache file at {str(self.path)!r}; check the path (cache.path in the config)"
+            )
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._create = create
+        self._connection()  # fail early on a bad file
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable: the child opens its own connection
+        return {"path": self.path, "timeout_s": self.timeout_s, "_create": self._create}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._conn = None
+        self._pid = -1
+
+    def _connection(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                return self._conn
+            if self._conn is not None:
+                _ABANDONED.append(self._conn)
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+                )
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+                if self._create:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives process crashes
+                    conn.executescript(_SCHEMA)
+                    conn.execute(
+                        "INSERT OR IGNORE INTO promptopt_meta VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+                else:
+                    query = "SELECT name FROM sqlite_master WHERE type='table'"
+                    if "answers" not in {row[0] for row in conn.execute(query)}:
+                        conn.close()
+                        raise CacheError(
+                            f"{str(self.path)!r} is a SQLite file but not a promptopt answer cache"
+                        )
+            except sqlite3.DatabaseError as exc:
+                raise CacheError(f"cannot open cache {str(self.path)!r}: {exc}") from None
+            self._conn, self._pid = conn, os.getpid()
+            return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Stored responses (as JSON dicts) of the keys that are present."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            conn = self._connection()
+            for start in range(0, len(unique), 500):
+                chunk = unique[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, response in conn.execute(
+                    f"SELECT key, response FROM answers WHERE key IN ({marks})", chunk
+                ):
+                    found[key] = json.loads(response)
+        return found
+
+    def put_many(self, rows: Sequence[tuple[str, str, RankRequest, RankResponse, float]]) -> int:
+        """Store ``(key, identity_json, request, response, cost)`` rows in one transaction.
+
+        Returns:
+            Rows inserted (a key already present, e.g. written by another process, is kept as is).
+        """
+        if not rows:
+            return 0
+        now = time.time()
+        values = [
+            (key, identity, canonical_json(request.to_json()), canonical_json(response.to_json()), cost, now)
+            for key, identity, request, response, cost in rows
+        ]
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                before = conn.total_changes
+                conn.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?)", values)
+                inserted = conn.total_changes - before
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return inserted
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._connection().execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+
+    # -- inspection (promptopt cache stats | export | clear) ---------------------------------------
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Every stored answer, oldest first: key, identity, request, response, cost, created."""
+        with self._lock:
+            cursor = self._connection().execute(
+                "SELECT key, identity, request, response, cost, created FROM answers ORDER BY created, key"
+            )
+            batch = cursor.fetchmany(1000)
+            while batch:
+                for key, identity, request, response, cost, created in batch:
+                    yield {
+                        "key": key, "identity": json.loads(identity), "request": json.loads(request),
+                        "response": json.loads(response), "cost": cost, "created": created,
+                    }
+                batch = cursor.fetchmany(1000)
+
+    def summary(self) -> CacheSummary:
+        entries = prompt_tokens = completion_tokens = 0
+        cost = 0.0
+        first = last = None
+        identities: dict[str, int] = {}
+        for row in self.rows():
+            entries += 1
+            usage = row["response"].get("usage", {})
+            prompt_tokens += int(usage.get("prompt_tokens", 0))
+            completion_tokens += int(usage.get("completion_tokens", 0))
+            cost += float(row["cost"])
+            first = row["created"] if first is None else min(first, row["created"])
+            last = row["created"] if last is None else max(last, row["created"])
+            ident = canonical_json(row["identity"])
+            identities[ident] = identities.get(ident, 0) + 1
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return CacheSummary(
+            path=str(self.path), entries=entries, size_bytes=size, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, cost=cost, first_created=first, last_created=last,
+            by_identity=tuple(sorted(identities.items(), key=lambda kv: (-kv[1], kv[0]))),
+        )
+
+    def export_jsonl(self, out: IO[str]) -> int:
+        """Write every prompt and answer as JSON Lines (for audits); returns the number of lines."""
+        count = 0
+        for row in self.rows():
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+        return count
+
+    def clear(self) -> int:
+        """Delete every stored answer; returns how many were deleted."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            deleted = conn.execute("DELETE FROM answers").rowcount
+            conn.execute("COMMIT")
+            conn.execute("VACUUM")
+        return int(deleted)
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
+        with self._lock:
+            return "; ".join(row[0] for row in self._connection().execute("PRAGMA integrity_check"))
+
+
+class CachedRanker:
+    """Wrap ``backend`` in a persistent SQLite answer cache (and, optionally, a shared budget).
+
+    Args:
+        backend: Any :class:`~promptopt.llm.types.Ranker`. When it has ``cost_of(usage) -> float``
+            (as :class:`~promptopt.llm.openai_backend.OpenAIRanker` has) the cache tracks money.
+        path: The SQLite file (created with its folder when missing).
+        budget: Caps on the uncached calls / tokens / money, shared with the run's other rankers.
+
+    Raises:
+        RankerError: The backend's identity is not JSON or holds a secret.
+        CacheError: The file cannot be opened as a cache.
+    """
+
+    def __init__(self, backend: Ranker, path: str | Path, *, budget: Budget | None = None) -> None:
+        self.backend = backend
+        self.budget = budget
+        self._identity_json = check_identity(backend.identity)
+        self.store = CacheStore(path)
+        self._lock = threading.Lock()
+        self._stats = RankerStats()
+
+    @property
+    def identity(self) -> Mapping[str, Any]:
+        return self.backend.identity
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    @property
+    def stats(self) -> RankerStats:
+        """Hits, misses, calls, tokens and cost since this ranker was made."""
+        with self._lock:
+            return self._stats
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> CachedRanker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the SQLite connection (and the backend when it has ``close``)."""
+        self.store.close()
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[RankResponse]:
+        """Answers from the cache where present; the misses in one backend call, saved before returning.
+
+        Raises:
+            BudgetExceeded: The budget is used up; the answers of the batch that was sent are saved first.
+            RankerError: The backend failed; every answer it completed is saved first.
+        """
+        if not requests:
+            return []
+        identity = json.loads(self._identity_json)
+        keys = [cache_key(identity, r) for r in requests]
+        stored = self.store.get_many(keys)
+        results: list[RankResponse | None] = [
+            RankResponse.from_json(stored[k], cached=True) if k in stored else None for k in keys
+        ]
+        first_of: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if results[i] is None:
+                first_of.setdefault(key, i)
+        n_hits = sum(r is not None for r in results)
+        self._add(RankerStats(hits=n_hits, misses=len(requests) - n_hits))
+        if not first_of:
+            return [r for r in results if r is not None]
+
+        to_send = list(first_of.values())
+        allowed = len(to_send)
+        if self.budget is not None:
+            if self.budget.exhausted():
+                raise self.budget.exceeded_error(pending=len(to_send), saved=0)
+            allowed = self.budget.reserve(len(to_send))
+        sent, pending = to_send[:allowed], to_send[allowed:]
+        fetched = self._fetch(sent, requests, keys) if sent else {}
+        for i, key in enumerate(keys):
+            if results[i] is None and key in fetched:
+                results[i] = fetched[key]
+        if self.budget is not None:
+            if pending:
+                raise self.budget.exceeded_error(pending=len(pending), saved=len(sent))
+            if self.budget.overspent():
+                raise self.budget.exceeded_error(pending=0, saved=len(sent))
+        return [r for r in results if r is not None]
+
+    def _fetch(
+        self, sent: list[int], requests: Sequence[RankRequest], keys: list[str]
+    ) -> dict[str, RankResponse]:
+        """Send ``requests[sent]`` to the backend, save and charge every answer, return them by key."""
+        batch = [requests[i] for i in sent]
+        try:
+            responses = list(self.backend.rank(batch))
+        except PartialBatchError as exc:
+            completed = {sent[j]: resp for j, resp in exc.completed.items() if 0 <= j < len(sent)}
+            self._save(completed, requests, keys, failures=len(sent) - len(completed))
+            raise RankerError(
+                f"{exc} ({len(completed)} of {len(sent)} answers of this batch were saved to the cache "
+                f"{str(self.path)!r}; a re-run reuses them)"
+            ) from exc
+        if len(responses) != len(batch):
+            raise RankerError(
+                f"backend {self.identity.get('backend', '?')!r} returned {len(responses)} answers "
+                f"for {len(batch)} requests"
+            )
+        return self._save(dict(zip(sent, responses)), requests, keys, failures=0)
+
+    def _save(
+        self,
+        answers: Mapping[int, RankResponse],
+        requests: Sequence[RankRequest],
+        keys: list[str],
+        *,
+        failures: int,
+    ) -> dict[str, RankResponse]:
+        cost_of = getattr(self.backend, "cost_of", None)
+        rows = []
+        usage = TokenUsage()
+        total_cost = 0.0
+        for i, response in answers.items():
+            response = replace(response, cached=False)
+            cost = float(cost_of(response.usage)) if callable(cost_of) else 0.0
+            rows.append((keys[i], self._identity_json, requests[i], response, cost))
+            usage = usage + response.usage
+            total_cost += cost
+        self.store.put_many(rows)
+        if self.budget is not None:
+            self.budget.charge(usage, total_cost)
+        self._add(
+            RankerStats(calls=len(answers) + failures, failures=failures).with_usage(usage, total_cost)
+        )
+        return {keys[i]: replace(response, cached=False) for i, response in answers.items()}
+
+    def _add(self, delta: RankerStats) -> None:
+        with self._lock:
+            self._stats = self._stats + delta

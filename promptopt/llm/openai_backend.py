@@ -1,0 +1,467 @@
+"""Rank with any OpenAI-compatible chat-completions server: OpenAI, vLLM, Ollama, llama.cpp server.
+
+:class:`OpenAIRanker` sends a batch of requests in parallel through the official ``openai`` client
+(``AsyncOpenAI``, bounded by an ``asyncio.Semaphore``) on an event loop of its own in a background
+thread, so ``rank`` works the same from scripts, threads, notebooks and SubprocVecEnv workers. Each
+request is retried (tenacity: exponential backoff with jitter, ``retry-after`` honoured) on 429, 5xx,
+timeouts, dropped connections and malformed or empty answers; the client's own retries are off so
+every attempt is counted here. A request that still fails makes the batch raise
+:class:`~promptopt.llm.cache.PartialBatchError` carrying every answer that did arrive, which
+:class:`~promptopt.llm.cache.CachedRanker` saves before reporting the error.
+
+The API key is read from the environment variable named by ``api_key_env`` when the ranker is made
+(a missing key is an error before any call) and lives only inside the HTTP client: it is not an
+attribute, not part of ``identity``, not logged and not pickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from promptopt.errors import ConfigError, RankerError
+from promptopt.llm.cache import PartialBatchError
+from promptopt.llm.parsing import parse_ranking
+from promptopt.llm.types import RankRequest, RankResponse, TokenUsage
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+    from tenacity import RetryCallState
+
+    from promptopt.config import RankerConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_T = TypeVar("_T")
+
+
+class _BadAnswer(Exception):
+    """A 200 answer without a usable message (malformed JSON, no choices, empty content)."""
+
+
+def public_url(url: str) -> str:
+    """``url`` without user name, password, query or fragment, and without a trailing slash."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+class OpenAIRanker:
+    """A frozen chat model behind an OpenAI-compatible API, asked to rank each request's candidates.
+
+    Args:
+        model: Model id on the server (``"gpt-4o-mini"``, ``"Qwen/Qwen2.5-7B-Instruct"`` on vLLM,
+            ``"llama3.1"`` on Ollama).
+        base_url: Server URL ending in ``/v1`` (None = ``$OPENAI_BASE_URL`` or the official API).
+            Never put credentials in it; they are stripped from ``identity`` and messages anyway.
+        api_key_env: Environment variable holding the key. Local servers accept any non-empty value.
+        temperature: Sampling temperature (0 = greedy).
+        seed: Decoding seed sent to the server (``seed + request.sample_id``, so repeated samples
+            differ); None sends none.
+        max_tokens: Completion token limit.
+        concurrency: Requests in flight at once.
+        timeout_s: Seconds before one attempt is abandoned (and retried).
+        max_retries: Retries per request after the first attempt.
+        price_prompt_per_1m: Money per million prompt tokens (for budgets and reports).
+        price_completion_per_1m: Money per million completion tokens.
+        backoff_s: First backoff; doubles on each retry, with jitter, up to ``max_backoff_s``.
+        max_backoff_s: Longest wait between attempts (also caps a server's ``retry-after``).
+
+    Raises:
+        RankerError: The key's environment variable is unset or empty.
+        ConfigError: A numeric setting is out of range.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        temperature: float = 0.0,
+        seed: int | None = 0,
+        max_tokens: int = 256,
+        concurrency: int = 16,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        price_prompt_per_1m: float = 0.0,
+        price_completion_per_1m: float = 0.0,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        checks = (
+            ("concurrency", concurrency, concurrency >= 1, ">= 1"),
+            ("max_retries", max_retries, max_retries >= 0, ">= 0"),
+            ("timeout_s", timeout_s, timeout_s > 0, "> 0"),
+            ("max_tokens", max_tokens, max_tokens >= 1, ">= 1"),
+            ("temperature", temperature, temperature >= 0, ">= 0"),
+            ("backoff_s", backoff_s, backoff_s >= 0, ">= 0"),
+            ("price_prompt_per_1m", price_prompt_per_1m, price_prompt_per_1m >= 0, ">= 0"),
+            ("price_completion_per_1m", price_completion_per_1m, price_completion_per_1m >= 0, ">= 0"),
+        )
+        for name, value, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"ranker.{name} must be {rule}, got {value}")
+        if not model:
+            raise ConfigError("ranker.model must name the model to call, got an empty string")
+        if not os.environ.get(api_key_env):
+            raise RankerError(
+                f"environment variable {api_key_env} is not set or empty: export your API key in it "
+                "(a local server such as vLLM or Ollama accepts any non-empty value), or set "
+                "ranker.api_key_env to the variable that holds it"
+            )
+        self.model = model
+        self.api_key_env = api_key_env
+        self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = public_url(self._base_url)
+        self.temperature = float(temperature)
+        self.seed = seed
+        self.max_tokens = int(max_tokens)
+        self.concurrency = int(concurrency)
+        self.timeout_s = float(timeout_s)
+        self.max_retries = int(max_retries)
+        self.price_prompt_per_1m = float(price_prompt_per_1m)
+        self.price_completion_per_1m = float(price_completion_per_1m)
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self._rng = random.Random()
+        self._counts: Counter[str] = Counter()
+        self._runtime: _LoopThread | None = None
+        self._client: AsyncOpenAI | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: RankerConfig) -> OpenAIRanker:
+        """The ranker a config's ``ranker`` section describes."""
+        return cls(
+            config.model, base_url=config.base_url, api_key_env=config.api_key_env,
+            temperature=config.temperature, seed=config.seed, max_tokens=config.max_tokens,
+            concurrency=config.concurrency, timeout_s=config.timeout_s, max_retries=config.max_retries,
+            price_prompt_per_1m=config.price_prompt_per_1m,
+            price_completion_per_1m=config.price_completion_per_1m,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIRanker(model={self.model!r}, base_url={self.base_url!r}, "
+            f"concurrency={self.concurrency})"
+        )
+
+    @property
+    def identity(self) -> Mapping[str, Any]:
+        """Backend, model, decoding parameters and the server URL without credentials; never the key."""
+        return {
+            "backend": "openai",
+            "model": self.model,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+            "base_url": self.base_url,
+        }
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """``calls`` (HTTP attempts), ``retries``, ``succeeded``, ``failures`` (requests given up), and
+        ``error:<kind>`` per kind of failed attempt (``error:429``, ``error:timeout``, ...)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def cost_of(self, usage: TokenUsage) -> float:
+        """Money of one answer's usage from the price table."""
+        return (
+            usage.prompt_tokens * self.price_prompt_per_1m
+            + usage.completion_tokens * self.price_completion_per_1m
+        ) / 1_000_000
+
+    # -- ranking ---------------------------------------------------------------------------------
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[RankResponse]:
+        """Send every request (in parallel, at most ``concurrency`` at once) and parse the answers.
+
+        Raises:
+            PartialBatchError: Some requests failed after their retries; it carries the answers that
+                arrived, by position in ``requests``.
+        """
+        if not requests:
+            return []
+        before = self.counters
+        outcomes = self._run(self._rank_all(list(requests)))
+        completed = {i: o for i, o in enumerate(outcomes) if isinstance(o, RankResponse)}
+        failed = {i: str(o) for i, o in enumerate(outcomes) if not isinstance(o, RankResponse)}
+        self._log_batch(len(requests), before)
+        if failed:
+            reasons = Counter(failed.values()).most_common(3)
+            raise PartialBatchError(
+                f"OpenAI-compatible server {self.base_url} (model {self.model!r}) failed {len(failed)} of "
+                f"{len(requests)} requests after {self.max_retries} retries each: "
+                + "; ".join(f"{reason} (x{n})" for reason, n in reasons),
+                completed,
+                failed,
+            )
+        return [completed[i] for i in range(len(requests))]
+
+    async def _rank_all(self, requests: list[RankRequest]) -> list[RankResponse | _Failure | BaseException]:
+        client, semaphore = self._async_client()
+        return await asyncio.gather(
+            *(self._rank_one(client, semaphore, r) for r in requests), return_exceptions=True
+        )
+
+    async def _rank_one(
+        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, request: RankRequest
+    ) -> RankResponse | _Failure:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": role, "content": content} for role, content in request.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        if self.seed is not None:
+            body["seed"] = self.seed + request.sample_id
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(_is_transient),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    async with semaphore:
+                        self._count("calls")
+                        start = time.perf_counter()
+                        raw = await client.post("/chat/completions", cast_to=bytes, body=body)
+                        latency = time.perf_counter() - start
+                    content, usage = _read_answer(raw)
+        except Exception as exc:
+            reason = _describe(exc, self.timeout_s)
+            self._count("failures", f"error:{_kind(exc)}")
+            logger.debug("request to %s failed for good: %s", self.base_url, reason)
+            return _Failure(reason)
+        self._count("succeeded")
+        ranking, parse, unparsed = parse_ranking(content, request)
+        return RankResponse(
+            ranking=ranking, raw_text=content, usage=usage, latency_s=latency, parse=parse, unparsed=unparsed
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with equal jitter, or the server's ``retry-after`` when it sent one."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        retry_after = _retry_after_s(exc)
+        if retry_after is not None:
+            return min(retry_after, self.max_backoff_s) * (1.0 + 0.1 * self._rng.random())
+        ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        self._count("retries", f"error:{_kind(exc)}")
+        logger.debug("retrying a request to %s after %s", self.base_url, _describe(exc, self.timeout_s))
+
+    def _count(self, *names: str) -> None:
+        with self._lock:
+            for name in names:
+                self._counts[name] += 1
+
+    def _log_batch(self, n: int, before: Mapping[str, int]) -> None:
+        after = self.counters
+        delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+        level = logging.INFO if delta.get("retries") or delta.get("failures") else logging.DEBUG
+        errors = ", ".join(f"{k[6:]}={v}" for k, v in sorted(delta.items()) if k.startswith("error:"))
+        logger.log(
+            level, "openai ranker %s: batch of %d: %d calls, %d retries, %d failures (%s); totals %s",
+            self.base_url, n, delta.get("calls", 0), delta.get("retries", 0), delta.get("failures", 0),
+            errors or "no errors", {k: v for k, v in after.items() if not k.startswith("error:")},
+        )
+
+    # -- event loop and client ---------------------------------------------------------------------
+
+    def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        with self._lock:
+            if self._runtime is None or not self._runtime.alive():  # first use, or a forked child
+                self._runtime = _LoopThread()
+                self._client = None
+                self._semaphore = None
+            runtime = self._runtime
+        return runtime.run(coroutine)
+
+    def _async_client(self) -> tuple[AsyncOpenAI, asyncio.Semaphore]:
+        """The client and semaphore of this event loop (made on first use, inside the loop)."""
+        if self._client is None or self._semaphore is None:
+            from openai import AsyncOpenAI
+
+            for name in ("httpx", "httpx2"):  # one INFO line per HTTP request drowns a run's own log
+                if logging.getLogger(name).level == logging.NOTSET:
+                    logging.getLogger(name).setLevel(logging.WARNING)
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise RankerError(f"environment variable {self.api_key_env} is not set or empty")
+            self._client = AsyncOpenAI(
+                api_key=key, base_url=self._base_url, timeout=self.timeout_s, max_retries=0
+            )
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        return self._client, self._semaphore
+
+    def close(self) -> None:
+        """Close the HTTP client and stop the event loop thread (a later ``rank`` starts new ones)."""
+        with self._lock:
+            runtime, client = self._runtime, self._client
+            self._runtime = self._client = self._semaphore = None
+        if runtime is not None and runtime.alive():
+            if client is not None:
+                try:
+                    runtime.run(client.close())
+                except Exception:  # closing is best effort
+                    logger.debug("closing the OpenAI client failed", exc_info=True)
+            runtime.stop()
+
+    def __enter__(self) -> OpenAIRanker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:  # for SubprocVecEnv: the child makes its own loop/client
+        state = self.__dict__.copy()
+        for name in ("_runtime", "_client", "_semaphore", "_lock"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._runtime = self._client = self._semaphore = None
+        self._lock = threading.Lock()
+
+
+class _Failure(str):
+    """The reason a request failed for good (a string, so ``rank`` can tell it from an answer)."""
+
+
+class _LoopThread:
+    """An asyncio event loop running forever in a daemon thread of the current process."""
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="OpenAIRanker-loop", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._pid == os.getpid() and self._thread.is_alive()
+
+    def run(self, coroutine: Awaitable[_T]) -> _T:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("OpenAIRanker.rank was called from inside its own event loop")
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+def _read_answer(raw: bytes) -> tuple[str, TokenUsage]:
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise _BadAnswer(f"malformed JSON answer ({len(raw)} bytes)") from None
+    if not isinstance(payload, dict):
+        raise _BadAnswer("answer is not a JSON object")
+    choices = payload.get("choices")
+    if not choices or not isinstance(choices, list):
+        raise _BadAnswer("answer has no choices")
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str) or not content.strip():
+        raise _BadAnswer("answer has empty content")
+    usage = payload.get("usage") or {}
+    return content, TokenUsage(
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """429, 408, 409, 5xx, timeouts, connection errors and unusable answers are worth another try."""
+    import openai
+
+    if isinstance(exc, _BadAnswer | openai.APIConnectionError | json.JSONDecodeError):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return False
+
+
+def _kind(exc: BaseException | None) -> str:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.APIStatusError):
+        return str(exc.status_code)
+    if isinstance(exc, _BadAnswer | ValueError):
+        return "bad_answer"
+    return type(exc).__name__ if exc is not None else "unknown"
+
+
+def _describe(exc: BaseException | None, timeout_s: float) -> str:
+    """One line naming the failure (status, timeout, connection) without request bodies or keys."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return f"timed out after {timeout_s:g} s"
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        return f"connection error ({type(cause).__name__ if cause else 'no answer'})"
+    if isinstance(exc, openai.APIStatusError):
+        hint = " (check the key in the environment variable)" if exc.status_code in (401, 403) else ""
+        return f"HTTP {exc.status_code} {type(exc).__name__}{hint}"
+    if isinstance(exc, _BadAnswer):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _retry_after_s(exc: BaseException | None) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date) of an error answer."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        if headers.get("retry-after-ms") is not None:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
