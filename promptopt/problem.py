@@ -143,6 +143,14 @@ class RecProblem:
         self._request_cache_size = request_cache_size
         self._rank_metrics: dict[int, dict[str, float]] = {}
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> RecProblem:
+        """The problem itself: it is shared read-only state (data, tasks and their caches).
+
+        gymnasium deep-copies an env spec's kwargs (``gym.make(env.spec)``); a copy of the whole
+        dataset per env would be waste, and identical tasks across envs are the point.
+        """
+        return self
+
     @classmethod
     def build(
         cls,
