@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from promptopt.data.interactions import InteractionData
 from promptopt.errors import DataFormatError
 
@@ -108,62 +110,78 @@ def assemble(
     check_unique([row[0] for row in items], item_lines, items_path, "item", unit)
     if users is not None:
         check_unique(users, user_lines, users_path, "user", unit)
-    known_items = {row[0] for row in items}
-    known_users = None if users is None else set(users)
-    keep: list[int] = []
-    dropped_first: int | None = None
-    n_dropped = 0
-    for k, (user, item) in enumerate(zip(rows.users, rows.items)):
-        if item not in known_items:
-            if unknown_items == "error":
-                raise DataFormatError(
-                    f"{rows.path}, {unit} {rows.lines[k]}: item {item!r} is not in {items_path} "
-                    "(add it to the item file or remove the line)"
-                )
-            n_dropped += 1
-            dropped_first = rows.lines[k] if dropped_first is None else dropped_first
-            continue
-        if known_users is not None and user not in known_users:
+    item_index = {row[0]: k for k, row in enumerate(items)}
+    n = len(rows)
+    item_of = np.fromiter((item_index.get(raw, -1) for raw in rows.items), dtype=np.int64, count=n)
+    lines = np.asarray(rows.lines, dtype=np.int64)
+    unknown = np.flatnonzero(item_of < 0)
+    if unknown.size:
+        k = int(unknown[0])
+        if unknown_items == "error":
             raise DataFormatError(
-                f"{rows.path}, {unit} {rows.lines[k]}: user {user!r} is not in {users_path} "
-                "(add the user to the user file or remove the line)"
+                f"{rows.path}, {unit} {lines[k]}: item {rows.items[k]!r} is not in {items_path} "
+                "(add it to the item file or remove the line)"
             )
-        keep.append(k)
-    if n_dropped:
         logger.warning(
-            "%s: dropped %d interactions naming items missing from %s (first at line %d)",
-            rows.path, n_dropped, items_path, dropped_first,
+            "%s: dropped %d interactions naming items missing from %s (first at %s %d)",
+            rows.path, unknown.size, items_path, unit, lines[k],
         )
-    if not keep:
+    kept = np.flatnonzero(item_of >= 0)
+    if kept.size == 0:
         raise DataFormatError(f"{rows.path}: no interaction names a known item of {items_path}")
 
+    if users is not None:
+        user_index = {raw: k for k, raw in enumerate(users)}
+        user_of = np.fromiter((user_index.get(raw, -1) for raw in rows.users), dtype=np.int64, count=n)
+        missing = kept[user_of[kept] < 0]
+        if missing.size:
+            k = int(missing[0])
+            raise DataFormatError(
+                f"{rows.path}, {unit} {lines[k]}: user {rows.users[k]!r} is not in {users_path} "
+                "(add the user to the user file or remove the line)"
+            )
+        user_ids = list(users)
+    else:
+        codes: dict[str, int] = {}
+        user_of = np.fromiter((codes.setdefault(raw, len(codes)) for raw in rows.users),
+                              dtype=np.int64, count=n)
+        user_ids = list(codes)
+
     # Earliest interaction per (user, item); ties keep file order.
-    keep.sort(key=lambda k: (rows.timestamps[k], rows.lines[k]))
-    seen: set[tuple[str, str]] = set()
-    unique: list[int] = []
-    for k in keep:
-        pair = (rows.users[k], rows.items[k])
-        if pair not in seen:
-            seen.add(pair)
-            unique.append(k)
-    if len(unique) < len(keep):
+    timestamps = np.asarray(rows.timestamps, dtype=np.int64)
+    pair = user_of[kept] * len(items) + item_of[kept]
+    order = np.lexsort((lines[kept], timestamps[kept], pair))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = pair[order][1:] != pair[order][:-1]
+    unique = np.sort(kept[order[first]])  # back to file order
+    if unique.size < kept.size:
         logger.info(
             "%s: kept the earliest of repeated (user, item) pairs, dropping %d later repeats",
-            rows.path, len(keep) - len(unique),
+            rows.path, kept.size - unique.size,
         )
-    unique.sort(key=lambda k: rows.lines[k])
-    interactions = [
-        (rows.users[k], rows.items[k], rows.ratings[k], rows.timestamps[k]) for k in unique
-    ]
-    return InteractionData.from_raw(
-        name,
-        items=items,
-        interactions=interactions,
-        item_extra=item_extra,
-        users=users,
-        user_attributes=user_attributes,
-        genre_names=genre_names,
-        source=str(rows.path),
+    user_of = user_of[unique]
+    if users is None:
+        # Users in order of first appearance among the kept rows, as InteractionData.from_raw does.
+        present, first_row = np.unique(user_of, return_index=True)
+        ranked = present[np.argsort(first_row)]
+        remap = np.empty(len(user_ids), dtype=np.int64)
+        remap[ranked] = np.arange(ranked.size)
+        user_ids = [user_ids[u] for u in ranked]
+        user_of = remap[user_of]
+    return InteractionData(
+        name=name,
+        user_ids=tuple(user_ids),
+        item_ids=tuple(item_index),
+        item_titles=tuple(row[1] for row in items),
+        item_genres=tuple(tuple(row[2]) for row in items),
+        item_years=tuple(row[3] for row in items),
+        users=user_of,
+        items=item_of[unique],
+        ratings=np.asarray(rows.ratings, dtype=np.float32)[unique],
+        timestamps=timestamps[unique],
+        item_extra={k: tuple(v) for k, v in (item_extra or {}).items()},
+        user_attributes={k: tuple(v) for k, v in (user_attributes or {}).items()},
+        genre_names=tuple(genre_names),
     )
 
 
