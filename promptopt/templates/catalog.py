@@ -73,7 +73,13 @@ class TemplateCatalog:
             slot_options = _common_slots(self._templates)
         if slot_options:
             for slot, options in slot_options.items():
-                used = {t.slots.get(slot) for t in self._templates}
+                used = {t.slots[slot] for t in self._templates if slot in t.slots}
+                missing = used - set(options)
+                if missing:
+                    raise TemplateError(
+                        f"{self.source}: slot {slot!r} has no option {sorted(map(str, missing))[0]!r} "
+                        "that a template names"
+                    )
                 self._slots[slot] = tuple(o for o in options if o in used)
             for t in self._templates:
                 if set(t.slots) != set(self._slots) or any(
@@ -137,7 +143,7 @@ class TemplateCatalog:
             ids = _filter_ids([e["id"] for e in entries], patterns, source)
             keep = set(ids)
             templates = [_listed(e, max_history, source) for e in entries if e["id"] in keep]
-            return cls(templates, name=raw["name"], source=source)
+            return cls(templates, name=raw["name"], source=source, slot_options=raw.get("slot_options"))
         composer = _Composer(raw, max_history, source)
         ids = _filter_ids(composer.ids, patterns, source)
         return cls([composer.template(tid) for tid in ids], name=raw["name"],
@@ -230,7 +236,11 @@ class TemplateCatalog:
     # ------------------------------------------------------------------ export
     def to_dict(self) -> dict[str, Any]:
         """The catalog as a listed catalog mapping; :meth:`from_dict` rebuilds the same templates."""
-        return {"name": self.name, "templates": [t.to_dict() for t in self._templates]}
+        raw: dict[str, Any] = {"name": self.name}
+        if self._slots:
+            raw["slot_options"] = {s: list(o) for s, o in self._slots.items()}
+        raw["templates"] = [t.to_dict() for t in self._templates]
+        return raw
 
     @property
     def fingerprint(self) -> str:
@@ -312,7 +322,8 @@ def _filter_ids(ids: Sequence[str], patterns: Sequence[str], source: str) -> lis
 def _listed(entry: Mapping[str, Any], max_history: int, source: str) -> PromptTemplate:
     tid = entry["id"]
     try:
-        text = canonical_text(entry["text"], max_history=max_history, where=f"template {tid!r}")
+        # YAML block scalars end in a newline the author did not mean as part of the prompt.
+        text = canonical_text(entry["text"].rstrip(), max_history=max_history, where=f"template {tid!r}")
         return PromptTemplate(
             id=tid,
             name=entry.get("name", ""),

@@ -16,6 +16,8 @@ Templates use them through the fields ``{similar_users_items:N}``, ``{co_consume
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from promptopt.data.interactions import InteractionData
@@ -33,8 +35,9 @@ class CollaborativeHints:
     * co-consumed: ``c(i, j)`` counts training pairs of ``i`` and ``j`` at most ``window`` steps
       apart in one user's sequence; item ``j`` scores ``sum_{i in recent} c(i, j) / sqrt(d_i d_j)``
       with ``d_i = sum_j c(i, j)``.
-    * popularity: ``pop(j)`` = distinct training users of ``j``; ``popular`` when ``pop(j)`` reaches
-      the ``1 - popular_share`` quantile, ``niche`` when at most the ``niche_share`` quantile.
+    * popularity: ``pop(j)`` = distinct training users of ``j``; ``popular`` when ``pop(j)`` exceeds
+      the count of the item ranked just below the top ``popular_share`` of items, ``niche`` when it
+      is below the ``niche_share`` quantile (ties stay together, so shares are upper bounds).
 
     Items of the user's own history are never suggested; ties go to the more popular item, then
     the lower index, so hints are deterministic.
@@ -73,8 +76,13 @@ class CollaborativeHints:
             pair_keys // n_items, weights=self._pair_counts, minlength=n_items
         )
         counts = self.item_popularity
-        self.popular_threshold = max(float(np.quantile(counts, 1.0 - popular_share)), 1.0)
-        self.niche_threshold = float(np.quantile(counts, niche_share))
+        ranked = np.sort(counts)
+        # Strict comparisons keep ties together: at most the top share is "popular" and at most
+        # the bottom share "niche", and a flat distribution tags nothing.
+        self.popular_threshold = int(ranked[::-1][min(math.ceil(popular_share * n_items), n_items - 1)])
+        """An item is ``popular`` with more distinct training users than this."""
+        self.niche_threshold = int(ranked[min(int(niche_share * n_items), n_items - 1)])
+        """An item is ``niche`` with fewer distinct training users than this."""
         # Tie-break key: popular first, then lower index.
         self._tie = np.lexsort((np.arange(n_items), -counts)).argsort()
 
@@ -165,10 +173,10 @@ class CollaborativeHints:
 
     def popularity_tag(self, item: int) -> str:
         """``"popular"``, ``"niche"`` or ``""`` (neither) for ``item``."""
-        count = float(self.item_popularity[item])
-        if count >= self.popular_threshold:
+        count = int(self.item_popularity[item])
+        if count > self.popular_threshold:
             return "popular"
-        if count <= self.niche_threshold:
+        if count < self.niche_threshold:
             return "niche"
         return ""
 
@@ -234,8 +242,8 @@ class CollaborativeHints:
     def describe(self) -> str:
         return (
             f"collaborative hints from {int(self._user_degree.sum())} training (user, item) pairs, "
-            f"{len(self._pair_keys)} co-consumption pairs; popular >= {self.popular_threshold:g} users, "
-            f"niche <= {self.niche_threshold:g}"
+            f"{len(self._pair_keys)} co-consumption pairs; popular > {self.popular_threshold} users, "
+            f"niche < {self.niche_threshold}"
         )
 
 

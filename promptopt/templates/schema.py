@@ -71,6 +71,11 @@ CATALOG_SCHEMA: dict[str, Any] = {
             },
         },
         "default_include": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "slot_options": {
+            "description": "Listed catalogs saved from a slot catalog: option ids per slot, in order.",
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
         "templates": {"type": "array", "minItems": 1, "items": TEMPLATE_SCHEMA},
     },
 }
