@@ -105,6 +105,8 @@ class DriftViews:
                 return self.builder.task(user, target_row + 1, view=name)
             hidden = max(1, round(self.stale_share * target_row))
             stale = UserContext.at(self.data, user, max(1, target_row - hidden))
+            if base.target in stale.items:  # a repeated pair: never show the target
+                stale = stale.with_items([k for k, i in enumerate(stale.items) if i != base.target])
             return self.builder.task(user, target_row, view=name, context=stale)
         if name == "dropout":
             n = len(base.context)

@@ -194,17 +194,30 @@ class RecProblem:
     def _leak_free_mask(
         data: InteractionData, split: UserSplit, split_config: SplitConfig, time_cut: int
     ) -> np.ndarray:
-        """:func:`training_mask` that also hides every row a task of this problem may target."""
-        mask = training_mask(data, n_targets=max(split_config.n_targets, 2), time_cut=time_cut)
+        """:func:`training_mask` that also hides every row a task of this problem may target.
+
+        Per user, rows from the earliest possible target on are hidden (the earlier targets of
+        :func:`~promptopt.splits.target_rows`, the second-to-last row of training episodes, the
+        latest source-period row of ``period="source"`` tasks), and so is everything from the
+        time cut on. With repeated (user, item) pairs, earlier interactions with a hidden row's
+        item are hidden too, so a target can never be learned from.
+        """
+        n_targets = max(split_config.n_targets, 2)
+        mask = training_mask(data, n_targets=n_targets, time_cut=time_cut)
         offsets = data.user_offsets
         for user in range(data.n_users):
             start, stop = int(offsets[user]), int(offsets[user + 1])
-            if stop - start < 2:
+            length = stop - start
+            if length < 2:
                 continue
-            # The latest source-period row is the period="source" target: hide it too.
+            first = max(1, length - n_targets)
             before = np.flatnonzero(data.timestamps[start + 1:stop] < time_cut)
             if before.size:
-                mask[start + 1 + int(before[-1]):stop] = False
+                first = min(first, int(before[-1]) + 1)
+            mask[start + first:stop] = False
+            items = data.items[start:stop]
+            if np.unique(items).size < length:  # repeated pairs
+                mask[start:start + first] &= ~np.isin(items[:first], items[first:])
         return mask
 
     # ------------------------------------------------------------------ users and targets

@@ -249,3 +249,29 @@ def test_bad_reward_settings_fail_with_the_key(synthetic_data, catalog, reward, 
     split = split_users(synthetic_data, seed=0)
     with pytest.raises(ConfigError, match=message):
         RecProblem.build(synthetic_data, split, catalog, reward, SplitConfig(), seed=0, fit_hints=False)
+
+
+def test_repeated_pairs_never_leak_a_target(catalog) -> None:
+    from promptopt.data import InteractionData
+
+    rng = np.random.default_rng(0)
+    items = [(str(i), f"Item {i}", ("Drama",) if i % 2 else ("Comedy",), 2000) for i in range(120)]
+    rows = []
+    for user in range(40):
+        favourites = rng.choice(120, size=6, replace=False)  # few items, consumed again and again
+        for step in range(18):
+            when = 1_000_000 + 3600 * (50 * step + user)
+            rows.append((f"u{user}", str(int(rng.choice(favourites))), 4.0, when))
+    data = InteractionData.from_raw("repeats", items=items, interactions=rows)
+    split = split_users(data, seed=0)
+    reward = RewardConfig(robust_weight=0.5, views=("temporal", "dropout", "truncate", "popular_negatives",
+                                                    "new_items"))
+    problem = RecProblem.build(data, split, catalog, reward, SplitConfig(n_negatives=9), seed=0)
+    assert problem.train_mask.sum() > 0
+    for user in range(data.n_users):
+        rows_ = data.user_rows(user)
+        learned = set(data.items[rows_][problem.train_mask[rows_]].tolist())
+        for kwargs in ({}, {"final": True}, {"period": "source"}):
+            for task in problem.tasks(user, **kwargs):
+                assert task.target not in task.context.items, task.task_id
+                assert task.target not in learned, task.task_id
