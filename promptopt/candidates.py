@@ -56,7 +56,8 @@ class CandidateSampler:
         Raises:
             ValueError: Fewer eligible items than ``n_negatives``.
         """
-        banned = set(int(x) for x in exclude)
+        # tolist() turns a seen-items array into Python ints in one call (the per-task hot path).
+        banned = set(exclude.tolist()) if isinstance(exclude, np.ndarray) else {int(x) for x in exclude}
         banned.add(int(target))
         chosen: list[int] = []
         seen: set[int] = set()
