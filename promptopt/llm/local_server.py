@@ -21,11 +21,13 @@ Failure kinds (``failures=`` and :meth:`LocalOpenAIServer.fail_next`):
 ``"429"`` (rate limit with a ``retry-after`` header), ``"500"``, ``"reset"`` (connection dropped
 without an answer), ``"hang"`` (no answer for ``hang_s`` seconds: past the client's timeout),
 ``"malformed"`` (status 200, body that is not JSON), ``"empty"`` (status 200, no choices),
-``"truncated"`` (status 200, body cut off before its declared length).
+``"truncated"`` (status 200, body cut off before its declared length); and two that must not be
+retried: ``"400"`` (bad request) and ``"401"`` (key rejected).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -43,7 +45,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 FAILURE_KINDS: tuple[str, ...] = ("429", "500", "reset", "hang", "malformed", "empty", "truncated")
-"""Every failure the server can inject."""
+"""Transient failures: a client should retry them (the default kinds of random failures)."""
+PERMANENT_FAILURES: tuple[str, ...] = ("400", "401")
+"""Failures a client must not retry (bad request, rejected key); for ``fail_next`` / ``fail_matching``."""
 
 AnswerFn = Callable[[Sequence[Mapping[str, Any]], Mapping[str, Any]], str]
 """``answer(messages, body) -> content``: scripts the chat answer (messages as sent by the client)."""
@@ -58,7 +62,7 @@ class ServerStats:
     Attributes:
         requests: Requests received per path (``"/v1/chat/completions"`` ...).
         succeeded: Requests answered normally.
-        failures: Injected failures per kind.
+        failures: Injected failures per kind (counted when drawn, before a hang ends).
         max_in_flight: Most requests being handled at the same time.
         prompts: Prompts (last message content) of chat requests answered normally, in order.
     """
@@ -121,6 +125,7 @@ class LocalOpenAIServer:
         retry_after_s: Value of the ``retry-after`` header of ``"429"`` failures.
         model: Model name reported in answers and by ``GET /v1/models``.
         embedding_dim: Length of the vectors of ``/v1/embeddings`` (overridden by ``dimensions``).
+        port: Port on 127.0.0.1 (0 = a free one).
 
     Raises:
         ValueError: A failure kind is unknown or ``failure_rate`` is outside [0, 1].
@@ -138,10 +143,9 @@ class LocalOpenAIServer:
         retry_after_s: float = 0.01,
         model: str = "local-test",
         embedding_dim: int = 64,
+        port: int = 0,
     ) -> None:
-        unknown = sorted(set(failures) - set(FAILURE_KINDS))
-        if unknown:
-            raise ValueError(f"unknown failure kinds {unknown}; choose from {list(FAILURE_KINDS)}")
+        self._check_kinds(failures)
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate}")
         if failure_rate > 0 and not failures:
@@ -154,6 +158,7 @@ class LocalOpenAIServer:
         self.retry_after_s = float(retry_after_s)
         self.model = model
         self.embedding_dim = int(embedding_dim)
+        self._port = int(port)
         self.last_authorization: str | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -171,7 +176,7 @@ class LocalOpenAIServer:
         if self._httpd is not None:
             return self
         handler = type("_BoundHandler", (_Handler,), {"server_double": self})
-        httpd = _HTTPServer(("127.0.0.1", 0), handler)
+        httpd = _HTTPServer(("127.0.0.1", self._port), handler)
         self._httpd = httpd
         self._stopping.clear()
         self._thread = threading.Thread(
@@ -224,6 +229,12 @@ class LocalOpenAIServer:
         with self._lock:
             self._matching.append((text, kind))
 
+    def clear_failures(self) -> None:
+        """Forget scripted and persistent failures (random ones stay as configured)."""
+        with self._lock:
+            self._scripted.clear()
+            self._matching.clear()
+
     def stats(self) -> ServerStats:
         """A snapshot of the counters."""
         with self._lock:
@@ -249,9 +260,10 @@ class LocalOpenAIServer:
 
     @staticmethod
     def _check_kinds(kinds: Sequence[str]) -> None:
-        unknown = sorted(set(kinds) - set(FAILURE_KINDS))
+        known = FAILURE_KINDS + PERMANENT_FAILURES
+        unknown = sorted(set(kinds) - set(known))
         if unknown:
-            raise ValueError(f"unknown failure kinds {unknown}; choose from {list(FAILURE_KINDS)}")
+            raise ValueError(f"unknown failure kinds {unknown}; choose from {list(known)}")
 
     def _enter(self, path: str) -> None:
         with self._lock:
@@ -259,27 +271,27 @@ class LocalOpenAIServer:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
 
-    def _leave(self, *, failure: str | None, prompt: str | None = None) -> None:
+    def _leave(self, *, failed: bool, prompt: str | None = None) -> None:
         with self._lock:
             self._in_flight -= 1
-            if failure is not None:
-                self._failures[failure] += 1
-            else:
+            if not failed:
                 self._succeeded += 1
                 if prompt is not None:
                     self._prompts.append(prompt)
 
     def _draw_failure(self, prompt: str | None) -> str | None:
+        """The failure this request gets (counted now, before a hang even starts), or None."""
         with self._lock:
+            kind = None
             if prompt is not None:
-                for text, kind in self._matching:
-                    if text in prompt:
-                        return kind
-            if self._scripted:
-                return self._scripted.popleft()
-            if self.failure_rate > 0 and self._rng.random() < self.failure_rate:
-                return self._rng.choice(self.failures)
-        return None
+                kind = next((k for text, k in self._matching if text in prompt), None)
+            if kind is None and self._scripted:
+                kind = self._scripted.popleft()
+            if kind is None and self.failure_rate > 0 and self._rng.random() < self.failure_rate:
+                kind = self._rng.choice(self.failures)
+            if kind is not None:
+                self._failures[kind] += 1
+            return kind
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -313,26 +325,23 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         double.last_authorization = self.headers.get("Authorization")
         double._enter(path)
-        failure: str | None = None
+        failed = True
         prompt: str | None = None
         try:
             try:
                 body = json.loads(raw or b"{}")
             except json.JSONDecodeError:
-                failure = "bad_request"
                 self._send_json(400, _error("request body is not JSON", "invalid_request_error"))
                 return
             if path == "/v1/chat/completions":
                 messages = body.get("messages") or []
                 prompt = str(messages[-1].get("content", "")) if messages else ""
             elif path != "/v1/embeddings":
-                failure = "not_found"
                 self._send_json(404, _error(f"no route POST {path}", "not_found"))
                 return
             failure = double._draw_failure(prompt)
             if double.latency_s > 0 and double._stopping.wait(double.latency_s):
-                failure = failure or "stopped"
-                self._drop_connection()
+                self._drop_connection()  # shutting down
                 return
             if failure is not None:
                 self._fail(failure)
@@ -341,8 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, self._chat(body))
             else:
                 self._send_json(200, self._embeddings(body))
+            failed = False
         finally:
-            double._leave(failure=failure, prompt=prompt)
+            double._leave(failed=failed, prompt=prompt)
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -399,6 +409,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif kind == "500":
             self._send_json(500, _error("internal error (injected)", "server_error"))
+        elif kind == "400":
+            self._send_json(400, _error("bad request (injected)", "invalid_request_error"))
+        elif kind == "401":
+            self._send_json(401, _error("incorrect API key provided (injected)", "invalid_api_key"))
         elif kind == "reset":
             self._drop_connection()
         elif kind == "hang":
@@ -448,3 +462,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _error(message: str, code: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": code, "code": code}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m promptopt.llm.local_server``: serve until interrupted, printing the base URL first."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m promptopt.llm.local_server",
+        description="An offline OpenAI-compatible server for tests and demos (any API key works).",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--failure-rate", type=float, default=0.0, help="share of requests that fail")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the failure draws")
+    args = parser.parse_args(argv)
+    server = LocalOpenAIServer(args.latency, failure_rate=args.failure_rate, seed=args.seed, port=args.port)
+    with server:
+        print(server.base_url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
