@@ -20,7 +20,7 @@ from typing import Literal
 from promptopt.data.assemble import InteractionRows, UnknownItems, assemble
 from promptopt.data.interactions import InteractionData
 from promptopt.data.textfile import parse_float, parse_int, read_table, require_file
-from promptopt.errors import DataFormatError
+from promptopt.errors import ConfigError, DataFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +56,16 @@ def load_lastfm(
             ``artists.dat``: ``"drop"`` (logged) or ``"error"``.
 
     Raises:
+        ConfigError: An option out of range.
         DataFormatError: A missing / empty / malformed file or an impossible date, naming the path
             and line.
     """
     if n_genres < 1 or tags_per_artist < 1:
-        raise ValueError(f"n_genres and tags_per_artist must be >= 1, got {n_genres}, {tags_per_artist}")
+        raise ConfigError(f"n_genres and tags_per_artist must be >= 1, got {n_genres}, {tags_per_artist}")
     if ratings not in ("weight_quintile", "none"):
-        raise ValueError(f"ratings must be 'weight_quintile' or 'none', got {ratings!r}")
+        raise ConfigError(f"ratings must be 'weight_quintile' or 'none', got {ratings!r}")
+    if unknown_items not in ("drop", "error"):
+        raise ConfigError(f"unknown_items must be 'drop' or 'error', got {unknown_items!r}")
     folder = Path(path)
 
     tags_path = require_file(folder, "tags.dat", "tab-separated 'tagID tagValue' with a header")

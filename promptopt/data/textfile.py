@@ -15,6 +15,8 @@ from pathlib import Path
 
 from promptopt.errors import DataFormatError
 
+_YEAR_5000 = 95_617_584_000  # Unix seconds of 5000-01-01: larger values are milliseconds, not seconds
+
 # Separators a user might have used by mistake, checked when a line has too few fields.
 _OTHER_SEPARATORS: tuple[tuple[str, str], ...] = (
     ("::", "'::'"), ("\t", "tab"), (",", "','"), (";", "';'"), ("|", "'|'"),
@@ -225,7 +227,8 @@ def parse_timestamp(path: Path, number: int, value: str, column: str = "timestam
     """Unix seconds from an integer (or a number) or an ISO-8601 date / datetime (UTC if naive).
 
     Raises:
-        DataFormatError: Neither a number nor an ISO date, or before 1970 (negative Unix time).
+        DataFormatError: Neither a number nor an ISO date, before 1970 (negative Unix time), or
+            after the year 5000 (milliseconds given instead of seconds).
     """
     text = value.strip()
     try:
@@ -244,5 +247,10 @@ def parse_timestamp(path: Path, number: int, value: str, column: str = "timestam
     if seconds < 0:
         raise DataFormatError(
             f"{path}, {unit} {number}: {column} {value!r} is before 1970 (expected Unix seconds >= 0)"
+        )
+    if seconds >= _YEAR_5000:
+        raise DataFormatError(
+            f"{path}, {unit} {number}: {column} {value!r} is after the year 5000; milliseconds? "
+            "(expected Unix seconds: divide by 1000)"
         )
     return seconds

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from experiments.cli import main
-from promptopt.data import make_synthetic
+from experiments.commands import data as data_command
+from promptopt.data import DATASET_FORMATS, make_synthetic
+from promptopt.data.fetch import ARCHIVES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,3 +88,9 @@ def test_subprocess_synth_then_stats(tmp_path: Path) -> None:
     out = _cli("data", "stats", str(dest), "--format", "generic", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["users"] == 12
+
+
+def test_cli_choices_match_the_library() -> None:
+    # The command module keeps its imports stdlib-only, so it repeats these names: keep them in sync.
+    assert data_command._FORMATS == DATASET_FORMATS
+    assert tuple(ARCHIVES) == data_command._FETCHABLE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import typing
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from promptopt.config import DataConfig, SynthConfig
-from promptopt.data import load_data, load_dataset, make_synthetic
+from promptopt.data import DATASET_FORMATS, load_data, load_dataset, make_synthetic
 from promptopt.data.assemble import year_from_title
 from promptopt.data.generic import save_generic
 from promptopt.errors import ConfigError, DataFormatError
@@ -164,6 +165,8 @@ def test_lastfm_tag_assignments_become_dated_interactions(tmp_path: Path, caplog
 
 def test_lastfm_strict_mode_and_no_ratings(tmp_path: Path) -> None:
     folder = write_lastfm(tmp_path, newline="\n")
+    with pytest.raises(ConfigError, match="ratings must be 'weight_quintile' or 'none', got 'raw'"):
+        load_dataset("lastfm", folder, ratings="raw")
     with pytest.raises(DataFormatError, match=r"user_taggedartists\.dat, line 6: item '99' is not in"):
         load_dataset("lastfm", folder, unknown_items="error")
     data = load_dataset("lastfm", folder, ratings="none")
@@ -219,6 +222,10 @@ def test_load_data_dispatches_on_the_config(tmp_path: Path) -> None:
         load_data(DataConfig(format="movielens-1m"))
 
 
+def test_every_config_format_has_a_loader() -> None:
+    assert set(typing.get_args(typing.get_type_hints(DataConfig)["format"])) == set(DATASET_FORMATS)
+
+
 def test_unknown_format_and_option_fail_with_the_choices(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown dataset format 'movielens-10m'.*movielens-100k"):
         load_dataset("movielens-10m", tmp_path)
@@ -248,6 +255,7 @@ MALFORMED_ML100K = [
     ("1\t1\tfive\t881250949\n", r"u\.data, line 1: rating must be a number, got 'five'"),
     ("1\t1\t5\tyesterday\n", r"u\.data, line 1: timestamp must be Unix seconds or an ISO-8601 date"),
     ("1\t1\t5\t-5\n", r"u\.data, line 1: timestamp '-5' is before 1970"),
+    ("1\t1\t5\t881250949000\n", r"u\.data, line 1: .* after the year 5000; milliseconds\?"),
     ("7\t1\t5\t881250949\n", r"u\.data, line 1: user '7' is not in .*u\.user"),
 ]
 
