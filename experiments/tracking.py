@@ -117,6 +117,7 @@ def start_tracking(
     run_config: Mapping[str, Any],
     api_key_env: str | None = None,
     group: str | None = None,
+    run_id: str | None = None,
 ) -> Tracker:
     """Start a wandb run for ``run_dir``, or return an inactive :class:`Tracker`.
 
@@ -127,6 +128,7 @@ def start_tracking(
         run_config: The resolved config as a plain dict (logged as the run's config).
         api_key_env: Name of the ranker's key variable; its value is redacted from anything logged.
         group: wandb group (a sweep name).
+        run_id: Continue this wandb run (train, evaluate and export of one run share an id).
     """
     if not config.wandb or config.mode == "disabled":
         return Tracker()
@@ -145,6 +147,8 @@ def start_tracking(
             entity=config.entity,
             name=run_name,
             group=group,
+            id=run_id,
+            resume="allow" if run_id else None,
             dir=str(run_dir),
             mode=mode,
             config=redact(dict(run_config), secrets),

@@ -1,0 +1,271 @@
+"""The evaluation protocol of a run: every selector on the same held-out users, tasks and shown orders.
+
+Selectors (``eval.selectors``), all scored through one :class:`~promptopt.problem.RecProblem`:
+
+* ``random`` — a seeded random valid template per user;
+* ``best_fixed`` — the template with the best mean reward on training users (``eval.fixed_users``);
+* ``epsilon_greedy``, ``linucb`` — contextual bandits on LightGCN embedding ++ profile statistics,
+  trained online for ``eval.bandit_steps`` episodes (default: the PPO budget, so equal cost);
+* ``mlp_ppo`` — PPO with the profile-statistics-only extractor (the graph ablation);
+* ``policy`` — the run's LightGCN+MLP PPO policy;
+* ``oracle`` — the best template in hindsight per user (an optimistic bound, ``n_templates`` calls).
+
+For each: NDCG@1/5/10, HR@1/5/10, MRR with percentile bootstrap intervals on each user's last
+interaction, and (``eval.periods``) on each user's latest target before the drift time cut
+(source) and from it on (target), with the drop between them. The policy is compared with the
+best fixed template per user (paired): mean difference, bootstrap interval, and a two-sided
+sign-flip randomisation test
+
+.. math::
+
+    p = \\frac{1 + \\#\\{b : |\\bar d^{(b)}| \\ge |\\bar d|\\}}{1 + B}, \\qquad
+    \\bar d^{(b)} = \\frac{1}{n} \\sum_i s_{b,i} d_i,\\; s_{b,i} \\in \\{-1, +1\\} \\text{ uniform}.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from promptopt.config import ExperimentConfig
+from promptopt.metrics import METRIC_NAMES
+
+if TYPE_CHECKING:
+    from promptopt.evaluation import SelectorEvaluation
+    from promptopt.llm.types import Ranker
+    from promptopt.problem import Period, RecProblem
+    from promptopt.selectors import Selector
+
+logger = logging.getLogger(__name__)
+
+HEADLINE = "ndcg@10"
+SELECTOR_NAMES: tuple[str, ...] = (
+    "random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy", "oracle",
+)
+"""Every selector name ``eval.selectors`` may list, in report order."""
+
+
+def sign_flip_p_value(diff: np.ndarray, *, n_resamples: int = 10000, seed: int = 0) -> float:
+    """Two-sided sign-flip randomisation test of mean ``diff = 0`` (see the module docstring)."""
+    diff = np.asarray(diff, dtype=np.float64)
+    if diff.size == 0 or not np.any(diff):
+        return 1.0
+    rng = np.random.default_rng(seed)
+    observed = abs(diff.mean())
+    hits = 0
+    for start in range(0, n_resamples, 500):
+        size = min(500, n_resamples - start)
+        signs = rng.choice((-1.0, 1.0), size=(size, diff.size))
+        hits += int((np.abs((signs * diff).mean(axis=1)) >= observed - 1e-15).sum())
+    return (1 + hits) / (1 + n_resamples)
+
+
+def check_selectors(names: tuple[str, ...]) -> None:
+    from promptopt.errors import ConfigError
+
+    unknown = [n for n in names if n not in SELECTOR_NAMES]
+    if unknown:
+        raise ConfigError(f"eval.selectors: unknown selector {unknown[0]!r}; use any of "
+                          f"{', '.join(SELECTOR_NAMES)}")
+
+
+def _interval_json(interval: Any) -> dict[str, float]:
+    return {"mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n}
+
+
+def _spend_json(spend: Any) -> dict[str, int]:
+    if spend is None:
+        return {"calls": 0, "cached": 0, "tokens": 0}
+    return {"calls": int(spend.calls), "cached": int(spend.cached), "tokens": int(spend.tokens)}
+
+
+def run_protocol(
+    config: ExperimentConfig,
+    problem: RecProblem,
+    ranker: Ranker,
+    selector_factory: Callable[[str, Period | None], Selector],
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, SelectorEvaluation]]:
+    """Evaluate every selector of ``config.eval.selectors`` and summarise for metrics.json.
+
+    Args:
+        config: The run's config.
+        problem: The problem (identical tasks for every selector).
+        ranker: The cached ranker.
+        selector_factory: ``(name, period)`` -> selector; builds (and trains, for the bandits) a
+            selector by name. The oracle is built here so it scores exactly the evaluated tasks.
+        progress: Called with each selector's name before it runs.
+
+    Returns:
+        The ``evaluation`` section of metrics.json and the per-selector evaluations.
+    """
+    from promptopt.evaluation import evaluate_selector
+    from promptopt.selectors import OracleSelector
+
+    cfg = config.eval
+    check_selectors(cfg.selectors)
+    users = problem.pool(cfg.split)
+    if len(users) == 0:
+        from promptopt.errors import ConfigError
+
+        raise ConfigError(f"no {cfg.split} users to evaluate: raise split.test_fraction or the data size")
+    kw = {"n_bootstrap": cfg.n_bootstrap, "confidence": cfg.confidence, "seed": config.seed}
+    names = [n for n in SELECTOR_NAMES if n in cfg.selectors]
+    results: dict[str, SelectorEvaluation] = {}
+    by_period: dict[str, dict[str, SelectorEvaluation]] = {"source": {}, "target": {}}
+    timings: dict[str, float] = {}
+    for name in names:
+        if progress is not None:
+            progress(name)
+        started = time.perf_counter()
+        for period in (None, "source", "target") if cfg.periods else (None,):
+            if name == "oracle":
+                selector = OracleSelector(problem, ranker, metric="reward", period=period)
+            else:
+                selector = selector_factory(name, period)
+            try:
+                ev = evaluate_selector(selector, problem, ranker, users, period=period, **kw)
+            except ValueError as exc:  # no user has a target in this period
+                if period is None:
+                    raise
+                logger.info("period %s not evaluated for %s: %s", period, name, exc)
+                continue
+            if period is None:
+                results[name] = ev
+            else:
+                by_period[period][name] = ev
+        timings[name] = time.perf_counter() - started
+    return summarise(config, problem, results, by_period, timings), results
+
+
+def summarise(
+    config: ExperimentConfig,
+    problem: RecProblem,
+    results: Mapping[str, SelectorEvaluation],
+    by_period: Mapping[str, Mapping[str, SelectorEvaluation]],
+    timings: Mapping[str, float],
+) -> dict[str, Any]:
+    """The ``evaluation`` section of metrics.json (plain JSON, read by report, plots and export)."""
+    cfg = config.eval
+    ids = problem.catalog.ids
+    methods: dict[str, Any] = {}
+    calls = tokens = cached = 0
+    for name, ev in results.items():
+        spend = ev.spend + ev.selection_spend if ev.selection_spend is not None else ev.spend
+        calls += spend.calls
+        cached += spend.cached
+        tokens += spend.tokens
+        methods[name] = {
+            "metrics": {k: _interval_json(v) for k, v in ev.summary.items()},
+            "n_users": int(ev.users.size),
+            "calls": int(spend.calls),
+            "uncached_calls": int(spend.calls - spend.cached),
+            "tokens": int(spend.tokens),
+            "invalid": int(ev.invalid),
+            "seconds": round(float(timings.get(name, 0.0)), 3),
+            "template_usage": {ids[int(t)]: int(n) for t, n in ev.template_usage().items()},
+        }
+    evaluation: dict[str, Any] = {
+        "split": cfg.split,
+        "n_users": int(max((ev.users.size for ev in results.values()), default=0)),
+        "confidence": cfg.confidence,
+        "n_bootstrap": cfg.n_bootstrap,
+        "reward_metric": config.reward.metric,
+        "methods": methods,
+        "llm": {"calls": calls, "uncached_calls": calls - cached, "tokens": tokens,
+                "cache_hit_rate": cached / calls if calls else 0.0},
+    }
+    if by_period.get("source") and by_period.get("target"):
+        periods: dict[str, Any] = {"metric": HEADLINE}
+        for period in ("source", "target"):
+            evs = by_period[period]
+            periods[period] = {
+                "n_users": int(max((ev.users.size for ev in evs.values()), default=0)),
+                "methods": {n: _interval_json(ev.summary[HEADLINE]) for n, ev in evs.items()},
+                "all_metrics": {n: {k: ev.summary[k].mean for k in METRIC_NAMES} for n, ev in evs.items()},
+            }
+        evaluation["periods"] = periods
+        evaluation["drop"] = {
+            n: by_period["source"][n].summary[HEADLINE].mean - by_period["target"][n].summary[HEADLINE].mean
+            for n in results if n in by_period["source"] and n in by_period["target"]
+        }
+    if "policy" in results and "best_fixed" in results:
+        evaluation["paired"] = paired(results["policy"], results["best_fixed"], config)
+    if "policy" in results:
+        evaluation["usage_by_group"] = usage_by_group(problem, results["policy"])
+    return evaluation
+
+
+def paired(a: SelectorEvaluation, b: SelectorEvaluation, config: ExperimentConfig) -> dict[str, Any]:
+    """Per-user ``a - b`` on NDCG@10: bootstrap interval, sign-flip p-value, wins / losses / ties."""
+    from promptopt.evaluation import paired_difference
+
+    result = paired_difference(a, b, HEADLINE, n_bootstrap=config.eval.n_bootstrap,
+                               confidence=config.eval.confidence, seed=config.seed)
+    position = {int(u): i for i, u in enumerate(b.users)}
+    ia = [i for i, u in enumerate(a.users) if int(u) in position]
+    ib = [position[int(a.users[i])] for i in ia]
+    diff = a.per_user[HEADLINE][ia] - b.per_user[HEADLINE][ib]
+    return {
+        "a": a.name, "b": b.name, "metric": HEADLINE, "n_users": int(diff.size),
+        "confidence": config.eval.confidence,
+        "mean_diff": result.interval.mean, "low": result.interval.low, "high": result.interval.high,
+        "share_positive": result.share_positive,
+        "p_value": sign_flip_p_value(diff, seed=config.seed),
+        "wins": int((diff > 1e-12).sum()), "losses": int((diff < -1e-12).sum()),
+        "ties": int((np.abs(diff) <= 1e-12).sum()),
+    }
+
+
+def usage_by_group(problem: RecProblem, ev: SelectorEvaluation) -> dict[str, dict[str, int]]:
+    """Templates chosen per user group: history-length tertiles and the target's period."""
+    ids = problem.catalog.ids
+    lengths = np.array([problem.data.history_length(int(u)) for u in ev.users])
+    groups: dict[str, dict[str, int]] = {}
+    if lengths.size:
+        cuts = np.quantile(lengths, [1 / 3, 2 / 3])
+        labels = np.where(lengths <= cuts[0], 0, np.where(lengths <= cuts[1], 1, 2))
+        names = (f"history <= {int(cuts[0])}", f"history {int(cuts[0]) + 1}-{int(cuts[1])}",
+                 f"history > {int(cuts[1])}")
+        for k, name in enumerate(names):
+            chosen = ev.templates[labels == k]
+            if chosen.size:
+                values, counts = np.unique(chosen, return_counts=True)
+                groups[name] = {ids[int(v)]: int(c) for v, c in zip(values, counts)}
+    for period in ("source", "target"):
+        chosen = ev.templates[ev.periods == period]
+        if chosen.size:
+            values, counts = np.unique(chosen, return_counts=True)
+            groups[f"{period}-period target"] = {ids[int(v)]: int(c) for v, c in zip(values, counts)}
+    return groups
+
+
+def summary_keys(evaluation: Mapping[str, Any]) -> dict[str, float]:
+    """Flat ``eval/...`` keys for metrics.json's summary, wandb and sweeps.
+
+    ``eval/<metric>`` is the policy's value (the first of policy, mlp_ppo, best_fixed present);
+    ``eval/<selector>/<metric>`` every selector's.
+    """
+    out: dict[str, float] = {}
+    methods = evaluation.get("methods", {})
+    for name, result in methods.items():
+        for metric, cell in result["metrics"].items():
+            out[f"eval/{name}/{metric}"] = cell["mean"]
+    main = next((n for n in ("policy", "mlp_ppo", "best_fixed") if n in methods), None)
+    if main is not None:
+        for metric, cell in methods[main]["metrics"].items():
+            out[f"eval/{metric}"] = cell["mean"]
+    if "paired" in evaluation:
+        out["eval/policy_minus_best_fixed"] = evaluation["paired"]["mean_diff"]
+        out["eval/policy_minus_best_fixed_low"] = evaluation["paired"]["low"]
+    for name, drop in (evaluation.get("drop") or {}).items():
+        out[f"eval/{name}/drift_drop"] = drop
+    llm = evaluation.get("llm", {})
+    out["llm/eval_calls"] = llm.get("calls", 0)
+    out["llm/eval_tokens"] = llm.get("tokens", 0)
+    return out

@@ -1,0 +1,117 @@
+"""Assemble a run's prompt book from its config, trained policy and metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from experiments.rundir import RunDir
+from experiments.tracking import secret_values
+from promptopt.config import ExperimentConfig, config_to_dict
+from promptopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from promptopt.export import PromptBook
+
+logger = logging.getLogger(__name__)
+
+
+def build_book(run: RunDir, config: ExperimentConfig) -> PromptBook:
+    """The prompt book of ``run``: the trained policy's choice for every listed user.
+
+    Users listed are every user of the split (``export.users: all``) or the test users; each gets
+    the policy's template for their latest task, its action probabilities, and (``export.prompts``)
+    that task's filled prompt. The global ranking comes from the evaluation's best-fixed scan
+    (every template on the same training users) or, before evaluation, from training episodes.
+    """
+    from experiments.pipeline import build_problem, load_agent, make_run_ranker
+    from policies.selectors import PPOSelector
+    from promptopt.export import PromptBook, TemplateScore, UserChoice
+
+    metrics = run.read_metrics()
+    if not run.agent("policy").is_file():
+        raise ConfigError(f"{run.agent('policy')} does not exist: finish training first "
+                          f"(promptopt train --resume {run.root})")
+    data, split, catalog, problem = build_problem(config)
+    ranker = make_run_ranker(config, data, catalog)
+    try:
+        identity = metrics.get("ranker") or dict(ranker.identity)
+        selector = PPOSelector(load_agent(run, config, problem, ranker, "policy"), problem, final=True)
+    finally:
+        close = getattr(ranker, "close", None)
+        if callable(close):
+            close()
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    if config.export.users == "test":
+        parts = {"test": split.test}
+    users = np.concatenate([np.asarray(v, dtype=np.int64) for v in parts.values()])
+    part_of = {int(u): name for name, pool in parts.items() for u in pool}
+    users = np.sort(users)
+    probs = selector.action_probabilities(users) if users.size else np.zeros((0, len(catalog)))
+    chosen = probs.argmax(axis=1) if users.size else np.zeros(0, dtype=np.int64)
+    choices = []
+    for user, template, row in zip(users, chosen, probs):
+        prompt = None
+        if config.export.prompts:
+            tasks = problem.tasks(int(user), final=True)
+            prompt = problem.requests(tasks[:1], int(template))[0].prompt if tasks else None
+        choices.append(UserChoice(user_id=data.user_ids[int(user)], template_id=catalog.ids[int(template)],
+                                  probabilities=tuple(float(p) for p in row), prompt=prompt,
+                                  split=part_of[int(user)]))
+    evaluation = metrics.get("evaluation")
+    scan = ((evaluation or {}).get("template_scan")
+            or (metrics.get("train") or {}).get("template_ranking") or [])
+    ranking = [TemplateScore(r["template_id"], r["mean_reward"], int(r["n"])) for r in scan]
+    if not any(s.mean_reward is not None for s in ranking):
+        ranking = [TemplateScore(tid, None, 0) for tid in catalog.ids]
+    cfg = config_to_dict(config)
+    return PromptBook.build(
+        run={"name": config.name, "seed": config.seed, "selector": "policy",
+             "policy": config.policy.kind, "run_dir": run.root.name},
+        ranker_identity=identity,
+        dataset={"name": data.name, "format": config.data.format, "n_users": data.n_users,
+                 "n_items": data.n_items, "n_interactions": data.n_interactions},
+        split={"n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
+               "time_cut": int(problem.time_cut), **cfg["split"]},
+        reward=cfg["reward"],
+        catalog_name=config.templates.catalog,
+        catalog_slots=catalog.slots,
+        templates=[catalog[i] for i in range(len(catalog))],
+        global_ranking=ranking,
+        choices=choices,
+        evaluation=_book_evaluation(evaluation),
+    )
+
+
+def _book_evaluation(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The evaluation summary a prompt book carries (means and intervals, not per-user data)."""
+    if not evaluation:
+        return None
+    keep = ("split", "n_users", "confidence", "n_bootstrap", "paired", "drop", "llm")
+    out = {k: evaluation[k] for k in keep if k in evaluation}
+    out["methods"] = {n: {"metrics": r["metrics"], "calls": r.get("calls"), "tokens": r.get("tokens")}
+                      for n, r in evaluation.get("methods", {}).items()}
+    if "periods" in evaluation:
+        out["periods"] = {p: evaluation["periods"][p]["methods"] for p in ("source", "target")
+                          if p in evaluation["periods"]}
+    return out
+
+
+def check_no_secrets(path: Path, config: ExperimentConfig) -> None:
+    """Refuse to leave a file that contains the value of the ranker's API key (or any secret).
+
+    Raises:
+        ConfigError: A secret's value appears in the file (the file is deleted).
+    """
+    secrets = secret_values([config.ranker.api_key_env])
+    if not secrets:
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    leaked = [name for name in os.environ if os.environ[name] in secrets and os.environ[name] in text]
+    if leaked:
+        path.unlink()
+        raise ConfigError(f"{path} would contain the value of ${leaked[0]}; it was deleted. Report this bug.")

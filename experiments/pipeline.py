@@ -1,0 +1,436 @@
+"""The experiment pipeline as plain functions: build the problem, train, evaluate, export.
+
+The CLI (``promptopt train | evaluate | export | sweep``) and the scripts ``experiments/train.py``,
+``evaluate.py`` and ``export.py`` are thin wrappers over these functions::
+
+    config = load_config("experiments/configs/quickstart.yaml", ["--ppo.learning_rate=3e-4"])
+    run_dir = train(config, "runs/my-run")        # LightGCN pretraining + PPO, checkpoints
+    evaluate(run_dir)                              # every selector on held-out users
+    export(run_dir)                                # prompts.json, validated
+
+Every phase reads the run's resolved ``config.yaml``, so a run directory is self-contained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from experiments.rundir import RunDir, default_run_dir
+from experiments.tracking import Tracker, start_tracking
+from promptopt.config import ExperimentConfig, config_to_dict, load_config
+from promptopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from promptopt.data.interactions import InteractionData
+    from promptopt.llm.types import Ranker
+    from promptopt.problem import RecProblem
+    from promptopt.splits import UserSplit
+    from promptopt.templates import TemplateCatalog
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------- building blocks
+def build_problem(config: ExperimentConfig) -> tuple[InteractionData, UserSplit, TemplateCatalog, RecProblem]:
+    """Load the data, split users, load the catalog and assemble the :class:`RecProblem`.
+
+    Raises:
+        ConfigError / DataFormatError / TemplateError: With the offending key or file.
+    """
+    from promptopt.data import load_data
+    from promptopt.problem import RecProblem
+    from promptopt.splits import split_users
+    from promptopt.templates import TemplateCatalog
+
+    data = load_data(config.data)
+    s = config.split
+    try:
+        split = split_users(data, val_fraction=s.val_fraction, test_fraction=s.test_fraction,
+                            min_history=s.min_history, seed=config.seed, max_users=s.max_users)
+    except ValueError as exc:
+        raise ConfigError(f"split: {exc}") from None
+    catalog = TemplateCatalog.load(config.templates.catalog, include=config.templates.include,
+                                   max_history=config.templates.max_history)
+    problem = RecProblem.build(data, split, catalog, config.reward, config.split, seed=config.seed)
+    logger.info("%s; users train/val/test %d/%d/%d; %d templates; %d request(s) per episode",
+                data.describe(), len(split.train), len(split.val), len(split.test), len(catalog),
+                problem.calls_per_episode)
+    return data, split, catalog, problem
+
+
+def make_run_ranker(config: ExperimentConfig, data: InteractionData, catalog: TemplateCatalog) -> Ranker:
+    """The config's ranker, behind the answer cache and the budget."""
+    from promptopt.llm.budget import Budget
+    from promptopt.llm.factory import make_ranker
+
+    b = config.budget
+    budget = Budget.from_config(b) if (b.max_calls, b.max_tokens, b.max_cost) != (None, None, None) else None
+    return make_ranker(config.ranker, cache=config.cache, budget=budget, data=data, catalog=catalog)
+
+
+def agent_kinds(config: ExperimentConfig) -> list[str]:
+    """Agents a run trains: ``policy`` (``policy.kind``), plus ``mlp`` for the ``mlp_ppo`` baseline."""
+    kinds = ["policy"]
+    if "mlp_ppo" in config.eval.selectors and config.policy.kind != "mlp":
+        kinds.append("mlp")
+    return kinds
+
+
+def agent_config(config: ExperimentConfig, kind: str) -> ExperimentConfig:
+    """The config an agent is built from (``mlp``: the same with ``policy.kind: mlp``)."""
+    if kind == "mlp":
+        return dataclasses.replace(config, policy=dataclasses.replace(config.policy, kind="mlp"))
+    return config
+
+
+def make_env(config: ExperimentConfig, problem: RecProblem, ranker: Ranker, n_envs: int | None = None) -> Any:
+    """The batched training env (one ranker call per step for all sub-environments)."""
+    from envs import BatchedPromptRecVecEnv
+
+    return BatchedPromptRecVecEnv(problem, ranker, n_envs or config.env.n_envs, seed=config.seed,
+                                  users="train", action_space=config.env.action_space)
+
+
+def load_agent(run: RunDir, config: ExperimentConfig, problem: RecProblem, ranker: Ranker, kind: str) -> Any:
+    """A trained agent of the run (weights only: ``set_parameters``, nothing unpickled)."""
+    from policies.agent import make_agent
+
+    path = run.agent(kind)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: train first (promptopt train --resume {run.root})")
+    agent = make_agent(make_env(config, problem, ranker, n_envs=1), agent_config(config, kind),
+                       embeddings_path=run.lightgcn)
+    agent.set_parameters(str(path), exact_match=True)
+    return agent
+
+
+@contextlib.contextmanager
+def run_logging(path: Path) -> Iterator[None]:
+    """Also write log lines to the run's ``train.log`` while the block runs."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def tracker_for(run: RunDir, config: ExperimentConfig, phase: str) -> Tracker:
+    """The run's wandb run (the same id for train, evaluate and export, so they share one page)."""
+    id_file = run.wandb / "run_id"
+    tracker = start_tracking(config.tracking, run_dir=run.root, run_name=run.root.name,
+                             run_config=config_to_dict(config), api_key_env=config.ranker.api_key_env,
+                             run_id=id_file.read_text().strip() if id_file.is_file() else None)
+    if tracker.active and not id_file.is_file():
+        id_file.write_text(tracker.run.id)
+    logger.debug("tracking %s: %s", phase, "on" if tracker.active else "off")
+    return tracker
+
+
+# ---------------------------------------------------------------------- phases
+def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = False) -> Path:
+    """Pretrain LightGCN and train the PPO agent(s) into ``output_dir``.
+
+    Writes ``config.yaml``, ``lightgcn.pt``, ``agent.zip`` (and ``agent_mlp.zip`` when the MLP-only
+    baseline is evaluated), checkpoints and the ``train`` section of ``metrics.json``.
+
+    Args:
+        config: The resolved config.
+        output_dir: The run directory.
+        resume: Continue the run in ``output_dir`` from its last checkpoint (its answers are cached).
+
+    Raises:
+        ConfigError: ``output_dir`` already holds a run and ``resume`` is false (or vice versa).
+        BudgetExceeded: The budget ran out; a checkpoint was saved and the message says how to go on.
+    """
+    from experiments.training import train_agent
+
+    run = RunDir(Path(output_dir))
+    if resume:
+        run.require("a run directory to resume")
+    elif run.config.is_file():
+        raise ConfigError(f"{run.root} already holds a run: continue it with `promptopt train --resume "
+                          f"{run.root}` or choose another --output-dir")
+    run.create()
+    _write_config(run, config)
+    started = time.perf_counter()
+    with run_logging(run.log):
+        logger.info("run directory %s", run.root)
+        tracker = tracker_for(run, config, "train")
+        try:
+            data, _split, catalog, problem = build_problem(config)
+            ranker = make_run_ranker(config, data, catalog)
+            try:
+                metrics = run.update_metrics("ranker", dict(ranker.identity))
+                lightgcn = _pretrain(run, config, data, problem)
+                agents: dict[str, Any] = {}
+                for kind in agent_kinds(config):
+                    env = make_env(config, problem, ranker)
+                    cfg = agent_config(config, kind)
+
+                    def build(env: Any = env, cfg: ExperimentConfig = cfg) -> Any:
+                        from policies.agent import make_agent
+
+                        return make_agent(env, cfg, embeddings_path=run.lightgcn)
+
+                    done = (metrics.get("train") or {}).get("agents", {}).get(kind)
+                    if run.agent(kind).is_file() and done:
+                        agents[kind] = done
+                        continue
+                    state = train_agent(kind, build, total_timesteps=config.ppo.total_timesteps,
+                                        checkpoint_every=config.ppo.checkpoint_every,
+                                        checkpoint_dir=run.checkpoints, output=run.agent(kind),
+                                        tracker=tracker, ranker=ranker)
+                    agents[kind] = state.to_json()
+                    metrics = run.update_metrics("train", _train_section(agents, lightgcn, started))
+                section = _train_section(agents, lightgcn, started)
+                run.update_metrics("train", section, summary=_train_summary(section))
+                tracker.summary(_train_summary(section))
+            finally:
+                _close(ranker)
+        finally:
+            tracker.finish()
+    return run.root
+
+
+def _write_config(run: RunDir, config: ExperimentConfig) -> None:
+    import yaml
+
+    run.config.write_text(
+        "# Resolved config of this run (every field, overrides applied). Re-run with:\n"
+        f"#   promptopt train {run.config}\n"
+        + yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True),
+        encoding="utf-8",
+    )
+
+
+def _close(ranker: Any) -> None:
+    close = getattr(ranker, "close", None)
+    if callable(close):
+        close()
+
+
+def _pretrain(run: RunDir, config: ExperimentConfig, data: InteractionData, problem: RecProblem) -> dict:
+    """LightGCN BPR pretraining on the training graph (skipped when the run already has weights)."""
+    from policies.lightgcn import LightGCNEmbeddings
+
+    if run.lightgcn.is_file():
+        emb = LightGCNEmbeddings.load(run.lightgcn)
+        logger.info("LightGCN: reusing %s", run.lightgcn)
+    elif config.policy.kind == "lightgcn_mlp" or {"epsilon_greedy", "linucb"} & set(config.eval.selectors):
+        from policies.graph import build_graph
+        from policies.lightgcn import pretrain_from_config
+
+        graph = build_graph(data, problem.train_mask)
+        logger.info("LightGCN: pretraining on %d users, %d items, %d training edges",
+                    graph.n_users, graph.n_items, graph.n_edges)
+        emb = pretrain_from_config(graph, config.policy, seed=config.seed)
+        emb.save(run.lightgcn)
+        logger.info("LightGCN: best epoch %d (recall@20 %.4f) in %.1f s", emb.best_epoch,
+                    emb.best_recall, emb.seconds)
+    else:
+        return {}
+    return {"best_epoch": emb.best_epoch, "best_recall": emb.best_recall, "epochs": len(emb.history),
+            "seconds": emb.seconds, "stopped_early": emb.stopped_early,
+            "history": [[h.epoch, h.loss, h.recall] for h in emb.history]}
+
+
+def _train_section(agents: dict[str, Any], lightgcn: dict, started: float) -> dict[str, Any]:
+    main = agents.get("policy") or next(iter(agents.values()), {})
+    episodes = main.get("template_episodes", {})
+    rewards = main.get("template_reward", {})
+    ranking = sorted(
+        ({"template_id": t, "mean_reward": rewards.get(t, 0.0) / n, "n": n}
+         for t, n in episodes.items() if n),
+        key=lambda r: -r["mean_reward"],
+    )
+    llm: dict[str, float] = {}
+    for agent in agents.values():
+        for key, value in (agent.get("llm") or {}).items():
+            if key != "cache_hit_rate":
+                llm[key] = llm.get(key, 0) + value
+    seen = llm.get("calls", 0) + llm.get("hits", 0)
+    llm["cache_hit_rate"] = llm.get("hits", 0) / seen if seen else 0.0
+    return {"steps": main.get("steps", 0), "seconds": time.perf_counter() - started,
+            "curve": main.get("curve", []), "template_ranking": ranking, "agents": agents,
+            "lightgcn": lightgcn, "llm": llm}
+
+
+def _train_summary(section: dict[str, Any]) -> dict[str, float]:
+    curve = section.get("curve") or [{}]
+    llm = section.get("llm", {})
+    return {"train/steps": section.get("steps", 0), "train/reward_last": curve[-1].get("reward", 0.0),
+            "llm/train_calls": llm.get("calls", 0), "llm/train_tokens": llm.get("tokens", 0),
+            "llm/train_cache_hit_rate": llm.get("cache_hit_rate", 0.0)}
+
+
+def read_config(run: RunDir) -> ExperimentConfig:
+    return load_config(run.config)
+
+
+def evaluate(run_dir: str | Path) -> dict[str, Any]:
+    """Compare every selector on held-out users; write metrics.json, report.md and the plots.
+
+    Returns:
+        The run's metrics (``train``, ``evaluation``, ``summary``).
+    """
+    from experiments.evaluate_run import run_protocol, summary_keys
+    from experiments.selector_factory import SelectorFactory
+
+    run = RunDir(Path(run_dir)).require()
+    config = read_config(run)
+    with run_logging(run.log):
+        tracker = tracker_for(run, config, "evaluate")
+        try:
+            data, _split, catalog, problem = build_problem(config)
+            ranker = make_run_ranker(config, data, catalog)
+            try:
+                factory = SelectorFactory(config, problem, ranker, run)
+                evaluation, _ = run_protocol(config, problem, ranker, factory,
+                                             progress=lambda n: logger.info("evaluating %s", n))
+            finally:
+                _close(ranker)
+            if factory.scan:
+                evaluation["template_scan"] = factory.scan
+            metrics = run.update_metrics("evaluation", evaluation, summary=summary_keys(evaluation))
+            plots = write_plots(run, metrics)
+            from experiments.report import write_report
+
+            write_report(run.report, config=config_to_dict(config), metrics=metrics,
+                         plots={k: str(p.relative_to(run.root)) for k, p in plots.items()},
+                         ranker_identity=metrics.get("ranker"))
+            tracker.summary(metrics.get("summary", {}))
+            tracker.images(list(plots.values()))
+        finally:
+            tracker.finish()
+    return metrics
+
+
+def write_plots(run: RunDir, metrics: dict[str, Any]) -> dict[str, Path]:
+    """The run's PNG plots (those with data), title -> path."""
+    from experiments import plots
+
+    run.plots.mkdir(exist_ok=True)
+    evaluation = metrics.get("evaluation") or {}
+    periods = evaluation.get("periods") or {}
+    made = {
+        "learning curve": plots.learning_curve((metrics.get("train") or {}).get("curve", []),
+                                               run.plots / "learning_curve.png"),
+        "template usage per user group": plots.template_usage(evaluation.get("usage_by_group") or {},
+                                                              run.plots / "template_usage.png"),
+        "selectors with intervals": plots.method_metrics(
+            {n: r["metrics"] for n, r in (evaluation.get("methods") or {}).items()},
+            run.plots / "methods.png"),
+        "source vs drift period": plots.period_comparison(
+            (periods.get("source") or {}).get("methods", {}),
+            (periods.get("target") or {}).get("methods", {}),
+            run.plots / "drift.png"),
+    }
+    return {k: v for k, v in made.items() if v is not None}
+
+
+def export(run_dir: str | Path, *, output: str | Path | None = None) -> Path:
+    """Write the run's prompt book (default ``RUN_DIR/prompts.json``), validated against the schema."""
+    from experiments.export_run import build_book, check_no_secrets
+
+    run = RunDir(Path(run_dir)).require()
+    config = read_config(run)
+    path = Path(output) if output else run.prompts
+    with run_logging(run.log):
+        book = build_book(run, config)
+        book.save(path)
+        check_no_secrets(path, config)
+        logger.info("prompt book %s: %d users, default template %s", path, len(book), book.default_template)
+        tracker = tracker_for(run, config, "export")
+        try:
+            tracker.artifact(path, f"{run.root.name}-prompts", "prompt-book")
+            tracker.artifact(run.agent("policy"), f"{run.root.name}-agent", "model")
+        finally:
+            tracker.finish()
+    return path
+
+
+def run_all(config: ExperimentConfig, output_dir: str | Path) -> dict[str, Any]:
+    """train -> evaluate -> export; returns the metrics summary (what sweeps optimise)."""
+    run_dir = train(config, output_dir)
+    metrics = evaluate(run_dir)
+    export(run_dir)
+    return dict(metrics.get("summary", {}))
+
+
+# ---------------------------------------------------------------------- CLI helpers
+def train_from_cli(
+    config_path: str | None,
+    *,
+    overrides: Sequence[str] = (),
+    output_dir: str | None = None,
+    resume: str | None = None,
+) -> Path:
+    """``promptopt train CONFIG [--output-dir DIR] [overrides]`` or ``--resume RUN_DIR [overrides]``."""
+    if resume:
+        if config_path:
+            raise ConfigError(
+                "give CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config.yaml)"
+            )
+        run = RunDir(Path(resume)).require("a run directory to resume")
+        config = load_config(run.config, overrides)
+        if overrides:
+            logger.info("resuming %s with overrides %s", run.root, " ".join(overrides))
+        return train(config, run.root, resume=True)
+    if not config_path:
+        raise ConfigError("give a config file: promptopt train CONFIG (see experiments/configs/), "
+                          "or --resume RUN_DIR")
+    config = load_config(config_path, overrides)
+    return train(config, output_dir or default_run_dir(config.name))
+
+
+def print_summary(run_dir: str | Path, metrics: dict[str, Any]) -> None:
+    """Print the headline table and where the run is (the CLI's output)."""
+    from experiments.report import headline_table
+
+    run = RunDir(Path(run_dir))
+    evaluation = metrics.get("evaluation")
+    if evaluation:
+        print(headline_table(evaluation))
+        paired = evaluation.get("paired")
+        if paired:
+            print(f"\npolicy - best_fixed NDCG@10: {paired['mean_diff']:+.4f} "
+                  f"[{paired['low']:+.4f}, {paired['high']:+.4f}] (p = {paired['p_value']:.3g})")
+    print(f"\nrun directory: {run.root}")
+    print(f"report: {run.report}    prompt book: {run.prompts}")
+
+
+def sweep(file: str | Path, *, count: int, config_path: str | None = None,
+          output_dir: str | Path | None = None, seed: int = 0) -> Path:
+    """``promptopt sweep``: run a wandb sweep file locally with optuna; returns the sweep directory."""
+    from experiments.local_sweep import load_sweep, run_sweep
+
+    spec = load_sweep(file)
+    base = config_path or spec.config_path
+    if base is None:
+        raise ConfigError(f"{file}: its command names no config YAML; pass --config CONFIG")
+    load_config(base)  # fail on a bad base config before the first trial
+    out = Path(output_dir) if output_dir else default_run_dir(f"sweep-{spec.name}")
+
+    def trial(overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
+        config = load_config(base, overrides)
+        if config.tracking.mode == "online":  # local sweeps log offline; `wandb sync` uploads later
+            offline = dataclasses.replace(config.tracking, mode="offline")
+            config = dataclasses.replace(config, tracking=offline)
+        return run_all(config, run_dir)
+
+    results = run_sweep(spec, count=count, output_dir=out, trial_fn=trial, seed=seed)
+    print((out / "leaderboard.md").read_text(encoding="utf-8"))
+    print(f"sweep directory: {out} ({len(results)} trials)")
+    return out
