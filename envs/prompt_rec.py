@@ -186,6 +186,19 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         parts = [np.isin(np.arange(size), valid[:, s]) for s, size in enumerate(self._slot_sizes)]
         return np.concatenate(parts)
 
+    def expected_rewards(self, samples: int = 16) -> np.ndarray:
+        """Monte-Carlo expected reward of every action for the current user (``nan`` = invalid).
+
+        See :meth:`promptopt.problem.RecProblem.expected_rewards`; with the simulated ranker its
+        argmax is the simulator's hidden best template. Costs ``samples`` calls per valid template.
+
+        Shapes:
+            Returns ``(n_templates,)`` float64 (template order, also for ``MultiDiscrete``).
+        """
+        if self._user is None:
+            raise gym.error.ResetNeeded("call reset() before expected_rewards()")
+        return self.problem.expected_rewards([self._user], self.ranker, samples=samples)[0]
+
     # ------------------------------------------------------------------ batched stepping
     def plan(self, action: Any) -> tuple[int, int | None]:
         """The current user and the template ``action`` names (``None``: not in the catalog)."""

@@ -21,6 +21,7 @@ interaction any of these tasks targets and nothing from the drift time cut on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -455,6 +456,51 @@ class RecProblem:
                 parse=ParseStats(found, duplicates, hallucinated, missing),
             ))
         return outcomes
+
+    def expected_rewards(
+        self,
+        users: Sequence[int] | np.ndarray,
+        ranker: Ranker,
+        *,
+        samples: int = 16,
+        period: Period | None = None,
+        final: bool = False,
+    ) -> np.ndarray:
+        """Monte-Carlo expected reward of every template for every user, in ONE ``rank`` call.
+
+        The mean of the total reward over sample ids ``0..samples-1`` (the sample id is part of
+        each request and of its cache key, so a stochastic ranker — temperature > 0, the
+        simulator — answers each sample independently). Costs
+        ``len(users) x valid templates x samples x calls_per_episode`` requests.
+
+        Shapes:
+            Returns ``(len(users), n_templates)`` float64; ``nan`` where the user cannot fill the
+            template or has no task.
+        """
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        users = np.asarray(users, dtype=np.int64)
+        out = np.full((users.size, self.n_templates), np.nan)
+        batch: list[RankRequest] = []
+        plan: list[tuple[int, int, list[RankingTask], int]] = []
+        for i, user in enumerate(users):
+            tasks = self.tasks(int(user), period=period, final=final)
+            if not tasks:
+                continue
+            mask = self.action_mask(int(user), period=period, final=final)
+            for template in np.flatnonzero(mask):
+                rendered = self.requests(tasks, int(template))  # render once, vary the sample id
+                for sample in range(samples):
+                    plan.append((i, int(template), tasks, len(batch)))
+                    batch.extend(dataclasses.replace(r, sample_id=sample) for r in rendered)
+        responses = ranker.rank(batch) if batch else []
+        totals = np.zeros_like(out)
+        for i, template, tasks, start in plan:
+            reward, _ = self.score(tasks, responses[start:start + len(tasks)])
+            totals[i, template] += reward.total
+        for i, template, _, _ in plan:
+            out[i, template] = totals[i, template] / samples
+        return out
 
     def invalid_outcome(self, user: int, template: int, *, period: str | None = None) -> Outcome:
         """The outcome of a template ``user`` cannot fill (``-1``: an action outside the catalog).

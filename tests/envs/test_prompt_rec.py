@@ -215,3 +215,25 @@ def test_importing_envs_is_light() -> None:
               "'sentence_transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_env_exposes_the_simulators_hidden_best_template(synthetic_data, synthetic_split) -> None:
+    from promptopt.llm.simulated import SimulatedRanker
+
+    catalog = TemplateCatalog.load("movies")
+    problem = RecProblem.build(synthetic_data, synthetic_split, catalog, RewardConfig(), SplitConfig(),
+                               seed=0)
+    simulator = SimulatedRanker(synthetic_data, catalog, noise=0.0, seed=0)
+    env = PromptRecEnv(problem, simulator, users="test")
+    agree = 0
+    users = synthetic_split.test[:8]
+    for user in users:
+        env.reset(options={"user": int(user)})
+        expected = env.expected_rewards(samples=128)
+        mask = env.action_masks()
+        np.testing.assert_array_equal(np.isfinite(expected), mask)
+        hidden = int(np.where(mask, simulator.quality[int(user)], -np.inf).argmax())
+        found = int(np.nanargmax(expected))
+        agree += hidden == found
+        assert simulator.quality[int(user), hidden] - simulator.quality[int(user), found] < 0.03
+    assert agree >= len(users) - 1
