@@ -47,9 +47,9 @@ class UserContext:
         return cls(
             user=user,
             raw_user_id=data.user_ids[user],
-            items=tuple(int(x) for x in data.items[cut]),
-            ratings=tuple(float(x) for x in data.ratings[cut]),
-            timestamps=tuple(int(x) for x in data.timestamps[cut]),
+            items=tuple(data.items[cut].tolist()),
+            ratings=tuple(data.ratings[cut].tolist()),
+            timestamps=tuple(data.timestamps[cut].tolist()),
             attributes=data.user_attribute(user),
         )
 
