@@ -317,8 +317,8 @@ def test_sigkill_mid_run_leaves_a_sound_cache(tmp_path: Path) -> None:
         if committed >= 10:
             break
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert committed >= 10, proc.stderr.read() if proc.stderr else ""
+    _, err = proc.communicate(timeout=30)
+    assert committed >= 10, err
     store = CacheStore(path, create=False)
     assert store.integrity_check() == "ok"
     assert len(store) >= 20 * (committed + 1)
