@@ -362,6 +362,18 @@ def test_slot_catalog_errors_name_templates_and_field(change, pattern: str) -> N
     assert str(info.value).startswith("tiny.yaml: ")
 
 
+def test_a_catalog_without_a_no_reasoning_option_is_warned_about(caplog) -> None:
+    raw = _slot_catalog()
+    raw["slots"]["reasoning"] = {"step": "Think step by step."}
+    with caplog.at_level("WARNING", logger="promptopt.templates.compose"):
+        TemplateCatalog.from_dict(raw, source="tiny.yaml")
+    assert "no reasoning option is empty" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="promptopt.templates.compose"):
+        TemplateCatalog.from_dict(_slot_catalog(), source="tiny.yaml")
+    assert caplog.text == ""
+
+
 def test_an_unknown_field_fails_even_when_the_include_filter_drops_its_templates() -> None:
     raw = _slot_catalog()
     raw["slots"]["history"]["broken"] = "{nope}"
