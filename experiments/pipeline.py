@@ -91,7 +91,7 @@ def agent_config(config: ExperimentConfig, kind: str) -> ExperimentConfig:
 
 def make_env(config: ExperimentConfig, problem: RecProblem, ranker: Ranker, n_envs: int | None = None) -> Any:
     """The batched training env (one ranker call per step for all sub-environments)."""
-    from envs import BatchedPromptRecVecEnv
+    from envs.vec_env import BatchedPromptRecVecEnv
 
     return BatchedPromptRecVecEnv(problem, ranker, n_envs or config.env.n_envs, seed=config.seed,
                                   users="train", action_space=config.env.action_space)
@@ -104,7 +104,7 @@ def load_agent(run: RunDir, config: ExperimentConfig, problem: RecProblem, ranke
     path = run.agent(kind)
     if not path.is_file():
         raise ConfigError(f"{path} does not exist: train first (promptopt train --resume {run.root})")
-    agent = make_agent(make_env(config, problem, ranker, n_envs=1), agent_config(config, kind),
+    agent = make_agent(make_env(config, problem, ranker), agent_config(config, kind),
                        embeddings_path=run.lightgcn)
     agent.set_parameters(str(path), exact_match=True)
     return agent

@@ -48,7 +48,7 @@ def headline_table(evaluation: Mapping[str, Any]) -> str:
     others = [m for m in METRIC_NAMES if m != HEADLINE_METRIC]
     conf = round(100 * evaluation.get("confidence", 0.95))
     header = ["selector", f"{metric_label(HEADLINE_METRIC)} [{conf}% CI]",
-              *[metric_label(m) for m in others], "LLM calls"]
+              *[metric_label(m) for m in others], "requests"]
     rows = []
     for name, result in methods.items():
         cells = result.get("metrics", {})
@@ -165,15 +165,18 @@ def _spend_md(train: Mapping[str, Any], evaluation: Mapping[str, Any] | None) ->
     rows = []
     llm = train.get("llm") or {}
     if llm:
-        rows.append(["training", str(llm.get("calls", 0)), str(llm.get("tokens", 0)),
+        requests = int(llm.get("calls", 0) + llm.get("hits", 0))
+        rows.append(["training", str(requests), str(int(llm.get("calls", 0))), str(int(llm.get("tokens", 0))),
                      f"{llm.get('cache_hit_rate', 0.0):.1%}"])
     if evaluation and evaluation.get("llm"):
         ev = evaluation["llm"]
-        rows.append(["evaluation", str(ev.get("calls", 0)), str(ev.get("tokens", 0)),
-                     f"{ev.get('cache_hit_rate', 0.0):.1%}"])
+        rows.append(["evaluation", str(ev.get("calls", 0)), str(ev.get("uncached_calls", ev.get("calls", 0))),
+                     str(ev.get("tokens", 0)), f"{ev.get('cache_hit_rate', 0.0):.1%}"])
     if not rows:
         return "No ranker calls recorded."
-    return _md_table(["phase", "uncached calls", "tokens", "cache hit rate"], rows)
+    note = ("Requests: asked of the cached ranker; calls: sent to the model (cache misses). "
+            "Evaluation tokens count every request's answer, cached or not.")
+    return note + "\n\n" + _md_table(["phase", "requests", "model calls", "tokens", "cache hit rate"], rows)
 
 
 def _usage_md(evaluation: Mapping[str, Any]) -> str:
