@@ -109,7 +109,8 @@ class EmbeddingRanker:
             api_key=key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
         )
         self.model_name = model
-        self._fingerprint: dict[str, Any] = {}
+        # The server (without credentials, query or fragment): another server may embed differently.
+        self._fingerprint: dict[str, Any] = {"base_url": public_url(base_url)}
         self.max_seq_length: int | None = None
 
     def _init_local(self, model: str | None, device: str, local_files_only: bool | None) -> None:
@@ -248,6 +249,19 @@ class EmbeddingRanker:
                 scores=tuple(scores[k, :n].tolist()),
             ))
         return responses
+
+
+def public_url(url: str | None) -> str | None:
+    """``url`` without user info, query or fragment (``None`` stays ``None``: the official API)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 def _split_tokens(total: int, weights: Sequence[int]) -> list[int]:

@@ -123,6 +123,7 @@ def test_embeddings_api_through_a_local_openai_compatible_server(monkeypatch) ->
         ]
         responses = ranker.rank(requests)
         stats = server.stats()
+        base_url = server.base_url
         assert server.last_authorization == "Bearer sk-secret-123"
     assert responses[0].ranking[0] == 2 and responses[1].ranking[0] == 3
     # 2 prompts + 4 distinct item texts in batches of 2 = 3 HTTP calls; usage counts every word.
@@ -131,8 +132,16 @@ def test_embeddings_api_through_a_local_openai_compatible_server(monkeypatch) ->
         len(t.split()) for t in {t for r in requests for t in r.candidate_texts})
     assert sum(r.usage.prompt_tokens for r in responses) == words
     identity = ranker.identity
-    assert identity == {"backend": "embedding", "model": "local-embed", "api": True}
-    assert "sk-secret" not in str(identity) and "127.0.0.1" not in str(identity)
+    assert identity == {"backend": "embedding", "model": "local-embed", "api": True,
+                        "base_url": base_url.rstrip("/")}
+    assert "sk-secret" not in str(identity)
+
+
+def test_public_url_drops_credentials() -> None:
+    from promptopt.llm.embedding_backend import public_url
+
+    assert public_url("https://user:pw@host.example:8443/v1/?key=abc#x") == "https://host.example:8443/v1"
+    assert public_url(None) is None
 
 
 def test_api_without_key_fails_before_any_call(monkeypatch) -> None:
