@@ -23,6 +23,10 @@ _LAZY: dict[str, str] = {
     "cache_key": "cache",
     "OpenAIRanker": "openai_backend",
     "LocalOpenAIServer": "local_server",
+    "HFRanker": "hf_backend",
+    "EmbeddingRanker": "embedding_backend",
+    "SimulatedRanker": "simulated",
+    "make_ranker": "factory",
 }
 
 __all__ = ["OutputFormat", "ParseStats", "RankRequest", "RankResponse", "Ranker", "TokenUsage", *_LAZY]

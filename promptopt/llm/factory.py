@@ -1,0 +1,112 @@
+"""Build the ranker a config's ``ranker`` section describes, wrapped in the answer cache when enabled.
+
+Every backend is imported on demand, so choosing ``simulated`` never imports torch, and choosing
+``hf`` never imports the openai client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from promptopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from promptopt.config import CacheConfig, RankerConfig
+    from promptopt.data.interactions import InteractionData
+    from promptopt.llm.budget import Budget
+    from promptopt.llm.types import Ranker
+    from promptopt.profile import ProfileEncoder
+    from promptopt.templates import TemplateCatalog
+
+logger = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ("embedding", "openai", "hf", "simulated")
+"""Values of ``ranker.backend``."""
+
+
+def make_ranker(
+    config: RankerConfig,
+    *,
+    cache: CacheConfig | None = None,
+    budget: Budget | None = None,
+    data: InteractionData | None = None,
+    catalog: TemplateCatalog | None = None,
+    profile: ProfileEncoder | None = None,
+) -> Ranker:
+    """The backend of ``config.backend``, wrapped in a :class:`~promptopt.llm.cache.CachedRanker`
+    (sharing ``budget``) when ``cache`` is given and enabled.
+
+    Args:
+        config: The ``ranker`` section.
+        cache: The ``cache`` section; ``None`` or ``enabled: false`` = no cache.
+        budget: Caps shared by the run's rankers; enforced by the cache layer, so a budget with a cap
+            needs the cache.
+        data: The dataset (the ``simulated`` backend reads which candidate the user interacted with).
+        catalog: The template catalog (``simulated``: the request's template id -> its slots).
+        profile: ``simulated``: the profile encoder the policy observes (e.g. ``problem.profile``),
+            so the hidden rule uses the same statistics; default: one over all interactions.
+
+    Raises:
+        ConfigError: Unknown backend, ``simulated`` without ``data`` / ``catalog``, or a budget cap
+            without the cache.
+        RankerError: The backend cannot be built (model not found, API key variable unset).
+    """
+    if config.backend not in BACKENDS:
+        raise ConfigError(
+            f"ranker.backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}"
+        )
+    cached = cache is not None and cache.enabled
+    if budget is not None and not cached and any(
+        cap is not None for cap in (budget.max_calls, budget.max_tokens, budget.max_cost)
+    ):
+        raise ConfigError(
+            f"a ranker budget ({budget!r}) is enforced by the answer cache, which is disabled: "
+            "set cache.enabled: true or remove the budget caps"
+        )
+    backend = _backend(config, data=data, catalog=catalog, profile=profile)
+    if not cached:
+        return backend
+    assert cache is not None
+    from promptopt.llm.cache import CachedRanker
+
+    logger.info("ranker %s cached in %s", dict(backend.identity), cache.path)
+    return CachedRanker(backend, cache.path, budget=budget)
+
+
+def _backend(
+    config: RankerConfig,
+    *,
+    data: InteractionData | None,
+    catalog: TemplateCatalog | None,
+    profile: ProfileEncoder | None,
+) -> Ranker:
+    if config.backend == "simulated":
+        if data is None or catalog is None:
+            missing = " and ".join(n for n, v in (("data", data), ("catalog", catalog)) if v is None)
+            raise ConfigError(
+                f"ranker.backend 'simulated' needs the dataset and the template catalog: pass {missing} "
+                "to make_ranker (experiments.pipeline.build_problem does)"
+            )
+        from promptopt.llm.simulated import SimulatedRanker
+
+        return SimulatedRanker(data, catalog, noise=config.noise, seed=config.seed or 0, profile=profile)
+    if config.backend == "openai":
+        from promptopt.llm.openai_backend import OpenAIRanker
+
+        return OpenAIRanker.from_config(config)
+    if config.backend == "hf":
+        from promptopt.llm.hf_backend import HFRanker
+
+        return HFRanker(
+            config.model, mode=config.hf_mode, device=config.device, dtype=config.dtype,
+            batch_size=config.batch_size, max_new_tokens=config.max_tokens,
+            temperature=config.temperature, seed=config.seed or 0,
+        )
+    from promptopt.llm.embedding_backend import EmbeddingRanker
+
+    return EmbeddingRanker(
+        config.model, api=config.embedding_api, base_url=config.base_url,
+        api_key_env=config.api_key_env, batch_size=config.batch_size, device=config.device,
+        timeout_s=config.timeout_s, max_retries=config.max_retries,
+    )
