@@ -59,10 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def split_overrides(extra: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split unparsed arguments into ``--section.key=value`` overrides and anything else.
+    """Split unparsed arguments into config overrides and anything else.
 
-    ``--section.key value`` (two tokens) is accepted too and normalised to the ``=`` form.
+    Overrides are ``--section.key=value`` or a top-level field (``--seed=3``); ``--section.key
+    value`` (two tokens) is accepted too and normalised to the ``=`` form.
     """
+    import dataclasses
+
+    from promptopt.config import ExperimentConfig
+
+    top_level = {f.name for f in dataclasses.fields(ExperimentConfig)}
     overrides: list[str] = []
     rest: list[str] = []
     items = list(extra)
@@ -70,7 +76,8 @@ def split_overrides(extra: Sequence[str]) -> tuple[list[str], list[str]]:
     while k < len(items):
         item = items[k]
         name = item[2:].partition("=")[0] if item.startswith("--") else ""
-        if name and "." in name and all(part.isidentifier() for part in name.split(".")):
+        dotted = "." in name and all(part.isidentifier() for part in name.split("."))
+        if dotted or name in top_level:
             if "=" not in item and k + 1 < len(items) and not items[k + 1].startswith("--"):
                 overrides.append(f"{item}={items[k + 1]}")
                 k += 2

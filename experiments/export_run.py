@@ -37,7 +37,7 @@ def build_book(run: RunDir, config: ExperimentConfig) -> PromptBook:
         raise ConfigError(f"{run.agent('policy')} does not exist: finish training first "
                           f"(promptopt train --resume {run.root})")
     data, split, catalog, problem = build_problem(config)
-    ranker = make_run_ranker(config, data, catalog)
+    ranker = make_run_ranker(config, problem)
     try:
         identity = metrics.get("ranker") or dict(ranker.identity)
         selector = PPOSelector(load_agent(run, config, problem, ranker, "policy"), problem, final=True)

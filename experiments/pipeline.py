@@ -64,14 +64,15 @@ def build_problem(config: ExperimentConfig) -> tuple[InteractionData, UserSplit,
     return data, split, catalog, problem
 
 
-def make_run_ranker(config: ExperimentConfig, data: InteractionData, catalog: TemplateCatalog) -> Ranker:
+def make_run_ranker(config: ExperimentConfig, problem: RecProblem) -> Ranker:
     """The config's ranker, behind the answer cache and the budget."""
     from promptopt.llm.budget import Budget
     from promptopt.llm.factory import make_ranker
 
     b = config.budget
     budget = Budget.from_config(b) if (b.max_calls, b.max_tokens, b.max_cost) != (None, None, None) else None
-    return make_ranker(config.ranker, cache=config.cache, budget=budget, data=data, catalog=catalog)
+    return make_ranker(config.ranker, cache=config.cache, budget=budget, data=problem.data,
+                       catalog=problem.catalog, profile=problem.profile)
 
 
 def agent_kinds(config: ExperimentConfig) -> list[str]:
@@ -169,8 +170,8 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
         logger.info("run directory %s", run.root)
         tracker = tracker_for(run, config, "train")
         try:
-            data, _split, catalog, problem = build_problem(config)
-            ranker = make_run_ranker(config, data, catalog)
+            data, _split, _catalog, problem = build_problem(config)
+            ranker = make_run_ranker(config, problem)
             try:
                 metrics = run.update_metrics("ranker", dict(ranker.identity))
                 lightgcn = _pretrain(run, config, data, problem)
@@ -293,8 +294,8 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
     with run_logging(run.log):
         tracker = tracker_for(run, config, "evaluate")
         try:
-            data, _split, catalog, problem = build_problem(config)
-            ranker = make_run_ranker(config, data, catalog)
+            _data, _split, _catalog, problem = build_problem(config)
+            ranker = make_run_ranker(config, problem)
             try:
                 factory = SelectorFactory(config, problem, ranker, run)
                 evaluation, _ = run_protocol(config, problem, ranker, factory,

@@ -211,7 +211,12 @@ def _make_callback(
             return zip_path
 
         def save_boundary(self) -> Path:
-            """After an interruption: the last rollout boundary (its weights are the current ones)."""
+            """After an interruption: the last rollout boundary (its weights are the current ones).
+
+            The ranker spend is the current one: calls of the lost partial rollout were paid for
+            (and are cached, so the resumed run gets them back for free).
+            """
+            self.boundary.llm = self._update_llm()
             return self.save_checkpoint(self.boundary)
 
         def _on_training_end(self) -> None:

@@ -1,0 +1,295 @@
+"""The pipeline end to end on tiny data: train -> evaluate -> export -> PromptBook.load -> prompt_for.
+
+Also: resume after an interruption (no request sent twice, the same total steps), a budget stop
+that resumes, a refused overwrite, and a fake API key that must appear in no file of the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from experiments import pipeline
+from experiments.rundir import RunDir
+from promptopt.config import load_config
+from promptopt.errors import BudgetExceeded, ConfigError
+from promptopt.export import PromptBook
+from promptopt.metrics import METRIC_NAMES
+
+SELECTORS = ["random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy", "oracle"]
+
+
+def tiny_config(tmp_path: Path, **sections: Any) -> Path:
+    """A config small enough for seconds: 80 users, 4 templates, 10 candidates, 256 PPO steps."""
+    raw: dict[str, Any] = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"format": "synthetic",
+                 "synthetic": {"n_users": 80, "n_items": 120, "n_genres": 8, "mean_history": 20, "seed": 3}},
+        "split": {"n_targets": 3, "n_negatives": 9, "drift_quantile": 0.7},
+        "templates": {"catalog": "movies",
+                      "include": ["expert.recent5.none.index", "expert.recent10.none.index",
+                                  "expert.genres10.none.index", "expert.profile.none.index"]},
+        "ranker": {"backend": "simulated", "noise": 0.05},
+        "cache": {"enabled": True, "path": str(tmp_path / "cache.sqlite")},
+        "reward": {"robust_weight": 0.0},
+        "env": {"n_envs": 4},
+        "policy": {"embedding_dim": 8, "n_layers": 1, "bpr_epochs": 2, "hidden": [16], "pi": [16],
+                   "vf": [16]},
+        "ppo": {"total_timesteps": 256, "n_steps": 16, "batch_size": 32, "n_epochs": 2,
+                "checkpoint_every": 64},
+        "eval": {"n_bootstrap": 200, "bandit_steps": 64},
+        "tracking": {"wandb": False},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    config = load_config(tiny_config(tmp))
+    run_dir = pipeline.train(config, tmp / "run")
+    metrics = pipeline.evaluate(run_dir)
+    pipeline.export(run_dir)
+    return run_dir, metrics
+
+
+@pytest.mark.slow
+def test_run_directory_holds_every_artifact(finished_run) -> None:
+    run_dir, _ = finished_run
+    run = RunDir(run_dir)
+    for path in (run.config, run.lightgcn, run.agent("policy"), run.agent("mlp"), run.metrics,
+                 run.prompts, run.report, run.log):
+        assert path.is_file() and path.stat().st_size > 0, path
+    assert {p.name for p in run.plots.glob("*.png")} == {
+        "learning_curve.png", "template_usage.png", "methods.png", "drift.png"}
+    # The resolved config re-loads to the same values.
+    assert load_config(run.config).ppo.total_timesteps == 256
+
+
+@pytest.mark.slow
+def test_training_metrics_and_learning_curve(finished_run) -> None:
+    _, metrics = finished_run
+    train = metrics["train"]
+    assert train["steps"] == 256
+    assert set(train["agents"]) == {"policy", "mlp"}
+    steps = [row["step"] for row in train["curve"]]
+    assert steps == sorted(steps) and steps[-1] == 256
+    assert all(0.0 <= row["reward"] <= 1.0 for row in train["curve"])
+    assert any(k.startswith("train/") for k in train["curve"][-1])  # SB3's losses attached
+    assert sum(r["n"] for r in train["template_ranking"]) == 256
+    assert train["llm"]["calls"] > 0 and 0.0 <= train["llm"]["cache_hit_rate"] <= 1.0
+    assert train["lightgcn"]["epochs"] >= 1
+
+
+@pytest.mark.slow
+def test_evaluation_compares_every_selector_on_the_same_users(finished_run) -> None:
+    _, metrics = finished_run
+    evaluation = metrics["evaluation"]
+    methods = evaluation["methods"]
+    assert list(methods) == SELECTORS
+    n_users = {m["n_users"] for m in methods.values()}
+    assert n_users == {evaluation["n_users"]}
+    for result in methods.values():
+        for name in METRIC_NAMES:
+            cell = result["metrics"][name]
+            assert cell["low"] - 1e-12 <= cell["mean"] <= cell["high"] + 1e-12
+    # With an accuracy-only reward the oracle in hindsight maximises NDCG@10 per user.
+    oracle = methods["oracle"]["metrics"]["ndcg@10"]["mean"]
+    assert all(oracle >= m["metrics"]["ndcg@10"]["mean"] - 1e-12 for m in methods.values())
+    # The oracle scores every template per user; a learned selector one.
+    assert methods["oracle"]["calls"] >= 4 * methods["policy"]["calls"]
+    paired = evaluation["paired"]
+    assert paired["a"] == "policy" and paired["b"] == "best_fixed"
+    assert paired["wins"] + paired["losses"] + paired["ties"] == paired["n_users"]
+    assert 0.0 < paired["p_value"] <= 1.0
+    periods = evaluation["periods"]
+    assert periods["source"]["n_users"] + periods["target"]["n_users"] >= evaluation["n_users"] // 2
+    assert set(evaluation["drop"]) == set(SELECTORS)
+    summary = metrics["summary"]
+    assert summary["eval/ndcg@10"] == methods["policy"]["metrics"]["ndcg@10"]["mean"]
+    assert summary["train/steps"] == 256
+    scan = evaluation["template_scan"]
+    best = max((r for r in scan if r["mean_reward"] is not None), key=lambda r: r["mean_reward"])
+    assert best["n"] > 0
+
+
+@pytest.mark.slow
+def test_report_states_the_table_and_the_paired_test(finished_run) -> None:
+    run_dir, _ = finished_run
+    report = (run_dir / "report.md").read_text()
+    for name in SELECTORS:
+        assert f"`{name}`" in report
+    assert "paired over" in report and "Source vs drifted target period" in report
+    assert "plots/methods.png" in report
+
+
+@pytest.mark.slow
+def test_prompt_book_loads_and_serves(finished_run) -> None:
+    from promptopt.tasks import UserContext
+
+    run_dir, metrics = finished_run
+    book = PromptBook.load(run_dir / "prompts.json")
+    config = load_config(run_dir / "config.yaml")
+    data, split, catalog, problem = pipeline.build_problem(config)
+    assert len(book) == len(split.train) + len(split.val) + len(split.test)
+    assert book.template_ids == catalog.ids
+    assert book.ranker["backend"] == "simulated"
+    assert book.evaluation["methods"]["policy"]["metrics"]["ndcg@10"]["mean"] == pytest.approx(
+        metrics["evaluation"]["methods"]["policy"]["metrics"]["ndcg@10"]["mean"])
+    payload = json.loads((run_dir / "prompts.json").read_text())
+    for row in payload["users"]:
+        assert abs(sum(row["action_probabilities"]) - 1.0) < 1e-6
+        assert row["template_id"] == catalog.ids[int(np.argmax(row["action_probabilities"]))]
+    # The stored prompt is the chosen template filled for the user's last task.
+    user = int(split.test[0])
+    row = next(r for r in payload["users"] if r["user_id"] == data.user_ids[user])
+    task = problem.tasks(user, final=True)[0]
+    assert row["prompt"] == problem.requests([task], catalog.index_of(row["template_id"]))[0].prompt
+    # Serving: a known user's new context gets their template; an unknown user the default.
+    ctx = UserContext.at(data, user, data.history_length(user))
+    served = book.prompt_for(ctx, list(task.candidates), data)
+    assert served.template_id == row["template_id"] and not served.fallback
+    stranger = UserContext(user=0, raw_user_id="not-a-user", items=ctx.items, ratings=ctx.ratings,
+                           timestamps=ctx.timestamps)
+    served = book.prompt_for(stranger, list(task.candidates), data)
+    assert served.fallback and served.template_id == book.default_template
+    assert book.default_template == book.global_ranking[0].template_id
+
+
+# ---------------------------------------------------------------------- resume and budget
+class CountingRanker:
+    """A backend that records the cache key of every request it answers (and can be stopped)."""
+
+    def __init__(self, backend: Any, *, stop_after: int | None = None) -> None:
+        self.backend = backend
+        self.stop_after = stop_after
+        self.keys: list[str] = []
+        self.calls = 0
+
+    @property
+    def identity(self) -> Any:
+        return self.backend.identity
+
+    def rank(self, requests):
+        from promptopt.llm.cache import cache_key
+
+        self.calls += 1
+        if self.stop_after is not None and self.calls > self.stop_after:
+            raise KeyboardInterrupt
+        self.keys += [cache_key(self.identity, r) for r in requests]
+        return self.backend.rank(requests)
+
+
+def _patch_ranker(monkeypatch, sessions: list[CountingRanker], stop_after: int | None) -> None:
+    def make(config, problem):
+        from promptopt.llm.budget import Budget
+        from promptopt.llm.cache import CachedRanker
+        from promptopt.llm.factory import make_ranker
+
+        backend = make_ranker(config.ranker, data=problem.data, catalog=problem.catalog,
+                              profile=problem.profile)
+        counting = CountingRanker(backend, stop_after=stop_after if not sessions else None)
+        sessions.append(counting)
+        return CachedRanker(counting, config.cache.path, budget=Budget.from_config(config.budget))
+
+    monkeypatch.setattr(pipeline, "make_run_ranker", make)
+
+
+def _train_only(tmp_path: Path, **sections: Any):
+    sections.setdefault("policy", {"kind": "mlp"})
+    sections.setdefault("eval", {"selectors": ["random", "policy"]})
+    return load_config(tiny_config(tmp_path, **sections))
+
+
+def test_resume_after_an_interrupted_run(tmp_path, monkeypatch) -> None:
+    # 160 users x 4 templates: enough (user, template) pairs that both sessions meet new ones.
+    synthetic = {"n_users": 160, "n_items": 120, "n_genres": 8, "mean_history": 20, "seed": 3}
+    config = _train_only(tmp_path, data={"synthetic": synthetic})
+    sessions: list[CountingRanker] = []
+    _patch_ranker(monkeypatch, sessions, stop_after=24)  # 4 envs x 16 steps = 16 calls per rollout
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train(config, run_dir)
+    run = RunDir(run_dir)
+    assert not run.agent("policy").exists()
+    saved = sorted(p.name for p in run.checkpoints.glob("policy_*.json"))
+    assert saved, "an interrupted run leaves a checkpoint"
+    with pytest.raises(ConfigError, match="--resume"):
+        pipeline.train(config, run_dir)  # never silently overwrite a run
+    pipeline.train_from_cli(None, resume=str(run_dir))
+    assert run.agent("policy").is_file()
+    metrics = run.read_metrics()
+    state = metrics["train"]["agents"]["policy"]
+    assert state["steps"] == config.ppo.total_timesteps
+    steps = [row["step"] for row in state["curve"]]
+    assert steps == sorted(set(steps)) and steps[-1] == config.ppo.total_timesteps
+    first, second = sessions
+    assert first.keys and second.keys
+    assert not set(first.keys) & set(second.keys), "a request answered before the stop was sent again"
+    assert state["llm"]["calls"] == len(first.keys) + len(second.keys)
+
+
+def test_budget_stop_saves_a_checkpoint_and_resumes(tmp_path, monkeypatch) -> None:
+    config = _train_only(tmp_path, budget={"max_calls": 100})
+    run_dir = tmp_path / "run"
+    with pytest.raises(BudgetExceeded) as info:
+        pipeline.train(config, run_dir)
+    message = str(info.value)
+    assert "--resume" in message and str(run_dir) in message and "\n" not in message
+    assert list(RunDir(run_dir).checkpoints.glob("policy_*.json"))
+    pipeline.train_from_cli(None, resume=str(run_dir), overrides=["--budget.max_calls=100000"])
+    assert RunDir(run_dir).read_metrics()["train"]["steps"] == config.ppo.total_timesteps
+    assert load_config(run_dir / "config.yaml").budget.max_calls == 100000
+
+
+def test_train_rejects_bad_cli_combinations(tmp_path) -> None:
+    path = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match="not both"):
+        pipeline.train_from_cli(str(path), resume=str(tmp_path))
+    with pytest.raises(ConfigError, match="give a config file"):
+        pipeline.train_from_cli(None)
+    with pytest.raises(ConfigError, match=r"no config\.yaml"):
+        pipeline.evaluate(tmp_path)
+
+
+# ---------------------------------------------------------------------- secrets
+FAKE_KEY = "sk-promptopt-FAKE-7f3a9c1e5b2d4086"
+
+
+@pytest.mark.slow
+def test_api_key_never_reaches_an_output_file(tmp_path, monkeypatch) -> None:
+    from promptopt.llm.local_server import LocalOpenAIServer
+
+    monkeypatch.setenv("PROMPTOPT_TEST_KEY", FAKE_KEY)
+    with LocalOpenAIServer() as server:
+        path = tiny_config(
+            tmp_path,
+            ranker={"backend": "openai", "model": "local-test", "base_url": server.base_url,
+                    "api_key_env": "PROMPTOPT_TEST_KEY", "concurrency": 4},
+            policy={"kind": "mlp"},
+            ppo={"total_timesteps": 64, "n_steps": 8, "checkpoint_every": 32},
+            eval={"selectors": ["random", "best_fixed", "policy", "oracle"], "n_bootstrap": 50},
+            tracking={"wandb": True, "mode": "offline"},
+        )
+        run_dir = tmp_path / "run"
+        summary = pipeline.run_all(load_config(path), run_dir)
+        assert "eval/ndcg@10" in summary
+        assert server.last_authorization == f"Bearer {FAKE_KEY}", "the key was really used"
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".wandb" for p in files) and (run_dir / "prompts.json").is_file()
+    needle = FAKE_KEY.encode()
+    leaked = [str(p) for p in files if needle in p.read_bytes()]
+    assert leaked == []
