@@ -155,7 +155,7 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
         ConfigError: ``output_dir`` already holds a run and ``resume`` is false (or vice versa).
         BudgetExceeded: The budget ran out; a checkpoint was saved and the message says how to go on.
     """
-    from experiments.training import train_agent
+    from experiments.evaluate_run import check_selectors
 
     run = RunDir(Path(output_dir))
     if resume:
@@ -163,46 +163,52 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
     elif run.config.is_file():
         raise ConfigError(f"{run.root} already holds a run: continue it with `promptopt train --resume "
                           f"{run.root}` or choose another --output-dir")
-    run.create()
-    _write_config(run, config)
+    check_selectors(config.eval.selectors)
     started = time.perf_counter()
-    with run_logging(run.log):
-        logger.info("run directory %s", run.root)
-        tracker = tracker_for(run, config, "train")
-        try:
-            data, _split, _catalog, problem = build_problem(config)
-            ranker = make_run_ranker(config, problem)
+    # Everything that can fail on bad input (data, catalog, ranker, key) fails before the run
+    # directory is created.
+    data, _split, _catalog, problem = build_problem(config)
+    ranker = make_run_ranker(config, problem)
+    try:
+        run.create()
+        _write_config(run, config)
+        with run_logging(run.log):
+            logger.info("run directory %s", run.root)
+            tracker = tracker_for(run, config, "train")
             try:
-                metrics = run.update_metrics("ranker", dict(ranker.identity))
-                lightgcn = _pretrain(run, config, data, problem)
-                agents: dict[str, Any] = {}
-                for kind in agent_kinds(config):
-                    env = make_env(config, problem, ranker)
-                    cfg = agent_config(config, kind)
-
-                    def build(env: Any = env, cfg: ExperimentConfig = cfg) -> Any:
-                        from policies.agent import make_agent
-
-                        return make_agent(env, cfg, embeddings_path=run.lightgcn)
-
-                    done = (metrics.get("train") or {}).get("agents", {}).get(kind)
-                    if run.agent(kind).is_file() and done:
-                        agents[kind] = done
-                        continue
-                    state = train_agent(kind, build, total_timesteps=config.ppo.total_timesteps,
-                                        checkpoint_every=config.ppo.checkpoint_every,
-                                        checkpoint_dir=run.checkpoints, output=run.agent(kind),
-                                        tracker=tracker, ranker=ranker)
-                    agents[kind] = state.to_json()
-                    metrics = run.update_metrics("train", _train_section(agents, lightgcn, started))
-                section = _train_section(agents, lightgcn, started)
-                run.update_metrics("train", section, summary=_train_summary(section))
-                tracker.summary(_train_summary(section))
+                _train_agents(run, config, data, problem, ranker, tracker, started)
             finally:
-                _close(ranker)
-        finally:
-            tracker.finish()
+                tracker.finish()
+    finally:
+        _close(ranker)
     return run.root
+
+
+def _train_agents(run: RunDir, config: ExperimentConfig, data: InteractionData, problem: RecProblem,
+                  ranker: Ranker, tracker: Tracker, started: float) -> None:
+    """LightGCN pretraining, then each agent (skipping those a resumed run already finished)."""
+    from experiments.training import train_agent
+    from policies.agent import make_agent
+
+    metrics = run.update_metrics("ranker", dict(ranker.identity))
+    lightgcn = _pretrain(run, config, data, problem)
+    agents: dict[str, Any] = {}
+    for kind in agent_kinds(config):
+        done = (metrics.get("train") or {}).get("agents", {}).get(kind)
+        if run.agent(kind).is_file() and done:
+            agents[kind] = done
+            continue
+        env = make_env(config, problem, ranker)
+        cfg = agent_config(config, kind)
+        state = train_agent(kind, lambda env=env, cfg=cfg: make_agent(env, cfg, embeddings_path=run.lightgcn),
+                            total_timesteps=config.ppo.total_timesteps,
+                            checkpoint_every=config.ppo.checkpoint_every, checkpoint_dir=run.checkpoints,
+                            output=run.agent(kind), tracker=tracker, ranker=ranker)
+        agents[kind] = state.to_json()
+        metrics = run.update_metrics("train", _train_section(agents, lightgcn, started))
+    section = _train_section(agents, lightgcn, started)
+    run.update_metrics("train", section, summary=_train_summary(section))
+    tracker.summary(_train_summary(section))
 
 
 def _write_config(run: RunDir, config: ExperimentConfig) -> None:
