@@ -1,0 +1,150 @@
+"""Sweeps: wandb's command line parsed into the config, the local optuna runner, the leaderboard."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from experiments.local_sweep import as_overrides, load_sweep, run_sweep
+from promptopt.config import load_config
+from promptopt.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+SWEEPS = ROOT / "experiments" / "sweeps"
+
+
+def _train_script():
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "experiments" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_wandb_agent_command_line_parses_into_the_config() -> None:
+    """Build the argv exactly as ``wandb agent`` does for a sample of the shipped sweep file."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    raw = yaml.safe_load((SWEEPS / "ppo_bayes.yaml").read_text())
+    sample = {"ppo.learning_rate": 0.00042, "ppo.ent_coef": 0.05, "ppo.n_epochs": 7,
+              "policy.hidden": [64, 64], "reward.views": ["temporal", "dropout"], "seed": 3}
+    assert set(sample) - {"reward.views", "seed"} == set(raw["parameters"])
+    flags = create_sweep_command_args({"args": {k: {"value": v} for k, v in sample.items()}})["args"]
+    assert "--ppo.learning_rate=0.00042" in flags and "--reward.views=['temporal', 'dropout']" in flags
+    # The sweep's command: ${interpreter} ${program} CONFIG ${args}
+    command = [c for c in raw["command"] if not c.startswith("${")]
+    args, overrides = _train_script().parse_args([*command, *flags])
+    config = load_config(ROOT / args.config, overrides)
+    assert config.ppo.learning_rate == pytest.approx(0.00042)
+    assert config.ppo.ent_coef == pytest.approx(0.05)
+    assert config.ppo.n_epochs == 7
+    assert config.policy.hidden == (64, 64)
+    assert config.reward.views == ("temporal", "dropout")
+    assert config.seed == 3
+
+
+def test_as_overrides_round_trips_through_the_config() -> None:
+    overrides = as_overrides({"ppo.learning_rate": 3e-05, "policy.hidden": [32], "tracking.wandb": False,
+                              "budget.max_calls": None})
+    assert overrides == ["--ppo.learning_rate=3e-05", "--policy.hidden=[32]", "--tracking.wandb=false",
+                         "--budget.max_calls=null"]
+    config = load_config(ROOT / "experiments" / "configs" / "quickstart.yaml", overrides)
+    assert config.ppo.learning_rate == pytest.approx(3e-05)
+    assert (config.policy.hidden, config.tracking.wandb, config.budget.max_calls) == ((32,), False, None)
+
+
+def _sweep_file(tmp_path: Path, **fields) -> Path:
+    raw = {"program": "experiments/train.py", "method": "random",
+           "metric": {"name": "eval/ndcg@10", "goal": "maximize"},
+           "parameters": {"ppo.learning_rate": {"distribution": "log_uniform_values",
+                                                "min": 1e-4, "max": 1e-2}},
+           "command": ["${env}", "${interpreter}", "${program}", "cfg.yaml", "${args}"]}
+    raw.update(fields)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"method": "hyperband"}, "method must be one of"),
+        ({"metric": {"goal": "maximize"}}, "metric must be a mapping with a name"),
+        ({"parameters": {"ppo.n_steps": {"distribution": "normal", "min": 1, "max": 2}}},
+         "parameters.ppo.n_steps: distribution 'normal' is not supported"),
+        ({"parameters": {"ppo.n_steps": {"min": 1}}}, "parameters.ppo.n_steps needs"),
+        ({"method": "grid"}, "grid search needs a values list for parameters.ppo.learning_rate"),
+    ],
+)
+def test_bad_sweep_files_fail_at_load(tmp_path, fields, message) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_sweep(_sweep_file(tmp_path, **fields))
+
+
+def test_grid_runs_each_point_once_and_records_failures(tmp_path) -> None:
+    path = _sweep_file(tmp_path, method="grid", metric={"name": "eval/drop", "goal": "minimize"},
+                       parameters={"reward.robust_weight": {"values": [0.0, 0.3, 0.6]},
+                                   "reward.aggregate": {"values": ["mean_std", "worst"]},
+                                   "seed": {"value": 5}})
+    spec = load_sweep(path)
+    assert spec.config_path == "cfg.yaml" and spec.fixed == {"seed": 5}
+    seen: list[list[str]] = []
+
+    def trial(overrides, run_dir):
+        seen.append(list(overrides))
+        if "--reward.aggregate=worst" in overrides and "--reward.robust_weight=0.6" in overrides:
+            raise ConfigError("this trial fails")
+        weight = float(next(o for o in overrides if "robust_weight" in o).split("=")[1])
+        return {"eval/drop": 1.0 - weight + (0.01 if "worst" in " ".join(overrides) else 0.0)}
+
+    results = run_sweep(spec, count=50, output_dir=tmp_path / "out", trial_fn=trial)
+    assert len(results) == 6, "a grid stops when every point has run"
+    assert len({tuple(sorted(s)) for s in seen}) == 6
+    assert all("--seed=5" in s for s in seen)
+    assert [r.state for r in results].count("failed") == 1
+    with (tmp_path / "out" / "leaderboard.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["rank"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+    assert rows[0]["reward.robust_weight"] == "0.6" and rows[0]["reward.aggregate"] == "mean_std"
+    assert rows[-1]["state"] == "failed" and rows[-1]["error"] == "this trial fails"
+    values = [float(r["eval/drop"]) for r in rows if r["state"] == "complete"]
+    assert values == sorted(values)
+    markdown = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "minimize `eval/drop`" in markdown and "trial" in markdown and "this trial fails" in markdown
+
+
+def test_a_trial_without_the_metric_fails_that_trial(tmp_path) -> None:
+    spec = load_sweep(_sweep_file(tmp_path))
+    results = run_sweep(spec, count=2, output_dir=tmp_path / "out", trial_fn=lambda o, d: {"eval/other": 1.0})
+    assert [r.state for r in results] == ["failed", "failed"]
+    assert "did not report the sweep metric 'eval/ndcg@10'" in results[0].error
+
+
+@pytest.mark.slow
+def test_local_sweep_runs_three_full_trials(tmp_path, monkeypatch, tiny_config) -> None:
+    from experiments import pipeline
+
+    monkeypatch.chdir(tmp_path)
+    # Each trial a full run: PPO, best-fixed scan, evaluation, export, wandb offline.
+    config = tiny_config(tmp_path, policy={"kind": "mlp"}, tracking={"wandb": True, "mode": "offline"},
+                         eval={"selectors": ["random", "best_fixed", "policy", "oracle"]})
+    sweep = _sweep_file(tmp_path, method="bayes",
+                        parameters={"ppo.learning_rate": {"distribution": "log_uniform_values",
+                                                          "min": 1e-4, "max": 1e-2},
+                                    "ppo.ent_coef": {"values": [0.0, 0.05]}},
+                        command=["${env}", "${interpreter}", "${program}", str(config), "${args}"])
+    out = pipeline.sweep(sweep, count=3, output_dir=tmp_path / "sweep", seed=0)
+    with (out / "leaderboard.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and all(r["state"] == "complete" for r in rows), rows
+    values = [float(r["eval/ndcg@10"]) for r in rows]
+    assert values == sorted(values, reverse=True)
+    for row in rows:
+        trial_dir = Path(row["run_dir"])
+        assert (trial_dir / "prompts.json").is_file()
+        assert list((trial_dir / "wandb").glob("offline-run-*")), "each trial logs to wandb offline"
+        trained = load_config(trial_dir / "config.yaml")
+        assert f"{trained.ppo.learning_rate:.6g}" == f"{float(row['ppo.learning_rate']):.6g}"
