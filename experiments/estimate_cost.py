@@ -123,8 +123,11 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
     completion = config.ranker.max_tokens if generating else 0
     phases: list[PhaseEstimate] = []
 
-    def add(phase: str, users: int, episodes: int, pool_pairs: int, tokens: float) -> None:
-        distinct = expected_distinct(pool_pairs, episodes) * cpe
+    def add(phase: str, users: int, episodes: int, pool_pairs: int, tokens: float,
+            exhaustive: bool = False) -> None:
+        # Exhaustive phases score every pair once; sampled phases draw pairs with replacement.
+        pairs = min(episodes, pool_pairs) if exhaustive else expected_distinct(pool_pairs, episodes)
+        distinct = pairs * cpe
         phases.append(PhaseEstimate(phase, users, episodes * cpe, distinct,
                                     round(distinct * tokens), distinct * completion))
 
@@ -133,7 +136,7 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
         add(f"PPO training ({kind})", len(train_users), config.ppo.total_timesteps, train_pairs, train_tokens)
     if "best_fixed" in selectors:
         n_fixed = min(len(train_users), config.eval.fixed_users or len(train_users))
-        add("best fixed scan", n_fixed, n_fixed * n_t, n_fixed * n_t, train_tokens)
+        add("best fixed scan", n_fixed, n_fixed * n_t, n_fixed * n_t, train_tokens, exhaustive=True)
     bandit_steps = config.eval.bandit_steps or config.ppo.total_timesteps
     for name in ("epsilon_greedy", "linucb"):
         if name in selectors:
@@ -145,7 +148,8 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
         add(f"evaluation ({len(learned)} selectors)", len(eval_users),
             len(eval_users) * len(learned) * periods, eval_pairs * periods, eval_tokens)
     if "oracle" in selectors:
-        add("evaluation (oracle)", len(eval_users), eval_pairs * periods, eval_pairs * periods, eval_tokens)
+        add("evaluation (oracle)", len(eval_users), eval_pairs * periods, eval_pairs * periods, eval_tokens,
+            exhaustive=True)
     # Phases over the same users share answers: the union is bounded by the pools' sizes.
     train_side = sum(p.distinct for p in phases if not p.phase.startswith("evaluation"))
     eval_side = sum(p.distinct for p in phases if p.phase.startswith("evaluation"))
