@@ -105,3 +105,12 @@ def test_sweep_parameters_are_config_fields(path: Path) -> None:
     assert set(raw["parameters"]) <= fields
     assert raw["program"] == "experiments/train.py"
     assert "${args}" in raw["command"]
+
+
+def test_docs_config_reference_is_generated_from_the_current_config() -> None:
+    from experiments.config_reference import DOC, END, START, reference
+
+    block = DOC.read_text().split(START, 1)[1].split(END, 1)[0]
+    assert block.strip() == reference().strip(), "run: python -m experiments.config_reference --write"
+    for key in flatten(ExperimentConfig()):
+        assert f"`{key}`" in block
