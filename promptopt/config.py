@@ -398,6 +398,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    except RecursionError:  # PyYAML recurses once per nesting level ("[[[[...")
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
     raw.setdefault("name", path.stem)
@@ -442,7 +444,7 @@ def parse_scalar(value: str) -> Any:
         return number
     try:
         return yaml.safe_load(value)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return value
 
 

@@ -233,7 +233,7 @@ def parse_timestamp(path: Path, number: int, value: str, column: str = "timestam
     text = value.strip()
     try:
         seconds = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "inf", "1e400"
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
