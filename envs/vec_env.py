@@ -9,7 +9,6 @@ embedding model, one concurrent burst for an API, one forward batch for a local 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from copy import deepcopy
 from functools import partial
 
 import numpy as np
@@ -65,16 +64,20 @@ class BatchedPromptRecVecEnv(DummyVecEnv):
                                self.ranker)
         for i, outcome in zip(sendable, ran):
             outcomes[i] = outcome
+        buf_obs = self.buf_obs[None]
         for i, env in enumerate(self._prompt_envs):
             outcome = outcomes[i] or self.problem.invalid_outcome(plans[i][0], -1)
-            obs, self.buf_rews[i], terminated, truncated, self.buf_infos[i] = env.finish(outcome)
+            obs, self.buf_rews[i], terminated, truncated, info = env.finish(outcome)
             self.buf_dones[i] = terminated or truncated
-            self.buf_infos[i]["TimeLimit.truncated"] = truncated and not terminated
+            info["TimeLimit.truncated"] = truncated and not terminated
             if self.buf_dones[i]:
-                self.buf_infos[i]["terminal_observation"] = obs
+                info["terminal_observation"] = obs
                 obs, self.reset_infos[i] = env.reset()
-            self._save_obs(i, obs)
-        return self._obs_from_buf(), np.copy(self.buf_rews), np.copy(self.buf_dones), deepcopy(self.buf_infos)
+            self.buf_infos[i] = info
+            buf_obs[i] = obs
+        # The info dicts are built fresh every step and held by nobody else, so a shallow copy of
+        # the list gives DummyVecEnv's guarantees without its deepcopy (the costliest part of a step).
+        return np.copy(buf_obs), np.copy(self.buf_rews), np.copy(self.buf_dones), list(self.buf_infos)
 
     def action_masks(self) -> np.ndarray:
         """Shapes: ``(n_envs, n_actions)`` bool: each sub-environment's current valid actions."""

@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 Period = Literal["source", "target"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """What one (user, template) cost and earned.
 
@@ -349,6 +349,30 @@ class RecProblem:
             self._requests.popitem(last=False)
         return found
 
+    def warm(
+        self, users: Sequence[int] | np.ndarray, *, period: Period | None = None, final: bool = False
+    ) -> int:
+        """Precompute tasks, observations, masks and every valid template's requests of ``users``.
+
+        Rendering is the costly part of a step; after this, a step renders nothing (as long as
+        ``users x templates`` fits the request cache, ``request_cache_size`` entries). Returns the
+        number of (user, template) request lists now cached.
+        """
+        done = 0
+        for user in np.asarray(users, dtype=np.int64):
+            user = int(user)
+            key = self._key(user, period, final, None)
+            if not self.tasks(user, row=key[1]):
+                continue
+            self.observation(user, period=period, final=final)
+            for template in np.flatnonzero(self.action_mask(user, period=period, final=final)):
+                self._cached_requests(user, key, int(template), 0)
+                done += 1
+        if done > self._request_cache_size:
+            logger.warning("warm: %d request lists exceed the cache of %d; the oldest were dropped",
+                           done, self._request_cache_size)
+        return done
+
     # ------------------------------------------------------------------ scoring
     def score(
         self, tasks: Sequence[RankingTask], responses: Sequence[RankResponse]
@@ -360,19 +384,22 @@ class RecProblem:
         """
         if len(tasks) != len(responses):
             raise ValueError(f"{len(tasks)} tasks but {len(responses)} responses")
-        sums: dict[str, dict[str, float]] = {}
+        # The hot path of every env step: plain loops, metrics looked up by the target's rank.
+        rank_metrics = self._rank_metrics
+        per_view: dict[str, dict[str, float]] = {}
         counts: dict[str, int] = {}
         for task, response in zip(tasks, responses):
-            values = self._metrics_of_rank(_rank_of(response.ranking, task.target))
-            acc = sums.get(task.view)
+            rank = _rank_of(response.ranking, task.target)
+            values = rank_metrics.get(-1 if rank is None else rank) or self._metrics_of_rank(rank)
+            acc = per_view.get(task.view)
             if acc is None:
-                sums[task.view] = dict(values)
-                counts[task.view] = 1
+                per_view[task.view] = dict(values)
             else:
+                counts[task.view] = counts.get(task.view, 1) + 1
                 for name, value in values.items():
                     acc[name] += value
-                counts[task.view] += 1
-        per_view = {view: {k: v / counts[view] for k, v in acc.items()} for view, acc in sums.items()}
+        for view, count in counts.items():
+            per_view[view] = {k: v / count for k, v in per_view[view].items()}
         metric = self.reward_config.metric
         cfg = self.reward_config
         breakdown = combine(
@@ -415,20 +442,26 @@ class RecProblem:
             raise ValueError(f"{len(users)} users but {len(templates)} templates")
         batch: list[RankRequest] = []
         plan: list[tuple[int, int, list[RankingTask], int, int] | Outcome | None] = []
+        n_templates = self.n_templates
         for user, template in zip(users, templates):
             user, template = int(user), int(template)
-            if not 0 <= template < self.n_templates:
-                raise ValueError(f"template index must be in 0..{self.n_templates - 1}, got {template}")
+            if not 0 <= template < n_templates:
+                raise ValueError(f"template index must be in 0..{n_templates - 1}, got {template}")
             key = self._key(user, period, final, None)
-            tasks = self.tasks(user, row=key[1]) if key[1] >= 0 else []
+            tasks = self._tasks.get(key)
+            if tasks is None:
+                tasks = self.tasks(user, row=key[1]) if key[1] >= 0 else []
             if not tasks:
                 plan.append(None)
                 continue
-            if not self.action_mask(user, row=key[1])[template]:
+            mask = self._masks.get(key)
+            if mask is None:
+                mask = self.action_mask(user, row=key[1])
+            if not mask[template]:
                 plan.append(self.invalid_outcome(user, template, period=tasks[0].period))
                 continue
             start = len(batch)
-            batch.extend(self._cached_requests(user, key, template, sample_id))
+            batch += self._cached_requests(user, key, template, sample_id)
             plan.append((user, template, tasks, start, len(batch)))
         responses = ranker.rank(batch) if batch else []
         if len(responses) != len(batch):
@@ -441,19 +474,10 @@ class RecProblem:
             user, template, tasks, start, stop = item
             part = responses[start:stop]
             reward, metrics = self.score(tasks, part)
-            usage = TokenUsage()
-            found = duplicates = hallucinated = missing = cached = 0
-            for r in part:
-                usage = usage + r.usage
-                cached += bool(r.cached)
-                found += r.parse.found
-                duplicates += r.parse.duplicates
-                hallucinated += r.parse.hallucinated
-                missing += r.parse.missing
             outcomes.append(Outcome(
                 user=user, template=template, reward=reward, metrics=metrics, period=tasks[0].period,
-                calls=len(part), cached=cached, usage=usage,
-                parse=ParseStats(found, duplicates, hallucinated, missing),
+                calls=len(part), cached=sum(1 for r in part if r.cached), usage=_total_usage(part),
+                parse=_total_parse(part),
             ))
         return outcomes
 
@@ -533,6 +557,20 @@ class RecProblem:
             "train_interactions": int(self.train_mask.sum()),
             "calls_per_episode": self.calls_per_episode,
         }
+
+
+def _total_usage(responses: Sequence[RankResponse]) -> TokenUsage:
+    if len(responses) == 1:
+        return responses[0].usage
+    return TokenUsage(sum(r.usage.prompt_tokens for r in responses),
+                      sum(r.usage.completion_tokens for r in responses))
+
+
+def _total_parse(responses: Sequence[RankResponse]) -> ParseStats:
+    if len(responses) == 1:
+        return responses[0].parse
+    return ParseStats(sum(r.parse.found for r in responses), sum(r.parse.duplicates for r in responses),
+                      sum(r.parse.hallucinated for r in responses), sum(r.parse.missing for r in responses))
 
 
 def _rank_of(ranking: Sequence[int], target: int) -> int | None:

@@ -52,10 +52,6 @@ class RewardBreakdown:
     robustness: float
     per_view: Mapping[str, float] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        # A private copy: the caller's mapping cannot change a frozen breakdown afterwards.
-        object.__setattr__(self, "per_view", dict(self.per_view))
-
     def to_dict(self) -> dict[str, float | dict[str, float]]:
         """A JSON-able dict (what the env puts in ``info["reward"]``)."""
         return {
@@ -154,7 +150,14 @@ def combine(
     if not 0.0 <= robust_weight <= 1.0:
         raise ValueError(f"robust_weight must be in [0, 1], got {robust_weight}")
     accuracy = float(per_view[BASE_VIEW])
-    ordered = {BASE_VIEW: accuracy, **{k: float(v) for k, v in per_view.items() if k != BASE_VIEW}}
-    robustness = robustness_score(list(ordered.values()), aggregate, std_penalty, cvar_alpha)
+    # A fresh dict (base first): the caller's mapping cannot change the breakdown afterwards.
+    ordered = {BASE_VIEW: accuracy}
+    for view, score in per_view.items():
+        if view != BASE_VIEW:
+            ordered[view] = float(score)
+    if len(ordered) == 1 and aggregate in AGGREGATES:
+        robustness = accuracy  # one view: every aggregate is its score
+    else:
+        robustness = robustness_score(list(ordered.values()), aggregate, std_penalty, cvar_alpha)
     total = (1.0 - robust_weight) * accuracy + robust_weight * robustness
     return RewardBreakdown(total=total, accuracy=accuracy, robustness=robustness, per_view=ordered)
