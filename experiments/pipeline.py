@@ -223,9 +223,28 @@ def _write_config(run: RunDir, config: ExperimentConfig) -> None:
 
 
 def _close(ranker: Any) -> None:
+    log_spend(ranker)
     close = getattr(ranker, "close", None)
     if callable(close):
         close()
+
+
+def log_spend(ranker: Any) -> None:
+    """One INFO line with what a (cached) ranker spent in this session: requests, cache hits, calls sent,
+    failures, and the backend's own attempt counters (HTTP attempts, retries per error kind) when it has them.
+    """
+    stats = getattr(ranker, "stats", None)
+    if stats is None:
+        return
+    counters = dict(getattr(getattr(ranker, "backend", None), "counters", None) or {})
+    line = (f"ranker spend: {stats.requests} requests, {stats.hits} cache hits, {stats.calls} calls sent, "
+            f"{stats.failures} failed, {stats.tokens} tokens, cost {stats.cost:.4f}")
+    if counters:
+        kinds = ", ".join(f"{k[6:]}={v}" for k, v in sorted(counters.items()) if k.startswith("error:"))
+        line += (f"; backend: attempts={counters.get('calls', 0)} retries={counters.get('retries', 0)} "
+                 f"succeeded={counters.get('succeeded', 0)} failures={counters.get('failures', 0)}"
+                 f" ({kinds or 'no errors'})")
+    logger.info(line)
 
 
 def _pretrain(run: RunDir, config: ExperimentConfig, data: InteractionData, problem: RecProblem) -> dict:

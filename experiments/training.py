@@ -265,8 +265,10 @@ def train_agent(
     Raises:
         BudgetExceeded: The ranker's budget ran out; a checkpoint was saved first and the message
             says how to continue.
+        RankerError: The ranker failed after its retries; a checkpoint was saved first (and every
+            answer received is in the cache), and the message says how to continue.
     """
-    from promptopt.errors import BudgetExceeded, ConfigError
+    from promptopt.errors import BudgetExceeded, ConfigError, RankerError
 
     if checkpoint_every < 1:
         raise ConfigError(f"ppo.checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -288,7 +290,7 @@ def train_agent(
         try:
             agent.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=found is None,
                         progress_bar=False)
-        except (BudgetExceeded, KeyboardInterrupt) as exc:
+        except (BudgetExceeded, RankerError, KeyboardInterrupt) as exc:
             callback.bar.close()
             path = callback.save_boundary()
             if isinstance(exc, BudgetExceeded):
@@ -298,6 +300,12 @@ def train_agent(
                     f"{path}; raise the budget and continue with `promptopt train --resume "
                     f"{checkpoint_dir.parent} --budget.max_calls=N`"
                 ) from None
+            if isinstance(exc, RankerError):  # the server failed for good: keep the progress too
+                raise RankerError(
+                    f"{exc} — stopped PPO {kind} at {callback.boundary.steps}/{total_timesteps} steps, "
+                    f"checkpoint {path}; once the ranker answers again, continue with `promptopt train "
+                    f"--resume {checkpoint_dir.parent}`"
+                ) from exc
             raise
     agent.save(output)
     logger.info("PPO %s: %d steps in %.1f s -> %s", kind, state.steps, state.seconds, output)
