@@ -84,6 +84,8 @@ def expected_distinct(pairs: int, draws: int) -> int:
     """Expected distinct pairs among ``draws`` uniform draws from ``pairs``: ``N (1 - (1 - 1/N)^T)``."""
     if pairs <= 0 or draws <= 0:
         return 0
+    if pairs == 1:
+        return 1
     return min(draws, math.ceil(pairs * -math.expm1(draws * math.log1p(-1.0 / pairs))))
 
 

@@ -1,0 +1,43 @@
+"""The dry-run estimate: counts match the protocol, bound what a real run sends, and call nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from experiments.estimate_cost import approx_tokens, estimate, expected_distinct, format_estimate
+from promptopt.config import load_config
+
+
+def test_expected_distinct_draws() -> None:
+    assert expected_distinct(100, 0) == 0
+    assert expected_distinct(100, 1) == 1
+    assert expected_distinct(1, 50) == 1
+    assert 60 <= expected_distinct(100, 100) <= 64  # 100 (1 - 1/e) = 63.2
+    assert expected_distinct(10, 10_000) == 10
+    assert approx_tokens("x" * 9) == 3
+
+
+@pytest.mark.slow
+def test_estimate_counts_phases_and_bounds_a_real_run(tmp_path, tiny_config) -> None:
+    from experiments import pipeline
+
+    path = tiny_config(tmp_path, policy={"kind": "mlp"}, reward={"robust_weight": 0.3, "views": ["temporal"]},
+                       eval={"selectors": ["random", "best_fixed", "policy", "oracle"]})
+    config = load_config(path)
+    est = estimate(config, sample=40)
+    assert not (tmp_path / "cache.sqlite").exists(), "the estimate must not call the ranker"
+    _, split, catalog, _ = pipeline.build_problem(config)
+    n_t, cpe = len(catalog), 2
+    assert (est.n_templates, est.calls_per_episode) == (n_t, cpe)
+    phases = {p.phase: p for p in est.phases}
+    assert phases["PPO training (policy)"].requests == config.ppo.total_timesteps * cpe
+    assert phases["best fixed scan"].distinct == len(split.train) * n_t * cpe
+    assert phases["evaluation (oracle)"].distinct == len(split.test) * n_t * cpe * 3
+    assert est.prompt_tokens > 0 and est.completion_tokens == 0  # the simulated ranker only scores
+    assert "total (shared answers counted once)" in format_estimate(est)
+    pipeline.run_all(config, tmp_path / "run")
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        sent = db.execute("select count(*) from answers").fetchone()[0]
+    assert 0 < sent <= est.distinct_total
