@@ -37,9 +37,9 @@ from promptopt.data.interactions import InteractionData
 from promptopt.drift import DRIFT_VIEWS, DriftViews, shuffled_copy
 from promptopt.errors import ConfigError
 from promptopt.llm.types import ParseStats, Ranker, RankRequest, RankResponse, TokenUsage
-from promptopt.metrics import METRIC_NAMES, metric_fn
+from promptopt.metrics import metric_fn
 from promptopt.profile import PROFILE_FEATURES, ProfileEncoder
-from promptopt.reward import BASE_VIEW, RewardBreakdown, combine
+from promptopt.reward import BASE_VIEW, RewardBreakdown, metrics_of_rank, score_views
 from promptopt.splits import TaskBuilder, UserSplit, time_cut_at_quantile, training_mask
 from promptopt.tasks import RankingTask, UserContext
 
@@ -142,7 +142,6 @@ class RecProblem:
         self._masks: dict[tuple[int, int], np.ndarray] = {}
         self._requests: OrderedDict[tuple[int, int, int, int], list[RankRequest]] = OrderedDict()
         self._request_cache_size = request_cache_size
-        self._rank_metrics: dict[int, dict[str, float]] = {}
 
     def __deepcopy__(self, memo: dict[int, Any]) -> RecProblem:
         """The problem itself: it is shared read-only state (data, tasks and their caches).
@@ -379,47 +378,15 @@ class RecProblem:
     ) -> tuple[RewardBreakdown, dict[str, dict[str, float]]]:
         """Reward breakdown and per-view metrics of ``responses`` to ``tasks`` (aligned lists).
 
-        Each view's metrics are averaged over its shuffled copies; the reward metric's per-view
-        mean is the view score (:func:`promptopt.reward.view_score`).
+        See :func:`promptopt.reward.score_views` (each view's metrics averaged over its shuffled
+        copies, the reward from the configured metric, weight and aggregate).
         """
-        if len(tasks) != len(responses):
-            raise ValueError(f"{len(tasks)} tasks but {len(responses)} responses")
-        # The hot path of every env step: plain loops, metrics looked up by the target's rank.
-        rank_metrics = self._rank_metrics
-        per_view: dict[str, dict[str, float]] = {}
-        counts: dict[str, int] = {}
-        for task, response in zip(tasks, responses):
-            rank = _rank_of(response.ranking, task.target)
-            values = rank_metrics.get(-1 if rank is None else rank) or self._metrics_of_rank(rank)
-            acc = per_view.get(task.view)
-            if acc is None:
-                per_view[task.view] = dict(values)
-            else:
-                counts[task.view] = counts.get(task.view, 1) + 1
-                for name, value in values.items():
-                    acc[name] += value
-        for view, count in counts.items():
-            per_view[view] = {k: v / count for k, v in per_view[view].items()}
-        metric = self.reward_config.metric
         cfg = self.reward_config
-        breakdown = combine(
-            {view: m[metric] for view, m in per_view.items()},
-            robust_weight=cfg.robust_weight, aggregate=cfg.aggregate,
+        return score_views(
+            [t.view for t in tasks], [t.target for t in tasks], [r.ranking for r in responses],
+            metric=cfg.metric, robust_weight=cfg.robust_weight, aggregate=cfg.aggregate,
             std_penalty=cfg.std_penalty, cvar_alpha=cfg.cvar_alpha,
         )
-        return breakdown, per_view
-
-    def _metrics_of_rank(self, rank: int | None) -> dict[str, float]:
-        key = -1 if rank is None else rank
-        found = self._rank_metrics.get(key)
-        if found is None:
-            names = _metric_names(self.reward_config.metric)
-            # A ranking whose target sits at ``rank`` (absent when None) gives each metric's value.
-            ranking = list(range(key + 1)) if rank is not None else [0]
-            target = key if rank is not None else -1
-            found = {name: float(metric_fn(name)(ranking, target)) for name in names}
-            self._rank_metrics[key] = found
-        return found
 
     # ------------------------------------------------------------------ running
     def run(
@@ -534,7 +501,7 @@ class RecProblem:
         if period is None:
             tasks = self.tasks(user)
             period = tasks[0].period if tasks else "source"
-        zeros = self._metrics_of_rank(None)
+        zeros = metrics_of_rank(None, self.reward_config.metric)
         return Outcome(
             user=user, template=template, reward=RewardBreakdown(0.0, 0.0, 0.0, {BASE_VIEW: 0.0}),
             metrics={BASE_VIEW: dict(zeros)}, period=period, calls=0, cached=0, usage=TokenUsage(),
@@ -571,17 +538,6 @@ def _total_parse(responses: Sequence[RankResponse]) -> ParseStats:
         return responses[0].parse
     return ParseStats(sum(r.parse.found for r in responses), sum(r.parse.duplicates for r in responses),
                       sum(r.parse.hallucinated for r in responses), sum(r.parse.missing for r in responses))
-
-
-def _rank_of(ranking: Sequence[int], target: int) -> int | None:
-    try:
-        return (ranking if isinstance(ranking, (list, tuple)) else list(ranking)).index(target)
-    except ValueError:
-        return None
-
-
-def _metric_names(reward_metric: str) -> tuple[str, ...]:
-    return METRIC_NAMES if reward_metric in METRIC_NAMES else (*METRIC_NAMES, reward_metric)
 
 
 def _check_reward_config(cfg: RewardConfig) -> None:

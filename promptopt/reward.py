@@ -19,6 +19,9 @@ view but collapses on the drift views is penalised for the spread:
 The total is :math:`(1 - w) \\cdot s_{\\text{base}} + w \\cdot \\text{robustness}`; ``w = 0`` gives
 the accuracy-only ablation, and with no drift views robustness equals the accuracy for every
 aggregate.
+
+:func:`score_views` does it all for one (user, template) from the rankings of its tasks; it is
+what :meth:`promptopt.problem.RecProblem.score` (every env step) calls.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from promptopt.metrics import metric_fn
+from promptopt.metrics import METRIC_NAMES, metric_fn
 
 AGGREGATES: tuple[str, ...] = ("mean_std", "worst", "cvar")
 """Names accepted by :func:`robustness_score`."""
@@ -161,3 +164,74 @@ def combine(
         robustness = robustness_score(list(ordered.values()), aggregate, std_penalty, cvar_alpha)
     total = (1.0 - robust_weight) * accuracy + robust_weight * robustness
     return RewardBreakdown(total=total, accuracy=accuracy, robustness=robustness, per_view=ordered)
+
+
+_BY_RANK: dict[tuple[str, int], dict[str, float]] = {}
+
+
+def _cached_metrics(rank: int, metric: str) -> dict[str, float]:
+    """Shared dict of every metric for 0-based ``rank`` (``-1``: absent); callers must not mutate."""
+    found = _BY_RANK.get((metric, rank))
+    if found is None:
+        names = METRIC_NAMES if metric in METRIC_NAMES else (*METRIC_NAMES, metric)
+        # A ranking whose target sits at ``rank`` gives each metric's value at that rank.
+        ranking, target = (list(range(rank + 1)), rank) if rank >= 0 else ([0], -1)
+        found = _BY_RANK[(metric, rank)] = {n: float(metric_fn(n)(ranking, target)) for n in names}
+    return found
+
+
+def metrics_of_rank(rank: int | None, metric: str = "ndcg@10") -> dict[str, float]:
+    """Every metric of :data:`~promptopt.metrics.METRIC_NAMES` (plus ``metric``) of a ranked list
+    whose target sits at 0-based ``rank`` (``None``: the target is absent, every metric 0)."""
+    return dict(_cached_metrics(-1 if rank is None else rank, metric))
+
+
+def score_views(
+    views: Sequence[str],
+    targets: Sequence[int],
+    rankings: Sequence[Sequence[int]],
+    *,
+    metric: str = "ndcg@10",
+    robust_weight: float = 0.0,
+    aggregate: str = "mean_std",
+    std_penalty: float = 1.0,
+    cvar_alpha: float = 0.5,
+) -> tuple[RewardBreakdown, dict[str, dict[str, float]]]:
+    """Score the rankings of a (user, template)'s tasks: per-view metrics and the reward.
+
+    Args:
+        views: The view of each task (``"base"`` among them); repeated names are shuffled copies.
+        targets: The target of each task.
+        rankings: The ranker's ranking of each task's candidates, best first.
+        metric: The reward metric. Other arguments: see :func:`combine`.
+
+    Returns:
+        The :class:`RewardBreakdown` (view scores = :func:`view_score` of each view's copies) and,
+        per view, every metric of :func:`metrics_of_rank` averaged over the view's copies.
+
+    Raises:
+        ValueError: Lists of different lengths, no base view, or a bad reward setting.
+    """
+    if not len(views) == len(targets) == len(rankings):
+        raise ValueError(f"{len(views)} tasks but {len(rankings)} responses ({len(targets)} targets)")
+    # The hot path of every env step: plain loops, metrics looked up by the target's rank.
+    per_view: dict[str, dict[str, float]] = {}
+    counts: dict[str, int] = {}
+    for view, target, ranking in zip(views, targets, rankings):
+        try:
+            rank = (ranking if isinstance(ranking, (list, tuple)) else list(ranking)).index(target)
+        except ValueError:
+            rank = -1
+        values = _BY_RANK.get((metric, rank)) or _cached_metrics(rank, metric)
+        acc = per_view.get(view)
+        if acc is None:
+            per_view[view] = dict(values)
+        else:
+            counts[view] = counts.get(view, 1) + 1
+            for name, value in values.items():
+                acc[name] += value
+    for view, count in counts.items():
+        per_view[view] = {k: v / count for k, v in per_view[view].items()}
+    breakdown = combine({view: m[metric] for view, m in per_view.items()}, robust_weight=robust_weight,
+                        aggregate=aggregate, std_penalty=std_penalty, cvar_alpha=cvar_alpha)
+    return breakdown, per_view

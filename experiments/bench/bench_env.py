@@ -1,7 +1,8 @@
 """Benchmark the environment: env steps/s beside the ranker's own request rate, in one run.
 
-For each ranker — the ``simulated`` backend, and a warm ``CachedRanker`` over the MiniLM
-``EmbeddingRanker`` (every request already answered, so a step costs a cache lookup) — and for each
+For each ranker — the ``simulated`` backend, a warm ``CachedRanker`` over the MiniLM
+``EmbeddingRanker`` (every request already answered, so a step costs a cache lookup), and the
+``EmbeddingRanker`` without a cache (every step encodes its prompt) — and for each
 mode — a single ``PromptRecEnv``, and ``BatchedPromptRecVecEnv`` with 8 and 64 sub-envs — the table
 shows:
 
@@ -9,6 +10,7 @@ shows:
 * ``ranker req/s``: the same ranker answering the same kind of requests directly, batched the same
   way (one request per call for the single env, ``n_envs`` per call for a vector env), requests
   pre-built;
+* ``env adds us/step``: the env's own cost per step (env time minus the ranker's time);
 * ``env / ranker``: time per env step over the ranker's time for that step's requests — the env's
   overhead factor (``1.20`` = the env adds 20%).
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -56,6 +59,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "their templates first)")
     parser.add_argument("--robust-weight", type=float, default=0.0,
                         help="reward.robust_weight (> 0 adds drift views: more requests per step)")
+    parser.add_argument("--uncached-steps", type=int, default=64,
+                        help="env steps of the uncached-embedding rows (every step encodes; 0 = skip)")
     parser.add_argument("--skip-embedding", action="store_true", help="simulated ranker only")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -131,6 +136,8 @@ def _rows(name: str, problem: Any, ranker: Any, users: np.ndarray, steps: int, r
     for n_envs in (0, 8, 64):
         loop = _env_loop(problem, ranker, users, n_envs, seed)
         played = loop(min(steps, 1000))  # warm-up; also the requests the raw ranker answers
+        if not played:
+            continue
         requests = _requests(problem, played)
         batch = max(1, n_envs) * per_step
         batches = [requests[i:i + batch] for i in range(0, len(requests), batch)]
@@ -193,15 +200,21 @@ def main(argv: list[str] | None = None) -> int:
             rows += _rows("cached embedding", problem, cached, users, args.embedding_steps, args.repeats,
                           args.seed)
             cached.close()
+        if args.uncached_steps > 0:
+            rows += _rows("embedding no cache", problem, EmbeddingRanker(), users, args.uncached_steps, 1,
+                          args.seed)
 
-    header = (f"{'ranker':<18}{'mode':<17}{'n_envs':>7}{'env steps/s':>13}{'ranker req/s':>14}"
-              f"{'env / ranker':>14}")
+    header = (f"{'ranker':<20}{'mode':<17}{'n_envs':>7}{'env steps/s':>13}{'ranker req/s':>14}"
+              f"{'env adds us/step':>18}{'env / ranker':>14}")
+    print(f"\nCPU time, best of {args.repeats} (uncached rows: 1); load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
     print(header)
     print("-" * len(header))
     for row in rows:
         requests_per_s = problem.calls_per_episode / row["raw"]
-        print(f"{row['ranker']:<18}{row['mode']:<17}{row['n_envs']:>7}{1 / row['env']:>13,.0f}"
-              f"{requests_per_s:>14,.0f}{row['env'] / row['raw']:>14.2f}")
+        print(f"{row['ranker']:<20}{row['mode']:<17}{row['n_envs']:>7}{1 / row['env']:>13,.0f}"
+              f"{requests_per_s:>14,.0f}{(row['env'] - row['raw']) * 1e6:>18.1f}"
+              f"{row['env'] / row['raw']:>14.2f}")
     single_sim = next(r for r in rows if r["ranker"] == "simulated" and r["n_envs"] == 1)
     print(f"\ntarget >= 10,000 steps/s single env (simulated): {1 / single_sim['env']:,.0f} "
           f"({'met' if 1 / single_sim['env'] >= 10_000 else 'MISSED'})")

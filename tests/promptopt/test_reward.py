@@ -7,11 +7,14 @@ import math
 
 import pytest
 
+from promptopt.metrics import METRIC_NAMES
 from promptopt.reward import (
     RewardBreakdown,
     accuracy_score,
     combine,
+    metrics_of_rank,
     robustness_score,
+    score_views,
     view_score,
 )
 
@@ -111,3 +114,33 @@ def test_breakdown_is_frozen_and_owns_its_views() -> None:
     as_dict = out.to_dict()
     assert as_dict["per_view"] == VIEWS and as_dict["total"] == out.total
     assert isinstance(RewardBreakdown(1.0, 1.0, 1.0).per_view, dict)
+
+
+def test_metrics_of_rank_by_hand() -> None:
+    at2 = metrics_of_rank(2)
+    assert set(at2) == set(METRIC_NAMES)
+    assert at2["ndcg@10"] == pytest.approx(0.5) and at2["ndcg@1"] == 0.0
+    assert at2["hit@5"] == 1.0 and at2["hit@1"] == 0.0 and at2["mrr"] == pytest.approx(1 / 3)
+    assert set(metrics_of_rank(None).values()) == {0.0}
+    assert metrics_of_rank(0, "ndcg@3")["ndcg@3"] == 1.0
+    at2["mrr"] = 9.0  # a copy: the cache is not affected
+    assert metrics_of_rank(2)["mrr"] == pytest.approx(1 / 3)
+
+
+def test_score_views_averages_copies_and_combines() -> None:
+    views = ["base", "temporal", "base", "temporal"]
+    targets = [5, 6, 5, 6]
+    rankings = [(5, 1, 2), (1, 2, 6), (1, 5, 2), (6, 1, 2)]  # ranks 0, 2, 1, 0
+    breakdown, metrics = score_views(views, targets, rankings, metric="mrr", robust_weight=0.5,
+                                     aggregate="worst")
+    base, temporal = (1 + 1 / 2) / 2, (1 / 3 + 1) / 2
+    assert metrics["base"]["mrr"] == pytest.approx(base)
+    assert metrics["temporal"]["mrr"] == pytest.approx(temporal)
+    assert metrics["base"]["hit@1"] == pytest.approx(0.5)
+    assert breakdown.per_view == pytest.approx({"base": base, "temporal": temporal})
+    assert breakdown.total == pytest.approx(0.5 * base + 0.5 * min(base, temporal))
+    assert breakdown.per_view["temporal"] == pytest.approx(view_score([rankings[1], rankings[3]], 6, "mrr"))
+    missing, _ = score_views(["base"], [9], [(1, 2, 3)])
+    assert missing.total == 0.0
+    with pytest.raises(ValueError, match="2 tasks but 1 responses"):
+        score_views(["base", "temporal"], [1, 2], [(1, 2)])
