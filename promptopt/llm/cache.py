@@ -1,11 +1,12 @@
 """A persistent answer cache around any ranker: SQLite, JSON rows, safe for concurrent processes.
 
 :class:`CachedRanker` wraps a :class:`~promptopt.llm.types.Ranker`. An answer is keyed by the
-sha256 of the canonical JSON of the backend's ``identity`` and ``request.to_json()`` (which holds the
-messages, the candidates in shown order, the output format and the sample id, so samples at
+sha256 of the backend's ``identity`` (canonical JSON) and every field of ``request.to_json()`` (the
+messages, the candidates in shown order, the output format, meta and the sample id, so samples at
 temperature > 0 are not collapsed into one answer). Only the misses of a batch go to the backend, in
 one call; each batch of answers is written in one transaction. Rows hold the request, the raw answer,
-the parsed ranking, usage, cost and time as JSON text, never pickles.
+the parsed ranking, usage, cost and time as JSON text, never pickles. A bounded in-memory layer keeps
+recent answers of this process, so a request asked again (as a training run does) skips SQLite.
 
 Several processes (e.g. SubprocVecEnv workers) may share one file: SQLite in WAL mode with a busy
 timeout serialises the writers; an answer two processes fetch at once is kept once. A connection is
@@ -25,6 +26,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -90,10 +92,26 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def cache_key(identity: Mapping[str, Any], request: RankRequest) -> str:
-    """sha256 hex of the canonical JSON of the ranker identity, the request and the schema version."""
-    payload = canonical_json({"v": SCHEMA_VERSION, "identity": identity, "request": request.to_json()})
-    return hashlib.sha256(payload.encode()).hexdigest()
+def cache_key(identity: Mapping[str, Any] | str, request: RankRequest) -> str:
+    """sha256 hex of the ranker identity (canonical JSON), every field of the request, and the schema.
+
+    The request's fields (those of ``request.to_json()``: messages, candidate ids and texts in shown
+    order, output format, index base, sample id, meta) are framed with their lengths: an unambiguous
+    encoding like JSON, at a fraction of the cost of ``json.dumps`` on every lookup.
+
+    Args:
+        identity: The ranker's identity, or its canonical JSON (see :func:`canonical_json`).
+        request: The request.
+    """
+    identity_json = identity if isinstance(identity, str) else canonical_json(dict(identity))
+    texts = (identity_json, request.output_format, *(x for m in request.messages for x in m),
+             *request.candidate_texts)
+    head = (
+        f"promptopt-cache-v{SCHEMA_VERSION}|{len(request.messages)}|{request.index_base}|"
+        f"{request.sample_id}|{[len(t) for t in texts]}|{request.candidate_ids!r}|{request.meta!r}"
+    )
+    payload = "\x00".join((head, *texts)).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(payload).hexdigest()
 
 
 def check_identity(identity: Mapping[str, Any]) -> str:
@@ -344,19 +362,33 @@ class CachedRanker:
             (as :class:`~promptopt.llm.openai_backend.OpenAIRanker` has) the cache tracks money.
         path: The SQLite file (created with its folder when missing).
         budget: Caps on the uncached calls / tokens / money, shared with the run's other rankers.
+        memory_entries: Answers also kept in this process's memory (least recently used dropped), so
+            a request asked again skips SQLite and JSON decoding; 0 turns the memory layer off.
 
     Raises:
         RankerError: The backend's identity is not JSON or holds a secret.
         CacheError: The file cannot be opened as a cache.
+        ValueError: ``memory_entries`` is negative.
     """
 
-    def __init__(self, backend: Ranker, path: str | Path, *, budget: Budget | None = None) -> None:
+    def __init__(
+        self,
+        backend: Ranker,
+        path: str | Path,
+        *,
+        budget: Budget | None = None,
+        memory_entries: int = 16_384,
+    ) -> None:
+        if memory_entries < 0:
+            raise ValueError(f"memory_entries must be >= 0, got {memory_entries}")
         self.backend = backend
         self.budget = budget
+        self.memory_entries = memory_entries
         self._identity_json = check_identity(backend.identity)
         self.store = CacheStore(path)
         self._lock = threading.Lock()
         self._stats = RankerStats()
+        self._memory: OrderedDict[str, RankResponse] = OrderedDict()
 
     @property
     def identity(self) -> Mapping[str, Any]:
@@ -372,9 +404,10 @@ class CachedRanker:
         with self._lock:
             return self._stats
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:  # a worker process starts with an empty memory layer
         state = self.__dict__.copy()
         del state["_lock"]
+        state["_memory"] = OrderedDict()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -403,12 +436,8 @@ class CachedRanker:
         """
         if not requests:
             return []
-        identity = json.loads(self._identity_json)
-        keys = [cache_key(identity, r) for r in requests]
-        stored = self.store.get_many(keys)
-        results: list[RankResponse | None] = [
-            RankResponse.from_json(stored[k], cached=True) if k in stored else None for k in keys
-        ]
+        keys = [cache_key(self._identity_json, r) for r in requests]
+        results = self._recall(keys)
         first_of: dict[str, int] = {}
         for i, key in enumerate(keys):
             if results[i] is None:
@@ -429,6 +458,7 @@ class CachedRanker:
         for i, key in enumerate(keys):
             if results[i] is None and key in fetched:
                 results[i] = fetched[key]
+        self._remember({k: replace(r, cached=True) for k, r in fetched.items()})
         if self.budget is not None:
             if pending:
                 raise self.budget.exceeded_error(pending=len(pending), saved=len(sent))
@@ -482,6 +512,29 @@ class CachedRanker:
             RankerStats(calls=len(answers) + failures, failures=failures).with_usage(usage, total_cost)
         )
         return {keys[i]: replace(response, cached=False) for i, response in answers.items()}
+
+    def _recall(self, keys: list[str]) -> list[RankResponse | None]:
+        """Answers from memory, then from the file (remembered for next time); None for misses."""
+        with self._lock:
+            results = [self._memory.get(k) for k in keys]
+            for k, r in zip(keys, results):
+                if r is not None:
+                    self._memory.move_to_end(k)
+        missing = [k for k, r in zip(keys, results) if r is None]
+        if missing:
+            rows = self.store.get_many(missing)
+            stored = {k: RankResponse.from_json(v, cached=True) for k, v in rows.items()}
+            results = [stored.get(k) if r is None else r for k, r in zip(keys, results)]
+            self._remember(stored)
+        return results
+
+    def _remember(self, answers: Mapping[str, RankResponse]) -> None:
+        if not self.memory_entries or not answers:
+            return
+        with self._lock:
+            self._memory.update(answers)
+            while len(self._memory) > self.memory_entries:
+                self._memory.popitem(last=False)
 
     def _add(self, delta: RankerStats) -> None:
         with self._lock:

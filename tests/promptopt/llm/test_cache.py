@@ -166,6 +166,25 @@ def test_partial_batch_is_saved_before_the_error(tmp_path: Path) -> None:
     assert backend.batches[-1] == [_requests(4)[2]]
 
 
+def test_memory_layer_serves_repeats_without_the_file_and_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    backend = CountingRanker()
+    ranker = CachedRanker(backend, path, memory_entries=2)
+    a, b, c = _requests(3)
+    ranker.rank([a, b, c])
+    CacheStore(path).clear()  # the file forgets; this process still remembers the two latest answers
+    assert [r.cached for r in ranker.rank([b, c])] == [True, True]
+    assert backend.sent == 3
+    assert ranker.rank([a])[0].cached is False  # evicted from memory and gone from the file
+    assert backend.sent == 4
+    plain = CachedRanker(CountingRanker(), path, memory_entries=0)
+    plain.rank([b])
+    CacheStore(path).clear()
+    assert plain.rank([b])[0].cached is False
+    with pytest.raises(ValueError, match="memory_entries"):
+        CachedRanker(CountingRanker(), path, memory_entries=-1)
+
+
 def test_backend_returning_the_wrong_number_of_answers_is_an_error(tmp_path: Path) -> None:
     class Short(CountingRanker):
         def rank(self, requests):
