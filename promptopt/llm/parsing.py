@@ -183,7 +183,9 @@ def _list_mentions(text: str, request: RankRequest, matcher: _TitleMatcher) -> l
     markers_are_ranks = markers == list(range(1, len(markers) + 1)) or markers == list(range(len(markers)))
     positions: list[int] = []
     for marker, rest, is_item in items:
-        if not is_item and _NUMBER_LIST.match(rest):
+        if not is_item and _NUMBER_LIST.match(rest) and not (
+            request.output_format == "title" and matcher.scan(_normalise(rest))  # "1984", "2046"
+        ):
             positions.extend(_index_position(int(m.group()), request) for m in _NUMBER.finditer(rest))
             continue
         if not is_item:  # prose or one title per line: every title it names, in order; misses are prose
@@ -201,9 +203,13 @@ def _list_mentions(text: str, request: RankRequest, matcher: _TitleMatcher) -> l
 
 
 def _line_position(text: str, request: RankRequest, matcher: _TitleMatcher) -> int:
-    """The candidate one list item names: an exact title, else its leading number, else a fuzzy title."""
+    """The candidate one list item names: an exact title, else its leading number, else a fuzzy title.
+
+    A bare number is read as a number of the shown list, unless the answer is meant to give titles
+    and a candidate is called that ("1984").
+    """
     leading = _LEADING_INDEX.match(text)
-    if leading and not leading.group(2).strip():
+    if leading and not leading.group(2).strip() and request.output_format != "title":
         return _index_position(int(leading.group(1)), request)
     exact = matcher.scan(_normalise(text))
     if exact:

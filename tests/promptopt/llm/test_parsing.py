@@ -158,6 +158,15 @@ def test_prose_answer_ranks_titles_in_order_of_mention() -> None:
     assert stats.found == 3
 
 
+def test_numeric_titles_are_titles_when_titles_were_asked_for() -> None:
+    texts = ["1984 (1984)", "Heat (1995)", "2046 (2004)"]
+    titled = _request([10, 20, 30], texts, output_format="title")
+    assert parse_ranking("1. 2046\n2. 1984\n3. Heat", titled)[0] == (30, 10, 20)
+    assert parse_ranking("2046\n1984", titled)[0] == (30, 10, 20)
+    indexed = _request([10, 20, 30], texts, output_format="index")
+    assert parse_ranking("3\n1", indexed)[0] == (30, 10, 20)
+
+
 def test_longer_title_wins_over_a_title_it_contains() -> None:
     request = _request([10, 20], ["Heat (1995)", "Heat and Dust (1983)"], output_format="title")
     assert parse_ranking("1. Heat and Dust\n2. Heat", request)[0] == (20, 10)
