@@ -19,6 +19,7 @@ if __package__ in (None, ""):
 
 def main(argv: list[str] | None = None) -> int:
     from experiments import pipeline
+    from experiments.report import print_summary
     from promptopt.errors import PromptoptError
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except PromptoptError as exc:
         print(f"evaluate.py: error: {exc}", file=sys.stderr)
         return 2
-    pipeline.print_summary(args.run_dir, metrics)
+    print_summary(args.run_dir, metrics)
     return 0
 
 

@@ -297,3 +297,31 @@ def write_leaderboard(spec: SweepSpec, results: Sequence[TrialResult], output_di
     md_path = output_dir / "leaderboard.md"
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
     return csv_path, md_path
+
+
+def sweep(file: str | Path, *, count: int, config_path: str | None = None,
+          output_dir: str | Path | None = None, seed: int = 0) -> Path:
+    """``promptopt sweep``: run a wandb sweep file locally with optuna; returns the sweep directory."""
+    import dataclasses
+
+    from experiments.pipeline import run_all
+    from experiments.rundir import default_run_dir
+    from promptopt.config import load_config
+
+    spec = load_sweep(file)
+    base = config_path or spec.config_path
+    if base is None:
+        raise ConfigError(f"{file}: its command names no config YAML; pass --config CONFIG")
+    load_config(base)  # fail on a bad base config before the first trial
+    out = Path(output_dir) if output_dir else default_run_dir(f"sweep-{spec.name}")
+
+    def trial(overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
+        config = load_config(base, overrides)
+        if config.tracking.mode == "online":  # local sweeps log offline; `wandb sync` uploads later
+            offline = dataclasses.replace(config.tracking, mode="offline")
+            config = dataclasses.replace(config, tracking=offline)
+        return run_all(config, run_dir)
+
+    results = run_sweep(spec, count=count, output_dir=out, trial_fn=trial, seed=seed)
+    logger.info("sweep %s: %d trials in %s", spec.name, len(results), out)
+    return out

@@ -1,6 +1,6 @@
 """The experiment pipeline as plain functions: build the problem, train, evaluate, export.
 
-The CLI (``promptopt train | evaluate | export | sweep``) and the scripts ``experiments/train.py``,
+The CLI (``promptopt train | evaluate | export``) and the scripts ``experiments/train.py``,
 ``evaluate.py`` and ``export.py`` are thin wrappers over these functions::
 
     config = load_config("experiments/configs/quickstart.yaml", ["--ppo.learning_rate=3e-4"])
@@ -312,6 +312,7 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
         The run's metrics (``train``, ``evaluation``, ``summary``).
     """
     from experiments.evaluate_run import run_protocol, summary_keys
+    from experiments.plots import write_run_plots
     from experiments.selector_factory import SelectorFactory
 
     run = RunDir(Path(run_dir)).require()
@@ -330,7 +331,7 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
             if factory.scan:
                 evaluation["template_scan"] = factory.scan
             metrics = run.update_metrics("evaluation", evaluation, summary=summary_keys(evaluation))
-            plots = write_plots(run, metrics)
+            plots = write_run_plots(run, metrics)
             from experiments.report import write_report
 
             write_report(run.report, config=config_to_dict(config), metrics=metrics,
@@ -341,29 +342,6 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
         finally:
             tracker.finish()
     return metrics
-
-
-def write_plots(run: RunDir, metrics: dict[str, Any]) -> dict[str, Path]:
-    """The run's PNG plots (those with data), title -> path."""
-    from experiments import plots
-
-    run.plots.mkdir(exist_ok=True)
-    evaluation = metrics.get("evaluation") or {}
-    periods = evaluation.get("periods") or {}
-    made = {
-        "learning curve": plots.learning_curve((metrics.get("train") or {}).get("curve", []),
-                                               run.plots / "learning_curve.png"),
-        "template usage per user group": plots.template_usage(evaluation.get("usage_by_group") or {},
-                                                              run.plots / "template_usage.png"),
-        "selectors with intervals": plots.method_metrics(
-            {n: r["metrics"] for n, r in (evaluation.get("methods") or {}).items()},
-            run.plots / "methods.png"),
-        "source vs drift period": plots.period_comparison(
-            (periods.get("source") or {}).get("methods", {}),
-            (periods.get("target") or {}).get("methods", {}),
-            run.plots / "drift.png"),
-    }
-    return {k: v for k, v in made.items() if v is not None}
 
 
 def export(run_dir: str | Path, *, output: str | Path | None = None) -> Path:
@@ -419,44 +397,3 @@ def train_from_cli(
                           "or --resume RUN_DIR")
     config = load_config(config_path, overrides)
     return train(config, output_dir or default_run_dir(config.name))
-
-
-def print_summary(run_dir: str | Path, metrics: dict[str, Any]) -> None:
-    """Print the headline table and where the run is (the CLI's output)."""
-    from experiments.report import headline_table
-
-    run = RunDir(Path(run_dir))
-    evaluation = metrics.get("evaluation")
-    if evaluation:
-        print(headline_table(evaluation))
-        paired = evaluation.get("paired")
-        if paired:
-            print(f"\npolicy - best_fixed NDCG@10: {paired['mean_diff']:+.4f} "
-                  f"[{paired['low']:+.4f}, {paired['high']:+.4f}] (p = {paired['p_value']:.3g})")
-    print(f"\nrun directory: {run.root}")
-    print(f"report: {run.report}    prompt book: {run.prompts}")
-
-
-def sweep(file: str | Path, *, count: int, config_path: str | None = None,
-          output_dir: str | Path | None = None, seed: int = 0) -> Path:
-    """``promptopt sweep``: run a wandb sweep file locally with optuna; returns the sweep directory."""
-    from experiments.local_sweep import load_sweep, run_sweep
-
-    spec = load_sweep(file)
-    base = config_path or spec.config_path
-    if base is None:
-        raise ConfigError(f"{file}: its command names no config YAML; pass --config CONFIG")
-    load_config(base)  # fail on a bad base config before the first trial
-    out = Path(output_dir) if output_dir else default_run_dir(f"sweep-{spec.name}")
-
-    def trial(overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
-        config = load_config(base, overrides)
-        if config.tracking.mode == "online":  # local sweeps log offline; `wandb sync` uploads later
-            offline = dataclasses.replace(config.tracking, mode="offline")
-            config = dataclasses.replace(config, tracking=offline)
-        return run_all(config, run_dir)
-
-    results = run_sweep(spec, count=count, output_dir=out, trial_fn=trial, seed=seed)
-    print((out / "leaderboard.md").read_text(encoding="utf-8"))
-    print(f"sweep directory: {out} ({len(results)} trials)")
-    return out

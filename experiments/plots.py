@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from experiments.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +154,27 @@ def period_comparison(
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, plt, path)
+
+
+def write_run_plots(run: RunDir, metrics: Mapping[str, Any]) -> dict[str, Path]:
+    """The run's PNG plots (those with data), title -> path."""
+    run.plots.mkdir(exist_ok=True)
+    evaluation = metrics.get("evaluation") or {}
+    periods = evaluation.get("periods") or {}
+    made = {
+        "learning curve": learning_curve((metrics.get("train") or {}).get("curve", []),
+                                               run.plots / "learning_curve.png"),
+        "template usage per user group": template_usage(evaluation.get("usage_by_group") or {},
+                                                              run.plots / "template_usage.png"),
+        "selectors with intervals": method_metrics(
+            {n: r["metrics"] for n, r in (evaluation.get("methods") or {}).items()},
+            run.plots / "methods.png"),
+        "source vs drift period": period_comparison(
+            (periods.get("source") or {}).get("methods", {}),
+            (periods.get("target") or {}).get("methods", {}),
+            run.plots / "drift.png"),
+    }
+    return {k: v for k, v in made.items() if v is not None}
 
 
 def _save(fig: Any, plt: Any, path: Path) -> Path:

@@ -187,3 +187,19 @@ def _usage_md(evaluation: Mapping[str, Any]) -> str:
         top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
         rows.append([group, str(total), ", ".join(f"`{t}` {n / total:.0%}" for t, n in top)])
     return _md_table(["group", "users", "most chosen templates"], rows)
+
+
+def print_summary(run_dir: str | Path, metrics: dict[str, Any]) -> None:
+    """Print the headline table and where the run is (the CLI's output)."""
+    from experiments.rundir import RunDir
+
+    run = RunDir(Path(run_dir))
+    evaluation = metrics.get("evaluation")
+    if evaluation:
+        print(headline_table(evaluation))
+        paired = evaluation.get("paired")
+        if paired:
+            print(f"\npolicy - best_fixed NDCG@10: {paired['mean_diff']:+.4f} "
+                  f"[{paired['low']:+.4f}, {paired['high']:+.4f}] (p = {paired['p_value']:.3g})")
+    print(f"\nrun directory: {run.root}")
+    print(f"report: {run.report}    prompt book: {run.prompts}")

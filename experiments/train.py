@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 def main(argv: list[str] | None = None) -> int:
     from experiments import pipeline
+    from experiments.report import print_summary
     from promptopt.errors import PromptoptError
 
     args, overrides = parse_args(argv)
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except PromptoptError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
-    pipeline.print_summary(run_dir, metrics)
+    print_summary(run_dir, metrics)
     return 0
 
 

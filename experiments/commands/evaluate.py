@@ -11,7 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from experiments import pipeline
+    from experiments.report import print_summary
 
     metrics = pipeline.evaluate(args.run_dir)
-    pipeline.print_summary(args.run_dir, metrics)
+    print_summary(args.run_dir, metrics)
     return 0

@@ -21,8 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments import pipeline
+    from experiments.local_sweep import sweep
 
-    pipeline.sweep(args.file, count=args.count, config_path=args.config,
-                   output_dir=args.output_dir, seed=args.seed)
+    out = sweep(args.file, count=args.count, config_path=args.config, output_dir=args.output_dir,
+                seed=args.seed)
+    print((out / "leaderboard.md").read_text(encoding="utf-8"))
+    print(f"sweep directory: {out}")
     return 0

@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from experiments import pipeline
+    from experiments.report import print_summary
 
     run_dir = pipeline.train_from_cli(
         args.config, overrides=args.overrides, output_dir=args.output_dir, resume=args.resume
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_eval:
         metrics = pipeline.evaluate(run_dir)
         pipeline.export(run_dir)
-        pipeline.print_summary(run_dir, metrics)
+        print_summary(run_dir, metrics)
     else:
         print(f"run directory: {run_dir}")
     return 0

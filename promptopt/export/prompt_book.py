@@ -1,12 +1,11 @@
-"""The prompt book: the versioned ``prompts.json`` of a run, its JSON Schema, and serving from it.
+"""The prompt book: the versioned ``prompts.json`` of a run, and serving prompts from it.
 
 A prompt book records, for every user a run knows, the template the trained selector chose (with
 its action probabilities and the filled prompt of the user's latest task), the global ranking of
 templates, the template catalog, the ranker's identity (never credentials), the dataset, split and
 reward settings, and the evaluation summary. :meth:`PromptBook.load` validates a file against the
-schema shipped next to this module (``prompt_book.schema.json``) and then checks what a schema
-cannot (every template id exists, one probability per template). Loading and serving import
-neither torch nor any RL library.
+schema shipped next to this module (``prompt_book.schema.json``, see
+:mod:`promptopt.export.validation`). Loading and serving import neither torch nor any RL library.
 """
 
 from __future__ import annotations
@@ -14,15 +13,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptopt.errors import PromptBookError
+from promptopt.export.validation import (
+    SCHEMA_VERSION,
+    TEMPLATE_FIELDS,
+    jsonable,
+    scrub_identity,
+    validate,
+)
 
 if TYPE_CHECKING:
     from promptopt.data.interactions import InteractionData
@@ -31,74 +35,6 @@ if TYPE_CHECKING:
     from promptopt.templates import CollaborativeHints, PromptTemplate
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION = "1.0"
-"""Version written into new books; books of any ``1.x`` version load."""
-
-SCHEMA_PATH = Path(__file__).with_name("prompt_book.schema.json")
-"""The JSON Schema every prompt book validates against."""
-
-TEMPLATE_FIELDS: tuple[str, ...] = (
-    "id", "name", "text", "slots", "output_format", "index_base", "min_history",
-    "needs_attributes", "needs_ratings", "uses_hints",
-)
-"""The template attributes a book stores (enough to rebuild the template and render it)."""
-
-_SECRET_KEY = re.compile(r"(?i)(api_?key|secret|password|authorization|bearer)")
-
-
-@cache
-def schema() -> dict[str, Any]:
-    """The prompt book JSON Schema (draft 2020-12)."""
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-
-
-def validate(payload: Any, *, source: str = "prompt book") -> None:
-    """Check ``payload`` against the schema and the cross-references a schema cannot express.
-
-    Raises:
-        PromptBookError: One line with the JSON path of the first problem
-            (``prompts.json: $.users[3].template_id: ...``).
-    """
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(payload), key=lambda e: (len(e.absolute_path), e.json_path))
-    if errors:
-        err = errors[0]
-        raise PromptBookError(f"{source}: {err.json_path}: {_short(err.message)}")
-    ids = [t["id"] for t in payload["catalog"]["templates"]]
-    known = set(ids)
-    if len(known) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise PromptBookError(f"{source}: $.catalog.templates: template id {dup!r} appears twice")
-    refs: list[tuple[str, str]] = [("$.default_template", payload["default_template"])]
-    refs += [(f"$.global_ranking[{k}].template_id", row["template_id"])
-             for k, row in enumerate(payload["global_ranking"])]
-    refs += [(f"$.users[{k}].template_id", row["template_id"]) for k, row in enumerate(payload["users"])]
-    for path, template_id in refs:
-        if template_id not in known:
-            raise PromptBookError(
-                f"{source}: {path}: template {template_id!r} is not in the catalog "
-                f"(known: {', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''})"
-            )
-    seen: set[str] = set()
-    for k, row in enumerate(payload["users"]):
-        probs = row["action_probabilities"]
-        if probs and len(probs) != len(ids):
-            raise PromptBookError(
-                f"{source}: $.users[{k}].action_probabilities: {len(probs)} values for "
-                f"{len(ids)} templates"
-            )
-        if row["user_id"] in seen:
-            raise PromptBookError(f"{source}: $.users[{k}].user_id: user {row['user_id']!r} appears twice")
-        seen.add(row["user_id"])
-
-
-def _short(message: str, limit: int = 200) -> str:
-    message = " ".join(message.split())
-    return message if len(message) <= limit else message[: limit - 3] + "..."
-
 
 @dataclass(frozen=True)
 class TemplateScore:
@@ -164,27 +100,6 @@ def template_to_json(template: Any) -> dict[str, Any]:
         value = getattr(template, name)
         entry[name] = dict(value) if name == "slots" else value
     return entry
-
-
-def scrub_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON-safe copy of a ranker identity without any key that could name a credential."""
-    clean: dict[str, Any] = {}
-    for key, value in identity.items():
-        if _SECRET_KEY.search(str(key)):
-            logger.warning("ranker identity key %r looks like a credential; left out of the book", key)
-            continue
-        clean[str(key)] = scrub_identity(value) if isinstance(value, Mapping) else _jsonable(value)
-    return clean
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return str(value)
 
 
 class PromptBook:
@@ -267,11 +182,11 @@ class PromptBook:
             "schema_version": SCHEMA_VERSION,
             "created_at": (created_at or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
             "promptopt_version": __version__,
-            "run": {k: _jsonable(v) for k, v in run.items()},
+            "run": {k: jsonable(v) for k, v in run.items()},
             "ranker": scrub_identity(ranker_identity),
-            "dataset": {k: _jsonable(v) for k, v in dataset.items()},
-            "split": {k: _jsonable(v) for k, v in split.items()},
-            "reward": {k: _jsonable(v) for k, v in reward.items()},
+            "dataset": {k: jsonable(v) for k, v in dataset.items()},
+            "split": {k: jsonable(v) for k, v in split.items()},
+            "reward": {k: jsonable(v) for k, v in reward.items()},
             "catalog": {
                 "name": catalog_name,
                 "slots": {k: list(v) for k, v in catalog_slots.items()},
@@ -286,7 +201,7 @@ class PromptBook:
             "default_template": default_template,
             "users": [c.to_json() for c in choices],
             "evaluation": (None if evaluation is None
-                           else json.loads(json.dumps(evaluation, default=_jsonable))),
+                           else json.loads(json.dumps(evaluation, default=jsonable))),
         }
         return cls(payload, source="prompt book")
 

@@ -125,7 +125,7 @@ def test_a_trial_without_the_metric_fails_that_trial(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_local_sweep_runs_three_full_trials(tmp_path, monkeypatch, tiny_config) -> None:
-    from experiments import pipeline
+    from experiments.local_sweep import sweep as run_local_sweep
 
     monkeypatch.chdir(tmp_path)
     # Each trial a full run: PPO, best-fixed scan, evaluation, export, wandb offline.
@@ -136,7 +136,7 @@ def test_local_sweep_runs_three_full_trials(tmp_path, monkeypatch, tiny_config) 
                                                           "min": 1e-4, "max": 1e-2},
                                     "ppo.ent_coef": {"values": [0.0, 0.05]}},
                         command=["${env}", "${interpreter}", "${program}", str(config), "${args}"])
-    out = pipeline.sweep(sweep, count=3, output_dir=tmp_path / "sweep", seed=0)
+    out = run_local_sweep(sweep, count=3, output_dir=tmp_path / "sweep", seed=0)
     with (out / "leaderboard.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and all(r["state"] == "complete" for r in rows), rows

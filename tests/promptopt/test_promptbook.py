@@ -12,7 +12,7 @@ import pytest
 
 from promptopt.errors import PromptBookError
 from promptopt.export import PromptBook, TemplateScore, UserChoice, validate
-from promptopt.export.prompt_book import SCHEMA_PATH, scrub_identity
+from promptopt.export.validation import SCHEMA_PATH, scrub_identity
 from promptopt.tasks import UserContext
 
 INCLUDE = ["expert.recent5.none.index", "expert.recent10.none.index", "expert.genres10.none.index",
