@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,13 +61,16 @@ class TrainingState:
                    llm=dict(raw.get("llm", {})))
 
 
-def latest_checkpoint(folder: Path, kind: str) -> tuple[Path, TrainingState] | None:
-    """The newest complete checkpoint of agent ``kind`` (its zip and state), if any."""
+def latest_checkpoint(
+    folder: Path, kind: str, *, skip: Collection[Path] = ()
+) -> tuple[Path, TrainingState] | None:
+    """The newest complete checkpoint of agent ``kind`` (its zip and state), if any, other than ``skip``."""
     best: tuple[int, Path, Path] | None = None
     for state_path in folder.glob(f"{kind}_*.json"):
         suffix = state_path.stem[len(kind) + 1:]
         zip_path = state_path.with_suffix(".zip")
-        if suffix.isdigit() and zip_path.is_file() and (best is None or int(suffix) > best[0]):
+        if (suffix.isdigit() and zip_path.is_file() and zip_path not in skip
+                and (best is None or int(suffix) > best[0])):
             best = (int(suffix), zip_path, state_path)
     if best is None:
         return None
@@ -76,8 +79,35 @@ def latest_checkpoint(folder: Path, kind: str) -> tuple[Path, TrainingState] | N
     except (json.JSONDecodeError, KeyError, ValueError):
         logger.warning("checkpoint state %s is unreadable; ignoring it", best[2])
         best[2].unlink(missing_ok=True)
-        return latest_checkpoint(folder, kind)
+        return latest_checkpoint(folder, kind, skip=skip)
     return best[1], state
+
+
+def _restore(agent: Any, folder: Path, kind: str) -> tuple[Path, TrainingState] | None:
+    """Load the newest checkpoint whose weights load into ``agent``; skip (and warn about) others.
+
+    Raises:
+        ConfigError: Checkpoints exist but none loads (damaged files, or a policy of another shape).
+    """
+    from promptopt.errors import ConfigError
+
+    failed: list[tuple[Path, str]] = []
+    while (found := latest_checkpoint(folder, kind, skip=[path for path, _ in failed])) is not None:
+        try:
+            agent.set_parameters(str(found[0]), exact_match=True)
+            return found
+        except Exception as exc:  # a damaged zip raises many kinds (ValueError, BadZipFile, EOFError ...)
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            logger.warning("checkpoint %s cannot be loaded (%s); trying an older one", found[0], reason)
+            failed.append((found[0], reason))
+    if failed:
+        path, reason = failed[0]
+        raise ConfigError(
+            f"cannot resume from {path}: {reason}; if you resumed with overrides that change the policy, "
+            "drop them; if the file is damaged, delete it (training then restarts from an older "
+            "checkpoint or step 0, and cached answers are reused)"
+        )
+    return None
 
 
 LLM_KEYS: tuple[str, ...] = ("calls", "hits", "tokens", "cost")
@@ -274,10 +304,9 @@ def train_agent(
         raise ConfigError(f"ppo.checkpoint_every must be >= 1, got {checkpoint_every}")
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     agent = make_agent()
-    found = latest_checkpoint(checkpoint_dir, kind)
+    found = _restore(agent, checkpoint_dir, kind)
     if found is not None:
         zip_path, state = found
-        agent.set_parameters(str(zip_path), exact_match=True)
         agent.num_timesteps = state.steps
         logger.info("resuming PPO %s from %s (%d/%d steps)", kind, zip_path.name, state.steps,
                     total_timesteps)
