@@ -311,6 +311,8 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
     Returns:
         The run's metrics (``train``, ``evaluation``, ``summary``).
     """
+    from tqdm.auto import tqdm
+
     from experiments.evaluate_run import run_protocol, summary_keys
     from experiments.plots import write_run_plots
     from experiments.selector_factory import SelectorFactory
@@ -322,11 +324,20 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
         try:
             _data, _split, _catalog, problem = build_problem(config)
             ranker = make_run_ranker(config, problem)
+            bar = tqdm(total=len(config.eval.selectors), desc="evaluate", unit="selector", disable=None,
+                       leave=False)
+
+            def progress(name: str) -> None:
+                if bar.n or bar.postfix:
+                    bar.update(1)
+                bar.set_postfix_str(name)
+                logger.info("evaluating %s", name)
+
             try:
                 factory = SelectorFactory(config, problem, ranker, run)
-                evaluation, _ = run_protocol(config, problem, ranker, factory,
-                                             progress=lambda n: logger.info("evaluating %s", n))
+                evaluation, _ = run_protocol(config, problem, ranker, factory, progress=progress)
             finally:
+                bar.close()
                 _close(ranker)
             if factory.scan:
                 evaluation["template_scan"] = factory.scan
