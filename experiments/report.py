@@ -201,5 +201,13 @@ def print_summary(run_dir: str | Path, metrics: dict[str, Any]) -> None:
         if paired:
             print(f"\npolicy - best_fixed NDCG@10: {paired['mean_diff']:+.4f} "
                   f"[{paired['low']:+.4f}, {paired['high']:+.4f}] (p = {paired['p_value']:.3g})")
+    train_llm = (metrics.get("train") or {}).get("llm") or {}
+    eval_llm = (evaluation or {}).get("llm") or {}
+    if train_llm or eval_llm:
+        print(f"\nranker spend: training {int(train_llm.get('calls', 0))} model calls "
+              f"({int(train_llm.get('tokens', 0))} tokens, cache hit rate "
+              f"{train_llm.get('cache_hit_rate', 0.0):.0%}); evaluation "
+              f"{int(eval_llm.get('uncached_calls', 0))} model calls for {int(eval_llm.get('calls', 0))} "
+              f"requests ({int(eval_llm.get('tokens', 0))} tokens)")
     print(f"\nrun directory: {run.root}")
     print(f"report: {run.report}    prompt book: {run.prompts}")
