@@ -328,7 +328,7 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
                        leave=False)
 
             def progress(name: str) -> None:
-                if bar.n or bar.postfix:
+                if bar.n or getattr(bar, "postfix", None):  # a disabled bar (no TTY) has no postfix
                     bar.update(1)
                 bar.set_postfix_str(name)
                 logger.info("evaluating %s", name)
