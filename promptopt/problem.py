@@ -138,6 +138,7 @@ class RecProblem:
         self._train_users = frozenset(int(u) for u in split.train)
         self._rows: dict[tuple[int, str | None, bool], tuple[int, int]] = {}
         self._tasks: dict[tuple[int, int], list[RankingTask]] = {}
+        self._labels: dict[tuple[int, int], tuple[tuple[str, ...], tuple[int, ...], str]] = {}
         self._obs: dict[tuple[int, int], np.ndarray] = {}
         self._masks: dict[tuple[int, int], np.ndarray] = {}
         self._requests: OrderedDict[tuple[int, int, int, int], list[RankRequest]] = OrderedDict()
@@ -334,6 +335,15 @@ class RecProblem:
         template = self.catalog[template_index]
         return [template.request(t, self.data, self.hints, sample_id=sample_id) for t in tasks]
 
+    def _task_labels(self, key: tuple[int, int]) -> tuple[tuple[str, ...], tuple[int, ...], str]:
+        """Views, targets and base period of the cached tasks of ``key`` (scoring needs only these)."""
+        labels = self._labels.get(key)
+        if labels is None:
+            tasks = self._tasks[key]
+            labels = self._labels[key] = (tuple(t.view for t in tasks), tuple(t.target for t in tasks),
+                                          tasks[0].period)
+        return labels
+
     def _cached_requests(
         self, user: int, key: tuple[int, int], template: int, sample_id: int
     ) -> list[RankRequest]:
@@ -381,9 +391,14 @@ class RecProblem:
         See :func:`promptopt.reward.score_views` (each view's metrics averaged over its shuffled
         copies, the reward from the configured metric, weight and aggregate).
         """
+        return self._score([t.view for t in tasks], [t.target for t in tasks], responses)
+
+    def _score(
+        self, views: Sequence[str], targets: Sequence[int], responses: Sequence[RankResponse]
+    ) -> tuple[RewardBreakdown, dict[str, dict[str, float]]]:
         cfg = self.reward_config
         return score_views(
-            [t.view for t in tasks], [t.target for t in tasks], [r.ranking for r in responses],
+            views, targets, [r.ranking for r in responses],
             metric=cfg.metric, robust_weight=cfg.robust_weight, aggregate=cfg.aggregate,
             std_penalty=cfg.std_penalty, cvar_alpha=cfg.cvar_alpha,
         )
@@ -408,7 +423,7 @@ class RecProblem:
         if len(users) != len(templates):
             raise ValueError(f"{len(users)} users but {len(templates)} templates")
         batch: list[RankRequest] = []
-        plan: list[tuple[int, int, list[RankingTask], int, int] | Outcome | None] = []
+        plan: list[tuple[int, int, tuple[int, int], int, int] | Outcome | None] = []
         n_templates = self.n_templates
         for user, template in zip(users, templates):
             user, template = int(user), int(template)
@@ -429,7 +444,7 @@ class RecProblem:
                 continue
             start = len(batch)
             batch += self._cached_requests(user, key, template, sample_id)
-            plan.append((user, template, tasks, start, len(batch)))
+            plan.append((user, template, key, start, len(batch)))
         responses = ranker.rank(batch) if batch else []
         if len(responses) != len(batch):
             raise ValueError(f"ranker returned {len(responses)} responses for {len(batch)} requests")
@@ -438,11 +453,12 @@ class RecProblem:
             if item is None or isinstance(item, Outcome):
                 outcomes.append(item)
                 continue
-            user, template, tasks, start, stop = item
+            user, template, key, start, stop = item
             part = responses[start:stop]
-            reward, metrics = self.score(tasks, part)
+            views, targets, period_of = self._task_labels(key)
+            reward, metrics = self._score(views, targets, part)
             outcomes.append(Outcome(
-                user=user, template=template, reward=reward, metrics=metrics, period=tasks[0].period,
+                user=user, template=template, reward=reward, metrics=metrics, period=period_of,
                 calls=len(part), cached=sum(1 for r in part if r.cached), usage=_total_usage(part),
                 parse=_total_parse(part),
             ))

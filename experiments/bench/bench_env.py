@@ -17,7 +17,9 @@ shows:
 Times are CPU seconds of this process (``time.process_time``), the best of ``--repeats`` runs with
 env and ranker measurements interleaved: on a shared machine wall time mostly measures the
 neighbours; every ranker here computes in-process, so CPU time is its cost. Rates are per CPU
-second.
+second; ``wall steps/s`` is the best repeat's wall-clock rate beside it. The uncached rows run
+once (every step encodes a prompt) and are noisy: they show the env's share is small next to a
+real model call, not a precise ratio.
 
 Targets (issue 4): ``env / ranker <= 1.20``; ``>= 10,000`` steps/s for the single env with the
 simulated ranker. Actions are random valid templates (drawn from pre-computed per-user lists, so
@@ -59,7 +61,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "their templates first)")
     parser.add_argument("--robust-weight", type=float, default=0.0,
                         help="reward.robust_weight (> 0 adds drift views: more requests per step)")
-    parser.add_argument("--uncached-steps", type=int, default=64,
+    parser.add_argument("--uncached-steps", type=int, default=16,
                         help="env steps of the uncached-embedding rows (every step encodes; 0 = skip)")
     parser.add_argument("--skip-embedding", action="store_true", help="simulated ranker only")
     parser.add_argument("--seed", type=int, default=0)
@@ -141,17 +143,18 @@ def _rows(name: str, problem: Any, ranker: Any, users: np.ndarray, steps: int, r
         requests = _requests(problem, played)
         batch = max(1, n_envs) * per_step
         batches = [requests[i:i + batch] for i in range(0, len(requests), batch)]
-        env_best = raw_best = float("inf")
+        env_best = raw_best = wall_best = float("inf")
         for _ in range(repeats):
-            start = time.process_time()
+            start, wall = time.process_time(), time.perf_counter()
             done = len(loop(steps))
             env_best = min(env_best, (time.process_time() - start) / done)
+            wall_best = min(wall_best, (time.perf_counter() - wall) / done)
             start = time.process_time()
             for chunk in batches:
                 ranker.rank(chunk)
             raw_best = min(raw_best, (time.process_time() - start) / len(played))
         rows.append({"ranker": name, "mode": "single env" if n_envs == 0 else "batched vec env",
-                     "n_envs": max(1, n_envs), "env": env_best, "raw": raw_best})
+                     "n_envs": max(1, n_envs), "env": env_best, "raw": raw_best, "wall": wall_best})
     return rows
 
 
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.seed)
 
     header = (f"{'ranker':<20}{'mode':<17}{'n_envs':>7}{'env steps/s':>13}{'ranker req/s':>14}"
-              f"{'env adds us/step':>18}{'env / ranker':>14}")
+              f"{'env adds us/step':>18}{'env / ranker':>14}{'wall steps/s':>14}")
     print(f"\nCPU time, best of {args.repeats} (uncached rows: 1); load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")
     print(header)
@@ -214,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         requests_per_s = problem.calls_per_episode / row["raw"]
         print(f"{row['ranker']:<20}{row['mode']:<17}{row['n_envs']:>7}{1 / row['env']:>13,.0f}"
               f"{requests_per_s:>14,.0f}{(row['env'] - row['raw']) * 1e6:>18.1f}"
-              f"{row['env'] / row['raw']:>14.2f}")
+              f"{row['env'] / row['raw']:>14.2f}{1 / row['wall']:>14,.0f}")
     single_sim = next(r for r in rows if r["ranker"] == "simulated" and r["n_envs"] == 1)
-    print(f"\ntarget >= 10,000 steps/s single env (simulated): {1 / single_sim['env']:,.0f} "
-          f"({'met' if 1 / single_sim['env'] >= 10_000 else 'MISSED'})")
+    print(f"\ntarget >= 10,000 steps/s single env (simulated): {1 / single_sim['env']:,.0f} per CPU second "
+          f"({'met' if 1 / single_sim['env'] >= 10_000 else 'MISSED'}), {1 / single_sim['wall']:,.0f} per "
+          "wall second (best repeat; shared machines are slower)")
     for row in rows:
         if row["ranker"] != "simulated":
             verdict = "met" if row["env"] / row["raw"] <= 1.2 else "MISSED"
