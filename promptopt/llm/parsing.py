@@ -25,7 +25,6 @@ import logging
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 from promptopt.llm.types import ParseStats, RankRequest
@@ -230,13 +229,16 @@ def _index_position(number: int, request: RankRequest) -> int:
 
 def _normalise(text: str) -> str:
     """Lower case, no accents, no punctuation, no articles, single spaces: "Matrix, The" -> "matrix"."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower().replace("&", " and ")
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.lower().replace("&", " and ")
     words = re.sub(r"[\W_]+", " ", text).split()
     kept = [w for w in words if w not in _ARTICLES]
     return " ".join(kept or words)
 
 
+@lru_cache(maxsize=65_536)
 def _title_keys(candidate_text: str) -> tuple[str, ...]:
     """Normalised forms a candidate may be named by: the full text and the title without "(...)" parts."""
     keys = [_normalise(candidate_text), _normalise(_TRAILING_PARENS.sub("", candidate_text))]
@@ -247,17 +249,26 @@ def _title_keys(candidate_text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for k in keys if k))
 
 
-@dataclass(frozen=True)
 class _TitleMatcher:
-    keys: tuple[tuple[str, int], ...]
-    """(normalised key, candidate position), longest keys first."""
+    """Finds candidates by title; the titles are normalised only when an answer needs them."""
+
+    def __init__(self, texts: tuple[str, ...]) -> None:
+        self.texts = texts
+        self._keys: tuple[tuple[str, int], ...] | None = None
 
     @staticmethod
     @lru_cache(maxsize=4096)
     def for_texts(texts: tuple[str, ...]) -> _TitleMatcher:
-        keys = [(key, pos) for pos, text in enumerate(texts) for key in _title_keys(text)]
-        keys.sort(key=lambda kp: -len(kp[0]))
-        return _TitleMatcher(tuple(keys))
+        return _TitleMatcher(texts)
+
+    @property
+    def keys(self) -> tuple[tuple[str, int], ...]:
+        """(normalised key, candidate position), longest keys first."""
+        if self._keys is None:
+            keys = [(key, pos) for pos, text in enumerate(self.texts) for key in _title_keys(text)]
+            keys.sort(key=lambda kp: -len(kp[0]))
+            self._keys = tuple(keys)
+        return self._keys
 
     def scan(self, normalised: str) -> list[int]:
         """Candidates whose title occurs as whole words, in order of occurrence (longest title wins)."""
