@@ -19,39 +19,28 @@ did get; the cache saves those before re-raising, so nothing paid for is lost.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
-import sqlite3
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from promptopt.errors import PromptoptError, RankerError
+from promptopt.errors import RankerError
 from promptopt.llm.budget import Budget, RankerStats
+from promptopt.llm.cache_store import SCHEMA_VERSION, CacheError, CacheStore, CacheSummary, canonical_json
 from promptopt.llm.types import Ranker, RankRequest, RankResponse, TokenUsage
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""Version of the row layout (stored in the file; part of every key)."""
+__all__ = [
+    "SCHEMA_VERSION", "CacheError", "CacheStore", "CacheSummary", "CachedRanker", "PartialBatchError",
+    "cache_key", "canonical_json", "check_identity",
+]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS promptopt_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS answers (
-    key TEXT PRIMARY KEY,
-    identity TEXT NOT NULL,
-    request TEXT NOT NULL,
-    response TEXT NOT NULL,
-    cost REAL NOT NULL DEFAULT 0,
-    created REAL NOT NULL
-);
-"""
 _SECRET_FIELD = re.compile(
     r"(?:^|[_-])(?:api[_-]?key|key|secret|password|passwd|token|authori[sz]ation|credentials?|bearer)$",
     re.IGNORECASE,
@@ -60,12 +49,6 @@ _SECRET_FIELD = re.compile(
 _SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
 """Environment variables whose values (8+ characters) must never appear in an identity."""
 _URL_USERINFO = re.compile(r"://[^/\s@]+@")
-_ABANDONED: list[sqlite3.Connection] = []
-"""Connections inherited through fork: never used or closed by the child (SQLite forbids both)."""
-
-
-class CacheError(PromptoptError):
-    """A cache file is missing, unreadable or not a promptopt answer cache."""
 
 
 class PartialBatchError(RankerError):
@@ -85,11 +68,6 @@ class PartialBatchError(RankerError):
         super().__init__(message)
         self.completed = dict(completed)
         self.failed = dict(failed or {})
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 text: equal values give equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def cache_key(identity: Mapping[str, Any] | str, request: RankRequest) -> str:
@@ -151,207 +129,6 @@ def check_identity(identity: Mapping[str, Any]) -> str:
                 "(keys come from the environment)"
             )
     return text
-
-
-@dataclass(frozen=True)
-class CacheSummary:
-    """What a cache file holds (``promptopt cache stats``)."""
-
-    path: str
-    entries: int
-    size_bytes: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    first_created: float | None
-    last_created: float | None
-    by_identity: tuple[tuple[str, int], ...]
-    """(identity as canonical JSON, entries), most entries first."""
-
-
-class CacheStore:
-    """The SQLite file of a cache: reads, batched writes, export, clear, integrity check.
-
-    Args:
-        path: The SQLite file.
-        create: Create the file (and its folder) when missing; otherwise a missing file is a
-            :class:`CacheError`.
-        timeout_s: How long a writer waits for another process's transaction (SQLite busy timeout).
-
-    Raises:
-        CacheError: The file is missing (``create=False``), unreadable or another kind of database.
-    """
-
-    def __init__(self, path: str | Path, *, create: bool = True, timeout_s: float = 60.0) -> None:
-        self.path = Path(path)
-        self.timeout_s = float(timeout_s)
-        if not create and not self.path.is_file():
-            raise CacheError(
-                f"no cache file at {str(self.path)!r}; check the path (cache.path in the config)"
-            )
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = -1
-        self._create = create
-        self._connection()  # fail early on a bad file
-
-    def __getstate__(self) -> dict[str, Any]:  # picklable: the child opens its own connection
-        return {"path": self.path, "timeout_s": self.timeout_s, "_create": self._create}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.RLock()
-        self._conn = None
-        self._pid = -1
-
-    def _connection(self) -> sqlite3.Connection:
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                return self._conn
-            if self._conn is not None:
-                _ABANDONED.append(self._conn)
-            try:
-                conn = sqlite3.connect(
-                    self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
-                )
-                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-                if self._create:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives process crashes
-                    conn.executescript(_SCHEMA)
-                    conn.execute(
-                        "INSERT OR IGNORE INTO promptopt_meta VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),),
-                    )
-                else:
-                    query = "SELECT name FROM sqlite_master WHERE type='table'"
-                    if "answers" not in {row[0] for row in conn.execute(query)}:
-                        conn.close()
-                        raise CacheError(
-                            f"{str(self.path)!r} is a SQLite file but not a promptopt answer cache"
-                        )
-            except sqlite3.DatabaseError as exc:
-                raise CacheError(f"cannot open cache {str(self.path)!r}: {exc}") from None
-            self._conn, self._pid = conn, os.getpid()
-            return conn
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
-
-    # -- answers ---------------------------------------------------------------------------------
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Stored responses (as JSON dicts) of the keys that are present."""
-        found: dict[str, dict[str, Any]] = {}
-        unique = list(dict.fromkeys(keys))
-        with self._lock:
-            conn = self._connection()
-            for start in range(0, len(unique), 500):
-                chunk = unique[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, response in conn.execute(
-                    f"SELECT key, response FROM answers WHERE key IN ({marks})", chunk
-                ):
-                    found[key] = json.loads(response)
-        return found
-
-    def put_many(self, rows: Sequence[tuple[str, str, RankRequest, RankResponse, float]]) -> int:
-        """Store ``(key, identity_json, request, response, cost)`` rows in one transaction.
-
-        Returns:
-            Rows inserted (a key already present, e.g. written by another process, is kept as is).
-        """
-        if not rows:
-            return 0
-        now = time.time()
-        values = [
-            (key, identity, canonical_json(request.to_json()), canonical_json(response.to_json()), cost, now)
-            for key, identity, request, response, cost in rows
-        ]
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                before = conn.total_changes
-                conn.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?)", values)
-                inserted = conn.total_changes - before
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        return inserted
-
-    def __len__(self) -> int:
-        with self._lock:
-            return int(self._connection().execute("SELECT COUNT(*) FROM answers").fetchone()[0])
-
-    # -- inspection (promptopt cache stats | export | clear) ---------------------------------------
-
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """Every stored answer, oldest first: key, identity, request, response, cost, created."""
-        with self._lock:
-            cursor = self._connection().execute(
-                "SELECT key, identity, request, response, cost, created FROM answers ORDER BY created, key"
-            )
-            batch = cursor.fetchmany(1000)
-            while batch:
-                for key, identity, request, response, cost, created in batch:
-                    yield {
-                        "key": key, "identity": json.loads(identity), "request": json.loads(request),
-                        "response": json.loads(response), "cost": cost, "created": created,
-                    }
-                batch = cursor.fetchmany(1000)
-
-    def summary(self) -> CacheSummary:
-        entries = prompt_tokens = completion_tokens = 0
-        cost = 0.0
-        first = last = None
-        identities: dict[str, int] = {}
-        for row in self.rows():
-            entries += 1
-            usage = row["response"].get("usage", {})
-            prompt_tokens += int(usage.get("prompt_tokens", 0))
-            completion_tokens += int(usage.get("completion_tokens", 0))
-            cost += float(row["cost"])
-            first = row["created"] if first is None else min(first, row["created"])
-            last = row["created"] if last is None else max(last, row["created"])
-            ident = canonical_json(row["identity"])
-            identities[ident] = identities.get(ident, 0) + 1
-        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
-        return CacheSummary(
-            path=str(self.path), entries=entries, size_bytes=size, prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens, cost=cost, first_created=first, last_created=last,
-            by_identity=tuple(sorted(identities.items(), key=lambda kv: (-kv[1], kv[0]))),
-        )
-
-    def export_jsonl(self, out: IO[str]) -> int:
-        """Write every prompt and answer as JSON Lines (for audits); returns the number of lines."""
-        count = 0
-        for row in self.rows():
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-        return count
-
-    def clear(self) -> int:
-        """Delete every stored answer; returns how many were deleted."""
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            deleted = conn.execute("DELETE FROM answers").rowcount
-            conn.execute("COMMIT")
-            conn.execute("VACUUM")
-        return int(deleted)
-
-    def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
-        with self._lock:
-            return "; ".join(row[0] for row in self._connection().execute("PRAGMA integrity_check"))
 
 
 class CachedRanker:
