@@ -86,7 +86,7 @@ def cache_key(identity: Mapping[str, Any] | str, request: RankRequest) -> str:
              *request.candidate_texts)
     head = (
         f"promptopt-cache-v{SCHEMA_VERSION}|{len(request.messages)}|{request.index_base}|"
-        f"{request.sample_id}|{[len(t) for t in texts]}|{request.candidate_ids!r}|{request.meta!r}"
+        f"{request.sample_id}|{list(map(len, texts))}|{request.candidate_ids!r}|{request.meta!r}"
     )
     payload = "\x00".join((head, *texts)).encode("utf-8", "surrogatepass")
     return hashlib.sha256(payload).hexdigest()
