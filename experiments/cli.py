@@ -108,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except PromptoptError as exc:
-        print(f"promptopt {args.command}: error: {exc}", file=sys.stderr)
+        # One line, whatever the message holds (e.g. a library's multi-line reason inside it).
+        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"promptopt {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"promptopt {args.command}: interrupted", file=sys.stderr)

@@ -107,7 +107,14 @@ def load_agent(run: RunDir, config: ExperimentConfig, problem: RecProblem, ranke
         raise ConfigError(f"{path} does not exist: train first (promptopt train --resume {run.root})")
     agent = make_agent(make_env(config, problem, ranker), agent_config(config, kind),
                        embeddings_path=run.lightgcn)
-    agent.set_parameters(str(path), exact_match=True)
+    try:
+        agent.set_parameters(str(path), exact_match=True)
+    except Exception as exc:  # a damaged zip raises many kinds (ValueError, BadZipFile, EOFError ...)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(
+            f"cannot load the agent {path}: {reason}; delete it and run `promptopt train --resume "
+            f"{run.root}` to rebuild it from the last checkpoint (cached answers are reused)"
+        ) from None
     return agent
 
 

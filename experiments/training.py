@@ -103,9 +103,9 @@ def _restore(agent: Any, folder: Path, kind: str) -> tuple[Path, TrainingState] 
     if failed:
         path, reason = failed[0]
         raise ConfigError(
-            f"cannot resume from {path}: {reason}; if you resumed with overrides that change the policy, "
-            "drop them; if the file is damaged, delete it (training then restarts from an older "
-            "checkpoint or step 0, and cached answers are reused)"
+            f"cannot resume from {path}: {reason}; if the policy changed since it was saved (overrides, "
+            "another promptopt version), resume without the change; if the file is damaged, delete it "
+            "(training then restarts from an older checkpoint or step 0, and cached answers are reused)"
         )
     return None
 
