@@ -1,0 +1,33 @@
+"""``promptopt study CONFIG``: the multi-seed study of issue 7; writes docs/RESULTS.md and its plots.
+
+Examples::
+
+    promptopt study experiments/configs/study_ml100k.yaml
+    promptopt study experiments/configs/study_ml100k.yaml --data.path=/path/to/ml-100k --study.seeds=[0]
+
+``--study.key=value`` overrides the protocol (``study`` section), any other ``--section.key=value``
+the experiment config.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+ACCEPTS_OVERRIDES = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="study YAML (experiments/configs/study_ml100k.yaml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from experiments.study import load_study, run_study
+
+    config, study = load_study(args.config, getattr(args, "overrides", []))
+    path = run_study(config, study)
+    text = Path(path).read_text(encoding="utf-8")
+    print("## Targets" + text.split("## Targets", 1)[-1].split("\n## ", 1)[0])
+    print(f"report: {path}")
+    return 0
