@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from promptopt.errors import RankerError
 from promptopt.llm.cache import (
@@ -128,6 +130,46 @@ def test_key_separates_sample_ids_identities_and_survives_reopening(tmp_path: Pa
     request = _requests(1)[0]
     assert cache_key({"a": 1, "b": 2}, request) == cache_key({"b": 2, "a": 1}, request)
     assert cache_key({"a": 1}, request) != cache_key({"a": 1}, _requests(1, sample_id=3)[0])
+
+
+_texts = st.text(alphabet=st.sampled_from("ab|,0\x00[]'\"é"), max_size=6)
+_request_strategy = st.builds(
+    lambda msgs, cands, fmt, base, sample, meta: RankRequest(
+        messages=tuple(msgs), candidate_ids=tuple(range(len(cands))), candidate_texts=tuple(cands),
+        output_format=fmt, index_base=base, sample_id=sample, meta=tuple(meta)),
+    st.lists(st.tuples(st.sampled_from(["system", "user"]), _texts), min_size=1, max_size=3),
+    st.lists(_texts, max_size=3),
+    st.sampled_from(["index", "title", "json"]),
+    st.sampled_from([0, 1]),
+    st.integers(0, 2),
+    st.lists(st.tuples(st.sampled_from(["user", "template"]), st.one_of(_texts, st.integers(0, 2))),
+             max_size=2),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(a=_request_strategy, b=_request_strategy)
+def test_keys_are_equal_exactly_when_the_requests_are(a: RankRequest, b: RankRequest) -> None:
+    identity = {"backend": "x", "model": "m"}
+    same = json.dumps(a.to_json(), sort_keys=True) == json.dumps(b.to_json(), sort_keys=True)
+    assert (cache_key(identity, a) == cache_key(identity, b)) == same
+
+
+def test_keys_cannot_be_forged_by_moving_text_between_fields() -> None:
+    identity = {"backend": "x"}
+
+    def req(messages, texts, **kw) -> RankRequest:
+        return RankRequest(messages=messages, candidate_ids=tuple(range(len(texts))),
+                           candidate_texts=tuple(texts), **kw)
+
+    pairs = [
+        (req((("user", "p"),), ["a\x00b", "c"]), req((("user", "p"),), ["a", "b\x00c"])),
+        (req((("user", "p\x00user\x00q"),), ["c"]), req((("user", "p"), ("user", "q")), ["c"])),
+        (req((("user", "p"),), ["a"], meta=(("u", "1"),)), req((("user", "p"),), ["a"], meta=(("u", 1),))),
+        (req((("user", "p"),), ["a"], sample_id=1), req((("user", "p"),), ["a"])),
+    ]
+    for a, b in pairs:
+        assert cache_key(identity, a) != cache_key(identity, b)
 
 
 def test_rows_are_json_with_request_answer_usage_and_time(tmp_path: Path) -> None:
