@@ -208,7 +208,7 @@ class OpenAIRanker:
             reasons = Counter(failed.values()).most_common(3)
             raise PartialBatchError(
                 f"OpenAI-compatible server {self.base_url} (model {self.model!r}) failed {len(failed)} of "
-                f"{len(requests)} requests after {self.max_retries} retries each: "
+                f"{len(requests)} requests (transient errors retried {self.max_retries} times): "
                 + "; ".join(f"{reason} (x{n})" for reason, n in reasons),
                 completed,
                 failed,
