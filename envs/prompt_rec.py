@@ -116,6 +116,11 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
             raise ValueError(f"the user pool {users!r} is empty: use a split with users")
         self.pool = np.asarray(pool, dtype=np.int64)
         n_users = problem.data.n_users
+        bad = self.pool[(self.pool < 0) | (self.pool >= n_users)]
+        if bad.size:
+            raise ValueError(
+                f"user index {int(bad[0])} is outside 0..{n_users - 1}: pass dataset user indices"
+            )
         low = np.zeros(problem.obs_dim, dtype=np.float32)
         high = np.ones(problem.obs_dim, dtype=np.float32)
         high[0] = max(n_users - 1, 1)
@@ -152,6 +157,9 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         super().reset(seed=seed)
         if options and "user" in options:
             self._user = int(options["user"])
+            if not 0 <= self._user < self.problem.data.n_users:
+                raise ValueError(f"options['user'] must be in 0..{self.problem.data.n_users - 1}, "
+                                 f"got {options['user']!r}")
         else:
             # random() is 3x cheaper than integers(); floor(u * n) is uniform over the pool.
             self._user = int(self.pool[int(self.np_random.random() * self.pool.size)])

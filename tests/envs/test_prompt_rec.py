@@ -195,6 +195,10 @@ def test_step_before_reset_and_bad_arguments(problem) -> None:
         PromptRecEnv(problem, PromptHashRanker(), render_mode="human")
     with pytest.raises(ValueError, match="user pool"):
         PromptRecEnv(problem, PromptHashRanker(), users=[])
+    with pytest.raises(ValueError, match="user index 5000 is outside"):
+        PromptRecEnv(problem, PromptHashRanker(), users=[1, 5000])
+    with pytest.raises(ValueError, match=r"options\['user'\] must be in"):
+        PromptRecEnv(problem, PromptHashRanker()).reset(options={"user": -1})
 
 
 def test_registered_and_made_through_gymnasium(problem) -> None:
