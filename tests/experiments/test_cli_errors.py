@@ -196,3 +196,25 @@ def test_resuming_with_a_damaged_checkpoint_is_one_line(outcomes, tmp_path: Path
     assert re.search(r"cannot resume from .*damaged/checkpoints/policy_\d+\.zip: .*delete it", message), \
         message
     assert "WARNING experiments.training: checkpoint" in result.stderr
+
+
+@pytest.mark.slow
+def test_evaluating_a_run_with_damaged_files_is_one_line(tmp_path: Path) -> None:
+    config = _write_config(tmp_path, "small", policy={"kind": "lightgcn_mlp"},
+                           ppo={"total_timesteps": 32, "n_steps": 8, "checkpoint_every": 32},
+                           eval={"selectors": ["random", "policy"], "n_bootstrap": 20})
+    trained = _run(("train", config, "--output-dir", "run", "--no-eval"), tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    damages = {
+        "agent.zip": (b"PK\x03\x04 cut", r"cannot load the agent .*agent\.zip: .*promptopt train --resume"),
+        "lightgcn.pt": (b"\x80\x02garbage", r"cannot read LightGCN embeddings file .*lightgcn\.pt"),
+    }
+    for name, (damage, _) in damages.items():
+        shutil.copytree(tmp_path / "run", tmp_path / f"damaged-{name}")
+        (tmp_path / f"damaged-{name}" / name).write_bytes(damage)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = pool.map(lambda name: _run(("evaluate", f"damaged-{name}"), tmp_path), damages)
+        results = dict(zip(damages, runs))
+    for name, (_, expected) in damages.items():
+        message = _error_line(results[name], command="evaluate")
+        assert re.search(expected, message), message
