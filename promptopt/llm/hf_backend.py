@@ -326,38 +326,45 @@ class HFRanker:
     def _continue_with_cache(
         self, cache: Any, prompt_mask: Any, multi: list[tuple[int, int, int]], labels: list[list[list[int]]]
     ) -> list[float]:
-        """Log-probability of label tokens 2..L given the prompt's cache and the earlier label tokens."""
+        """Log-probability of label tokens 2..L given the prompt's cache and the earlier label tokens.
+
+        Rows go ``batch_size`` at a time, each pass with a fresh cache gathered from the chunk's
+        prompt rows (the chunk's cache itself stays intact).
+        """
         import torch
         from transformers import DynamicCache
 
-        rows = torch.tensor([b for b, _, _ in multi], device=self.device)
-        conts = [labels[i][j] for _, i, j in multi]
-        length = max(len(c) for c in conts) - 1
+        layers = list(cache)
         pad = int(self.tokenizer.pad_token_id)
-        inputs = torch.full((len(multi), length), pad, dtype=torch.long)
-        targets = torch.full((len(multi), length), -1, dtype=torch.long)
-        cmask = torch.zeros((len(multi), length), dtype=torch.long)
-        for r, cont in enumerate(conts):
-            inputs[r, :len(cont) - 1] = torch.tensor(cont[:-1])
-            targets[r, :len(cont) - 1] = torch.tensor(cont[1:])
-            cmask[r, :len(cont) - 1] = 1
-        inputs, targets, cmask = inputs.to(self.device), targets.to(self.device), cmask.to(self.device)
-        # A fresh cache holding each continuation's prompt row (the chunk's cache stays intact).
-        gathered = DynamicCache(
-            ddp_cache_data=[(k.index_select(0, rows), v.index_select(0, rows)) for k, v, *_ in cache],
-            config=self.model.config,
-        )
-        pmask = prompt_mask.index_select(0, rows)
-        start = pmask.sum(-1, keepdim=True)
-        positions = start + torch.arange(length, device=self.device)
-        out = self.model(
-            input_ids=inputs,
-            attention_mask=torch.cat([pmask, cmask], dim=1),
-            position_ids=positions,
-            use_cache=True,
-            **{self._cache_kw: gathered},
-        )
-        return self._sum_target_logprobs(out.logits, targets)
+        values: list[float] = []
+        for begin in range(0, len(multi), self.batch_size):
+            part = multi[begin:begin + self.batch_size]
+            rows = torch.tensor([b for b, _, _ in part], device=self.device)
+            conts = [labels[i][j] for _, i, j in part]
+            length = max(len(c) for c in conts) - 1
+            inputs = torch.full((len(part), length), pad, dtype=torch.long)
+            targets = torch.full((len(part), length), -1, dtype=torch.long)
+            cmask = torch.zeros((len(part), length), dtype=torch.long)
+            for r, cont in enumerate(conts):
+                inputs[r, :len(cont) - 1] = torch.tensor(cont[:-1])
+                targets[r, :len(cont) - 1] = torch.tensor(cont[1:])
+                cmask[r, :len(cont) - 1] = 1
+            inputs, targets, cmask = inputs.to(self.device), targets.to(self.device), cmask.to(self.device)
+            gathered = DynamicCache(
+                ddp_cache_data=[(k.index_select(0, rows), v.index_select(0, rows)) for k, v, *_ in layers],
+                config=self.model.config,
+            )
+            pmask = prompt_mask.index_select(0, rows)
+            positions = pmask.sum(-1, keepdim=True) + torch.arange(length, device=self.device)
+            out = self.model(
+                input_ids=inputs,
+                attention_mask=torch.cat([pmask, cmask], dim=1),
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_kw: gathered},
+            )
+            values.extend(self._sum_target_logprobs(out.logits, targets))
+        return values
 
     def _continue_without_cache(
         self,
@@ -433,13 +440,15 @@ class HFRanker:
                                  add_special_tokens=not self.has_chat_template).to(self.device)
             kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": pad}
             if self.temperature > 0:
-                # Seeded by the batch's sample ids so repeated samples (sample_id > 0) differ.
-                torch.manual_seed(self.seed * 1_000_003 + sum(r.sample_id for r in part) * 7919 + start)
                 kwargs.update(do_sample=True, temperature=self.temperature)
             else:
                 kwargs.update(do_sample=False)
+            # Sampling is seeded by the batch's sample ids (repeated samples differ) on a forked RNG,
+            # so the process-wide torch RNG is left as it was.
+            devices = [torch.device(self.device)] if self.device.startswith("cuda") else []
             t0 = time.perf_counter()
-            with torch.inference_mode():
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                torch.manual_seed(self.seed * 1_000_003 + sum(r.sample_id for r in part) * 7919 + start)
                 out = self.model.generate(**enc, **kwargs)
             latency = (time.perf_counter() - t0) / len(part)
             width = enc["input_ids"].shape[1]

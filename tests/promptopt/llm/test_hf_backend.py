@@ -199,6 +199,12 @@ def test_sampling_differs_between_sample_ids(tiny_models) -> None:
     # The same sample id gives the same text again.
     first = RankRequest(**{**base.__dict__, "sample_id": 0})
     assert ranker.rank([first])[0].raw_text == ranker.rank([first])[0].raw_text
+    # Sampling leaves the process-wide torch RNG alone.
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    ranker.rank([first])
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_missing_model_is_a_clear_error(tmp_path, monkeypatch) -> None:
