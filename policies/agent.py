@@ -16,12 +16,37 @@ from promptopt.config import ExperimentConfig
 from promptopt.errors import ConfigError
 
 if TYPE_CHECKING:
+    import numpy as np
     from stable_baselines3 import PPO
     from stable_baselines3.common.type_aliases import GymEnv
 
     from policies.graph import InteractionGraph
+    from promptopt.problem import RecProblem
 
 logger = logging.getLogger(__name__)
+
+
+def profile_moments(problem: RecProblem, users: np.ndarray | None = None) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of each profile statistic over ``users`` (default: training users).
+
+    These standardise the observation inside the extractors (:class:`ProfileNormalizer`); they
+    come from the users' episode observations, which hold no target.
+    """
+    import numpy as np
+
+    pool = problem.pool("train") if users is None else np.asarray(users, dtype=np.int64)
+    if len(pool) == 0:
+        raise ValueError("profile_moments needs at least one user")
+    stats = np.stack([problem.observation(int(u))[1:] for u in pool]).astype(np.float64)
+    return stats.mean(axis=0).tolist(), stats.std(axis=0).tolist()
+
+
+def _problem_of(env: GymEnv) -> RecProblem | None:
+    """The RecProblem behind a PromptRecEnv / BatchedPromptRecVecEnv (``None`` for other envs)."""
+    found = getattr(env, "problem", None)
+    if found is None and hasattr(env, "unwrapped"):
+        found = getattr(env.unwrapped, "problem", None)
+    return found
 
 
 def policy_kwargs(
@@ -29,12 +54,14 @@ def policy_kwargs(
     *,
     embeddings_path: str | Path | None = None,
     graph: InteractionGraph | None = None,
+    moments: tuple[list[float], list[float]] | None = None,
 ) -> dict[str, Any]:
     """The ``policy_kwargs`` SB3 receives: extractor class, its small serialisable kwargs, heads.
 
     For ``policy.kind: lightgcn_mlp`` the embeddings file must exist, or ``graph`` must be given:
     then LightGCN is pretrained with the ``policy`` section's BPR settings and saved to
-    ``embeddings_path`` first.
+    ``embeddings_path`` first. ``moments`` (:func:`profile_moments`) standardise the profile
+    statistics.
 
     Raises:
         ConfigError: ``lightgcn_mlp`` without ``embeddings_path``.
@@ -45,9 +72,13 @@ def policy_kwargs(
 
     policy = config.policy
     heads = {"pi": list(policy.pi), "vf": list(policy.vf)}
+    scaling: dict[str, Any] = {}
+    if moments is not None:
+        scaling = {"profile_mean": list(moments[0]), "profile_std": list(moments[1])}
     if policy.kind == "mlp":
         return {"features_extractor_class": ProfileExtractor,
-                "features_extractor_kwargs": {"hidden": list(policy.hidden)}, "net_arch": heads}
+                "features_extractor_kwargs": {"hidden": list(policy.hidden), **scaling},
+                "net_arch": heads}
     if embeddings_path is None:
         raise ConfigError(
             "policy.kind 'lightgcn_mlp' needs LightGCN embeddings: pass embeddings_path (and the "
@@ -70,6 +101,7 @@ def policy_kwargs(
         "hidden": list(policy.hidden),
         "embeddings_path": str(path),
         "finetune_graph": policy.finetune_graph,
+        **scaling,
     }
     if policy.finetune_graph:
         kwargs.update(n_items=embeddings.n_items, n_layers=embeddings.n_layers,
@@ -92,6 +124,8 @@ def make_agent(
 
     ``MaskablePPO`` is used when ``policy.maskable`` and ``env.mask_invalid`` are both true (the
     env must expose ``action_masks()``); plain ``PPO`` otherwise. Seeded with ``config.seed``.
+    When the env carries a :class:`~promptopt.problem.RecProblem`, the extractor standardises the
+    profile statistics with their moments over the problem's training users.
 
     Args:
         env: The environment (or vector env).
@@ -116,6 +150,7 @@ def make_agent(
             "BatchedPromptRecVecEnv or set policy.maskable: false"
         )
     algo = MaskablePPO if use_masks else PPO
+    problem = _problem_of(env)
     ppo = config.ppo
     n_envs = getattr(env, "num_envs", 1)
     if (ppo.n_steps * n_envs) % ppo.batch_size:
@@ -134,7 +169,8 @@ def make_agent(
         ent_coef=ppo.ent_coef,
         vf_coef=ppo.vf_coef,
         max_grad_norm=ppo.max_grad_norm,
-        policy_kwargs=policy_kwargs(config, embeddings_path=embeddings_path, graph=graph),
+        policy_kwargs=policy_kwargs(config, embeddings_path=embeddings_path, graph=graph,
+                                    moments=None if problem is None else profile_moments(problem)),
         seed=config.seed,
         device=device,
         verbose=verbose,

@@ -42,6 +42,35 @@ def _mlp(in_dim: int, hidden: Sequence[int]) -> tuple[nn.Module, int]:
     return (nn.Sequential(*layers) if layers else nn.Identity()), size
 
 
+class ProfileNormalizer(nn.Module):
+    """Standardises the profile statistics with fixed training-pool moments: ``(x - mean) / std``.
+
+    The statistics live in ``[0, 1]`` but several crowd into a narrow band (a taste shift is
+    rarely above 0.3); standardising lets a small MLP separate users with ordinary step sizes.
+    The moments are buffers (saved with the model); without them the module is the identity.
+
+    Shapes:
+        forward: ``(batch, n_profile) -> (batch, n_profile)``.
+    """
+
+    def __init__(self, n_profile: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+        super().__init__()
+        if (mean is None) != (std is None):
+            raise ValueError("give both profile_mean and profile_std, or neither")
+        mean_t = torch.zeros(n_profile) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        std_t = torch.ones(n_profile) if std is None else torch.as_tensor(std, dtype=torch.float32)
+        if mean_t.shape != (n_profile,) or std_t.shape != (n_profile,):
+            raise ValueError(
+                f"profile_mean and profile_std need {n_profile} values each (one per profile statistic), "
+                f"got {tuple(mean_t.shape)} and {tuple(std_t.shape)}"
+            )
+        self.register_buffer("mean", mean_t.clone())
+        self.register_buffer("scale", 1.0 / std_t.clamp(min=1e-3))
+
+    def forward(self, profile: torch.Tensor) -> torch.Tensor:
+        return (profile - self.mean) * self.scale
+
+
 def _profile_size(observation_space: spaces.Space) -> int:
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(
@@ -58,27 +87,36 @@ class ProfileExtractor(BaseFeaturesExtractor):
     Args:
         observation_space: The env's ``Box((1 + n_profile,))``.
         hidden: MLP layer sizes; ``features_dim`` is the last one (the input size when empty).
+        profile_mean: Mean of each profile statistic over the training users (``None`` = 0).
+        profile_std: Their standard deviations (``None`` = 1); see :class:`ProfileNormalizer`.
 
     Shapes:
         forward: ``(batch, 1 + n_profile) -> (batch, features_dim)``.
     """
 
-    def __init__(self, observation_space: spaces.Box, hidden: Sequence[int] = (64,)) -> None:
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        hidden: Sequence[int] = (64,),
+        profile_mean: Sequence[float] | None = None,
+        profile_std: Sequence[float] | None = None,
+    ) -> None:
         n_profile = _profile_size(observation_space)
         mlp, out = _mlp(n_profile, hidden)
         super().__init__(observation_space, out)
+        self.profile = ProfileNormalizer(n_profile, profile_mean, profile_std)
         self.mlp = mlp
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.mlp(observations[:, 1:])
+        return self.mlp(self.profile(observations[:, 1:]))
 
 
 class LightGCNExtractor(BaseFeaturesExtractor):
     """User embedding (LightGCN) ++ profile statistics -> MLP.
 
-    ``features = MLP([LayerNorm(e_u), obs[:, 1:]])`` where ``u = round(obs[:, 0])`` and ``e_u``
-    is the user's LightGCN embedding (LayerNorm puts embeddings of any training scale on the
-    profile statistics' scale).
+    ``features = MLP([LayerNorm(e_u), (obs[:, 1:] - mean) / std])`` where ``u = round(obs[:, 0])``
+    and ``e_u`` is the user's LightGCN embedding (LayerNorm puts embeddings of any training scale
+    on the standardised profile statistics' scale).
 
     Args:
         observation_space: The env's ``Box((1 + n_profile,))``.
@@ -94,6 +132,8 @@ class LightGCNExtractor(BaseFeaturesExtractor):
         n_items: Item nodes (fine-tuning only).
         n_layers: LightGCN layers (fine-tuning only).
         n_edges: Training edges (fine-tuning only; sizes the graph buffer).
+        profile_mean: Mean of each profile statistic over the training users (``None`` = 0).
+        profile_std: Their standard deviations (``None`` = 1); see :class:`ProfileNormalizer`.
 
     Shapes:
         forward: ``(batch, 1 + n_profile) -> (batch, features_dim)``.
@@ -114,6 +154,8 @@ class LightGCNExtractor(BaseFeaturesExtractor):
         n_items: int = 0,
         n_layers: int = 2,
         n_edges: int = 0,
+        profile_mean: Sequence[float] | None = None,
+        profile_std: Sequence[float] | None = None,
     ) -> None:
         n_profile = _profile_size(observation_space)
         mlp, out = _mlp(embedding_dim + n_profile, hidden)
@@ -121,6 +163,7 @@ class LightGCNExtractor(BaseFeaturesExtractor):
         self.n_users = int(n_users)
         self.finetune_graph = bool(finetune_graph)
         self.norm = nn.LayerNorm(embedding_dim)
+        self.profile = ProfileNormalizer(n_profile, profile_mean, profile_std)
         self.mlp = mlp
         loaded = self._read(embeddings_path)
         if loaded is not None:
@@ -191,5 +234,5 @@ class LightGCNExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         users = self.user_index(observations)
-        x = torch.cat([self.norm(self.user_vectors(users)), observations[:, 1:]], dim=1)
+        x = torch.cat([self.norm(self.user_vectors(users)), self.profile(observations[:, 1:])], dim=1)
         return self.mlp(x)
