@@ -83,7 +83,9 @@ class ServedPrompt:
         template_id: The template used.
         prompt: The filled prompt text.
         request: The ready-to-send request (candidates in the shown order).
-        fallback: True when the user is unknown to the book and the best global template was used.
+        fallback: True when the user's chosen template was not used (unknown user, or a template
+            this context cannot fill).
+        reason: Why it fell back (empty otherwise).
     """
 
     user_id: str
@@ -91,6 +93,7 @@ class ServedPrompt:
     prompt: str
     request: RankRequest
     fallback: bool
+    reason: str = ""
 
 
 def template_to_json(template: Any) -> dict[str, Any]:
@@ -317,25 +320,27 @@ class PromptBook:
     ) -> ServedPrompt:
         """Fill the template chosen for ``context``'s user with a new context and candidate list.
 
-        Users the book does not know get :attr:`default_template`; the result says so
-        (``fallback=True``) and an INFO line is logged.
+        Falls back, says so (``fallback=True`` and ``reason``) and logs an INFO line when
+
+        * the user is not in the book: the best global template (:attr:`default_template`);
+        * the chosen template cannot be filled for this context (too short a history, no ratings,
+          collaborative hints needed but ``hints`` not given): the user's next most probable
+          template, then the global ranking, the first that can be filled.
 
         Args:
             context: The user's current history (``raw_user_id`` picks the template).
             candidates: Item indices of ``data`` to rank, in the order they will be shown.
             data: The dataset the item indices refer to (titles, genres).
-            hints: Collaborative hints for templates that use them (``None`` leaves them out).
+            hints: Collaborative hints for templates that use them
+                (``CollaborativeHints.fit(data, train_mask)``); ``None``: such templates are skipped.
             sample_id: Passed to the request (temperature > 0 sampling).
 
         Raises:
-            PromptBookError: Empty candidate list or an item index outside ``data``.
+            PromptBookError: Empty candidate list, an item index outside ``data``, or no template
+                of the book can be filled for this context.
         """
         from promptopt.tasks import RankingTask
 
-        template_id, fallback = self.template_for(context.raw_user_id)
-        if fallback:
-            logger.info("user %r is not in the prompt book: serving the best global template %r",
-                        context.raw_user_id, template_id)
         shown = tuple(int(c) for c in candidates)
         if not shown:
             raise PromptBookError("prompt_for needs at least one candidate item")
@@ -344,6 +349,14 @@ class PromptBook:
             raise PromptBookError(
                 f"prompt_for: candidate item index {bad[0]} is outside 0..{data.n_items - 1} of {data.name}"
             )
+        template_id, fallback = self.template_for(context.raw_user_id)
+        reason = f"user {context.raw_user_id!r} is not in the prompt book" if fallback else ""
+        template, why_not = self._fillable(template_id, context, hints)
+        if why_not:
+            reason = "; ".join(r for r in (reason, why_not) if r)
+            fallback = True
+        if fallback:
+            logger.info("prompt_for: %s: serving template %r", reason, template.id)
         # The target is unknown at serving time; templates never show it, but a task needs one.
         task = RankingTask(
             task_id=f"{context.raw_user_id}/serve/base",
@@ -351,14 +364,38 @@ class PromptBook:
             target=shown[0],
             candidates=shown,
         )
-        template = self.template(template_id)
         request = template.request(task, data, hints, sample_id=sample_id)
         return ServedPrompt(
             user_id=context.raw_user_id,
-            template_id=template_id,
+            template_id=template.id,
             prompt=request.prompt,
             request=request,
             fallback=fallback,
+            reason=reason,
+        )
+
+    def _fillable(
+        self, template_id: str, context: UserContext, hints: CollaborativeHints | None
+    ) -> tuple[PromptTemplate, str]:
+        """The first template, from ``template_id`` on, that ``context`` can fill, and why the
+        preferred one could not be used (empty when it could)."""
+        choice = self._choices.get(context.raw_user_id)
+        order = [template_id]
+        if choice is not None and choice.probabilities:
+            ranked = sorted(range(len(choice.probabilities)), key=lambda k: -choice.probabilities[k])
+            order += [self.template_ids[k] for k in ranked if choice.probabilities[k] > 0]
+        order += [s.template_id for s in self.global_ranking] + list(self.template_ids)
+        first_reason = ""
+        for tid in dict.fromkeys(order):
+            template = self.template(tid)
+            missing = template.missing(context, hints if hints is not None else False)
+            if not missing:
+                return template, first_reason
+            if not first_reason:
+                first_reason = f"template {tid!r} cannot be filled: {'; '.join(missing)}"
+        raise PromptBookError(
+            f"prompt_for: no template of the book can be filled for user {context.raw_user_id!r} "
+            f"({first_reason}); pass hints= or a longer history"
         )
 
 

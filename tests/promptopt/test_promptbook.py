@@ -26,13 +26,19 @@ def catalog():
     return TemplateCatalog.load("movies", include=INCLUDE)
 
 
+@pytest.fixture(scope="module")
+def users(synthetic_data) -> list[int]:
+    """Users with long histories (every catalog template can be filled for them), then a stranger."""
+    return [u for u in range(synthetic_data.n_users) if synthetic_data.history_length(u) >= 25][:3]
+
+
 @pytest.fixture()
-def book(catalog, synthetic_data) -> PromptBook:
+def book(catalog, synthetic_data, users) -> PromptBook:
     ids = catalog.ids
     choices = [
-        UserChoice(user_id=synthetic_data.user_ids[0], template_id=ids[2],
+        UserChoice(user_id=synthetic_data.user_ids[users[0]], template_id=ids[2],
                    probabilities=(0.1, 0.2, 0.6, 0.1), prompt="filled prompt 0", split="test"),
-        UserChoice(user_id=synthetic_data.user_ids[1], template_id=ids[0],
+        UserChoice(user_id=synthetic_data.user_ids[users[1]], template_id=ids[0],
                    probabilities=(0.7, 0.1, 0.1, 0.1), prompt=None, split="train"),
     ]
     return PromptBook.build(
@@ -63,14 +69,15 @@ def test_build_sorts_ranking_sets_default_and_drops_credentials(book, catalog) -
     assert book.schema_version.startswith("1.")
 
 
-def test_save_load_round_trip(book, tmp_path, synthetic_data) -> None:
+def test_save_load_round_trip(book, tmp_path, synthetic_data, users) -> None:
     path = book.save(tmp_path / "prompts.json")
     loaded = PromptBook.load(path)
     assert loaded.to_dict() == book.to_dict()
     assert loaded.choices == book.choices
     assert len(loaded) == 2
-    assert synthetic_data.user_ids[1] in loaded and synthetic_data.user_ids[2] not in loaded
-    assert loaded.template_for(synthetic_data.user_ids[1]) == (loaded.template_ids[0], False)
+    assert synthetic_data.user_ids[users[1]] in loaded and synthetic_data.user_ids[users[2]] not in loaded
+    assert loaded.template_for(synthetic_data.user_ids[users[1]]) == (loaded.template_ids[0], False)
+    assert loaded.template_for("stranger") == (loaded.default_template, True)
 
 
 def _mutate(payload: dict, path: tuple, value: object) -> dict:
@@ -141,10 +148,11 @@ def _context(data, user: int) -> UserContext:
     return UserContext.at(data, user, data.history_length(user) - 1)
 
 
-def test_prompt_for_known_user_renders_the_chosen_template(book, catalog, synthetic_data, caplog) -> None:
+def test_prompt_for_known_user_renders_the_chosen_template(book, catalog, synthetic_data, users,
+                                                           caplog) -> None:
     from promptopt.tasks import RankingTask
 
-    ctx = _context(synthetic_data, 0)
+    ctx = _context(synthetic_data, users[0])
     candidates = [5, 17, 3, 42]
     with caplog.at_level(logging.INFO, logger="promptopt.export.prompt_book"):
         served = book.prompt_for(ctx, candidates, synthetic_data)
@@ -162,25 +170,53 @@ def test_prompt_for_known_user_renders_the_chosen_template(book, catalog, synthe
     assert recent in served.prompt
 
 
-def test_prompt_for_unknown_user_falls_back_and_says_so(book, synthetic_data, caplog) -> None:
-    ctx = _context(synthetic_data, 5)
+def test_prompt_for_unknown_user_falls_back_and_says_so(book, synthetic_data, users, caplog) -> None:
+    ctx = _context(synthetic_data, users[2])
     assert ctx.raw_user_id not in book
     with caplog.at_level(logging.INFO, logger="promptopt.export.prompt_book"):
         served = book.prompt_for(ctx, [1, 2, 3], synthetic_data)
     assert served.fallback
     assert served.template_id == book.default_template
+    assert "not in the prompt book" in served.reason
     assert any("not in the prompt book" in r.getMessage() for r in caplog.records)
 
 
-def test_prompt_for_rejects_bad_candidates(book, synthetic_data) -> None:
-    ctx = _context(synthetic_data, 0)
+def test_prompt_for_falls_back_when_the_chosen_template_cannot_be_filled(book, catalog, synthetic_data,
+                                                                         users, caplog) -> None:
+    import numpy as np
+
+    from promptopt.templates import CollaborativeHints
+
+    ids = catalog.ids
+    assert catalog[3].uses_hints
+    payload = book.to_dict()
+    payload["users"][0].update(template_id=ids[3], action_probabilities=[0.1, 0.2, 0.3, 0.4])
+    hinted = PromptBook(payload)
+    ctx = _context(synthetic_data, users[0])
+    with caplog.at_level(logging.INFO, logger="promptopt.export.prompt_book"):
+        served = hinted.prompt_for(ctx, [1, 2, 3], synthetic_data)
+    assert served.fallback and served.template_id == ids[2], "the user's next most probable template"
+    assert "collaborative hints" in served.reason
+    assert any("collaborative hints" in r.getMessage() for r in caplog.records)
+    hints = CollaborativeHints.fit(synthetic_data, np.ones(synthetic_data.n_interactions, dtype=bool))
+    served = hinted.prompt_for(ctx, [1, 2, 3], synthetic_data, hints=hints)
+    assert (served.template_id, served.fallback, served.reason) == (ids[3], False, "")
+    # A history too short for the chosen template falls back along the global ranking.
+    short = UserContext.at(synthetic_data, users[0], 6)
+    served = hinted.prompt_for(short, [1, 2, 3], synthetic_data, hints=hints)
+    assert served.fallback and "needs 10 history items" in served.reason
+    assert served.template_id == ids[0]  # recent5: the only one six items can fill
+
+
+def test_prompt_for_rejects_bad_candidates(book, synthetic_data, users) -> None:
+    ctx = _context(synthetic_data, users[0])
     with pytest.raises(PromptBookError, match="at least one candidate"):
         book.prompt_for(ctx, [], synthetic_data)
     with pytest.raises(PromptBookError, match=f"outside 0..{synthetic_data.n_items - 1}"):
         book.prompt_for(ctx, [1, synthetic_data.n_items + 3], synthetic_data)
 
 
-def test_loading_and_serving_import_no_torch(book, tmp_path) -> None:
+def test_loading_and_serving_import_no_torch(book, tmp_path, users) -> None:
     path = book.save(tmp_path / "prompts.json")
     script = textwrap.dedent(f"""
         import sys
@@ -196,7 +232,8 @@ def test_loading_and_serving_import_no_torch(book, tmp_path) -> None:
         from promptopt.tasks import UserContext
         data = make_synthetic(n_users=120, n_items=200, n_genres=10, mean_history=30, seed=7)
         book = PromptBook.load({str(path)!r})
-        ctx = UserContext.at(data, 0, data.history_length(0) - 1)
+        user = {users[0]}
+        ctx = UserContext.at(data, user, data.history_length(user) - 1)
         served = book.prompt_for(ctx, [4, 8, 15], data)
         print(served.template_id, served.fallback, len(served.prompt) > 0,
               sorted(m for m in BLOCKED if m in sys.modules))
