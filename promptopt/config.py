@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Literal
 from promptopt.errors import ConfigError
 
 _FORBID = {"extra": "forbid"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _section(cls: type) -> type:
@@ -135,6 +137,14 @@ class RankerConfig:
     """Local backends: requests per forward pass."""
     noise: float = 0.05
     """simulated backend: noise of the ranking quality."""
+
+    def __post_init__(self) -> None:
+        # A key pasted here by mistake would be echoed by "variable ... is not set": refuse it unseen.
+        if not isinstance(self.api_key_env, str) or not _ENV_NAME.fullmatch(self.api_key_env):
+            raise ConfigError(
+                "ranker.api_key_env must be the name of an environment variable (letters, digits and '_', "
+                "e.g. OPENAI_API_KEY), not the key itself; the value given is not shown"
+            )
 
 
 @_section
@@ -348,6 +358,8 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "config") -> Exper
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
         return pydantic.TypeAdapter(ExperimentConfig).validate_python(dict(raw))
+    except ConfigError as exc:  # raised by a section's own check (__post_init__)
+        raise ConfigError(f"{source}: {exc}") from None
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         path = ".".join(str(p) for p in err["loc"])

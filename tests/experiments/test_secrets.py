@@ -86,3 +86,18 @@ def test_the_api_key_reaches_no_file_log_or_output(tmp_path: Path) -> None:
     assert leaks == []
     # The config names the variable, never the value.
     assert yaml.safe_load((run / "config.yaml").read_text())["ranker"]["api_key_env"] == KEY_ENV
+
+
+def test_a_key_pasted_into_api_key_env_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    raw = tiny_config_dict(tmp_path, ranker={"backend": "openai", "model": "m", "api_key_env": FAKE_KEY})
+    config = tmp_path / "pasted.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "promptopt", "train", str(config)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"promptopt train: error: {config}: ranker.api_key_env must be the name of an environment variable "
+        "(letters, digits and '_', e.g. OPENAI_API_KEY), not the key itself; the value given is not shown"
+    )
+    assert not any(piece in result.stdout + result.stderr for piece in PIECES)
+    assert not (tmp_path / "runs").exists()
