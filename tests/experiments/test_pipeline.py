@@ -129,7 +129,7 @@ def test_prompt_book_loads_and_serves(finished_run) -> None:
         assert abs(sum(row["action_probabilities"]) - 1.0) < 1e-6
         assert row["template_id"] == catalog.ids[int(np.argmax(row["action_probabilities"]))]
     # The stored prompt is the chosen template filled for the user's last task.
-    user = int(split.test[0])
+    user = next(int(u) for u in split.test if data.history_length(int(u)) >= 15)  # fills any template
     row = next(r for r in payload["users"] if r["user_id"] == data.user_ids[user])
     task = problem.tasks(user, final=True)[0]
     assert row["prompt"] == problem.requests([task], catalog.index_of(row["template_id"]))[0].prompt
