@@ -104,8 +104,15 @@ def write_report(
         f"{config.get('reward', {}).get('robust_weight')}",
         f"- policy: `{config.get('policy', {}).get('kind')}`, PPO {train.get('steps', '?')} steps; "
         f"seed {config.get('seed')}",
-        "",
     ]
+    gcn = train.get("lightgcn") or {}
+    if gcn:
+        lines.append(f"- LightGCN: {gcn.get('epochs')} BPR epochs, kept epoch {gcn.get('best_epoch')} "
+                     f"(validation recall@20 {gcn.get('best_recall', float('nan')):.4f}), "
+                     f"{gcn.get('seconds', 0.0):.0f} s")
+    if train.get("seconds"):
+        lines.append(f"- training wall time: {train['seconds']:.0f} s")
+    lines.append("")
     if evaluation:
         lines += ["## Selectors on held-out users", "", _methods_md(evaluation), "",
                   "## Policy vs best fixed template", "", _paired_text(evaluation.get("paired")), ""]
@@ -137,7 +144,7 @@ def _identity_text(identity: Mapping[str, Any]) -> str:
 
 def _methods_md(evaluation: Mapping[str, Any]) -> str:
     conf = round(100 * evaluation.get("confidence", 0.95))
-    header = ["selector", *[f"{metric_label(m)}" for m in METRIC_NAMES], "calls", "tokens"]
+    header = ["selector", *[f"{metric_label(m)}" for m in METRIC_NAMES], "requests", "tokens"]
     rows = [[f"`{name}`", *[_cell(r.get("metrics", {}).get(m)) for m in METRIC_NAMES],
              str(r.get("calls", "")), str(r.get("tokens", ""))]
             for name, r in evaluation.get("methods", {}).items()]
