@@ -4,9 +4,10 @@
 is guarded, so an unreachable server, a missing login or a wandb bug turns into one warning and the
 run goes on without tracking. wandb is imported only here, only when tracking is on.
 
-* Offline by default: ``mode: online`` is honoured only when ``WANDB_API_KEY`` is set (or wandb is
-  already logged in via ``WANDB_MODE=online``); otherwise the run is logged offline and can be
-  synced later with ``wandb sync RUN_DIR/wandb/offline-run-*``.
+* Offline by default: ``mode: online`` is honoured only when wandb has a key (``WANDB_API_KEY`` or
+  ``wandb login``); otherwise the run is logged offline and can be synced later with
+  ``wandb sync RUN_DIR/wandb/offline-run-*``. Under ``wandb agent`` (``WANDB_SWEEP_ID`` set) an
+  offline config logs online, so the sweep server sees each run's metrics.
 * wandb's files live in ``RUN_DIR/wandb``.
 * Metric keys are namespaced: ``train/…``, ``reward/…``, ``eval/…``, ``llm/…``.
 * Secrets never reach wandb: the config holds only the *name* of the key's environment variable,
@@ -109,6 +110,19 @@ class Tracker:
         self.run = None
 
 
+def _logged_in() -> bool:
+    """Whether wandb has a key: ``WANDB_API_KEY`` or a ``wandb login`` entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+
+    try:
+        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 def start_tracking(
     config: TrackingConfig,
     *,
@@ -134,9 +148,13 @@ def start_tracking(
         return Tracker()
     secrets = secret_values([api_key_env] if api_key_env else [])
     mode = config.mode
-    if mode == "online" and not os.environ.get("WANDB_API_KEY"):
-        logger.warning("tracking.mode is online but WANDB_API_KEY is not set: logging offline "
-                       "(sync later with `wandb sync %s/offline-run-*`)", run_dir / "wandb")
+    if os.environ.get("WANDB_SWEEP_ID") and mode == "offline":
+        # Launched by `wandb agent`: the sweep server needs the run's metrics, so log online.
+        logger.info("running under wandb agent (sweep %s): logging online", os.environ["WANDB_SWEEP_ID"])
+        mode = "online"
+    if mode == "online" and not _logged_in():
+        logger.warning("tracking.mode is online but wandb has no key (WANDB_API_KEY or `wandb login`): "
+                       "logging offline (sync later with `wandb sync %s/offline-run-*`)", run_dir / "wandb")
         mode = "offline"
     try:
         import wandb

@@ -56,6 +56,7 @@ def test_disabled_tracking_does_not_import_wandb(tmp_path, monkeypatch) -> None:
 
 def test_online_without_key_falls_back_to_offline(tmp_path, fake_wandb, monkeypatch, caplog) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc from `wandb login`
     with caplog.at_level(logging.WARNING):
         tracker = start_tracking(TrackingConfig(mode="online"), run_dir=tmp_path, run_name="r",
                                  run_config={"a": 1})
@@ -63,7 +64,14 @@ def test_online_without_key_falls_back_to_offline(tmp_path, fake_wandb, monkeypa
     call = fake_wandb.calls[-1]
     assert call["mode"] == "offline" and call["dir"] == str(tmp_path)
     assert (tmp_path / "wandb").is_dir()
-    assert any("WANDB_API_KEY is not set" in r.getMessage() for r in caplog.records)
+    assert any("wandb has no key" in r.getMessage() for r in caplog.records)
+
+
+def test_under_wandb_agent_an_offline_config_logs_online(tmp_path, fake_wandb, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep123")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    start_tracking(TrackingConfig(mode="offline"), run_dir=tmp_path, run_name="r", run_config={})
+    assert fake_wandb.calls[-1]["mode"] == "online"
 
 
 def test_a_broken_wandb_never_fails_the_run(tmp_path, fake_wandb, caplog) -> None:
