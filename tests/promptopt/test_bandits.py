@@ -74,3 +74,92 @@ def test_arguments_are_checked():
         LinUCBSelector(3, ridge=0)
     with pytest.raises(RuntimeError, match="not fitted"):
         LinUCBSelector(3).select(np.array([0]))
+
+
+# ---------------------------------------------------------------------- online fitting on the simulator
+
+
+@pytest.fixture(scope="module")
+def problem_and_ranker(synthetic_data, synthetic_split, tmp_path_factory):
+    from promptopt.config import RewardConfig, SplitConfig
+    from promptopt.llm.cache import CachedRanker
+    from promptopt.llm.simulated import SimulatedRanker
+    from promptopt.problem import RecProblem
+    from promptopt.templates import TemplateCatalog
+
+    catalog = TemplateCatalog.load("movies")
+    problem = RecProblem.build(synthetic_data, synthetic_split, catalog, RewardConfig(), SplitConfig(),
+                               seed=0)
+    simulator = SimulatedRanker(synthetic_data, catalog, seed=0)
+    cached = CachedRanker(simulator, tmp_path_factory.mktemp("bandits") / "cache.sqlite")
+    yield problem, simulator, cached
+    cached.close()
+
+
+def _all_users(problem) -> np.ndarray:
+    split = problem.split
+    return np.concatenate([split.train, split.val, split.test])
+
+
+def test_bandit_features_are_standardised_embeddings_then_profile(problem_and_ranker):
+    from promptopt.bandits import bandit_features
+
+    problem, _, _ = problem_and_ranker
+    users = _all_users(problem)
+    emb = np.random.default_rng(0).normal(3.0, 2.0, size=(problem.data.n_users, 4))
+    table = bandit_features(problem, users, emb)
+    assert table.shape == (problem.data.n_users, 4 + problem.obs_dim - 1)
+    np.testing.assert_allclose(table[users, :4].mean(0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(table[users, :4].std(0), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(table[users[0], 4:], problem.observation(int(users[0]))[1:])
+    assert bandit_features(problem, users).shape == (problem.data.n_users, problem.obs_dim - 1)
+    with pytest.raises(ValueError, match="rows"):
+        bandit_features(problem, users, emb[:5])
+
+
+def test_linucb_learns_online_with_the_stated_number_of_episodes(problem_and_ranker):
+    from promptopt.bandits import bandit_features
+
+    problem, simulator, cached = problem_and_ranker
+    features = bandit_features(problem, _all_users(problem))
+    before = cached.stats
+    bandit = LinUCBSelector(problem.n_templates, alpha=0.5, batch_size=10).fit(
+        problem, cached, problem.split.train, features, steps=1500, seed=0)
+    spent = cached.stats.hits + cached.stats.misses - before.hits - before.misses
+    assert spent == 1500 * problem.calls_per_episode
+    assert bandit.pulls.sum() == 1500 and len(bandit.rewards) == 1500
+    users = problem.split.train
+    chosen = bandit.select(users)
+    masks = np.stack([problem.action_mask(int(u)) for u in users])
+    assert masks[np.arange(users.size), chosen].all()
+    learned = np.mean([simulator.expected_quality(int(u), int(t)) for u, t in zip(users, chosen)])
+    rng = np.random.default_rng(0)
+    random = np.mean([simulator.expected_quality(int(u), int(rng.choice(np.flatnonzero(m))))
+                      for u, m in zip(users, masks)])
+    assert learned > random + 0.05
+    # The second half of training earns more than the first: it learned while it went.
+    assert np.mean(bandit.rewards[750:]) > np.mean(bandit.rewards[:750])
+
+
+def test_epsilon_greedy_fit_is_seeded(problem_and_ranker):
+    from promptopt.bandits import bandit_features
+
+    problem, simulator, _ = problem_and_ranker
+    features = bandit_features(problem, _all_users(problem))
+    thetas = [EpsilonGreedySelector(problem.n_templates, epsilon=0.2).fit(
+        problem, simulator, problem.split.train, features, steps=200, seed=seed).theta()
+        for seed in (1, 1, 2)]
+    np.testing.assert_array_equal(thetas[0], thetas[1])
+    assert not np.array_equal(thetas[0], thetas[2])
+
+
+def test_fit_checks_its_inputs(problem_and_ranker):
+    problem, simulator, _ = problem_and_ranker
+    bandit = LinUCBSelector(problem.n_templates)
+    good = np.zeros((problem.data.n_users, 3))
+    with pytest.raises(ValueError, match="features must be"):
+        bandit.fit(problem, simulator, problem.split.train, good[:4], steps=10)
+    with pytest.raises(ValueError, match="steps"):
+        bandit.fit(problem, simulator, problem.split.train, good, steps=0)
+    with pytest.raises(ValueError, match="templates"):
+        LinUCBSelector(3).fit(problem, simulator, problem.split.train, good, steps=10)
