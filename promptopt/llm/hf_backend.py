@@ -162,6 +162,8 @@ class HFRanker:
         params = inspect.signature(self.model.forward).parameters
         # transformers 5.x renamed ``past_key_values`` to ``cache`` (inputs and outputs).
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        # Only the last positions' logits are read: skip the vocabulary projection of the rest.
+        self._keeps_logits = "logits_to_keep" in params
         self._kv_reuse = True
         config = self.model.config.to_dict()
         self.model_name, self.config_hash = model_fingerprint(name, config)
@@ -303,7 +305,7 @@ class HFRanker:
         multi = [(b, i, j) for b, i in enumerate(chunk) for j, lab in enumerate(labels[i]) if len(lab) > 1]
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             use_cache=bool(multi) and self._kv_reuse)
+                             use_cache=bool(multi) and self._kv_reuse, **self._last_logits(1))
             first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu()
             for b, i in enumerate(chunk):
                 for j, lab in enumerate(labels[i]):
@@ -394,9 +396,15 @@ class HFRanker:
                 targets[r, width - len(c) + 1:] = torch.tensor(c[1:])
             ids, mask, targets = ids.to(self.device), mask.to(self.device), targets.to(self.device)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
-            values.extend(self._sum_target_logprobs(out.logits, targets))
+            keep = max(len(c) for _, c in seqs) - 1
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                             **self._last_logits(keep))
+            values.extend(self._sum_target_logprobs(out.logits, targets[:, -out.logits.shape[1]:]))
         return values
+
+    def _last_logits(self, n: int) -> dict[str, int]:
+        """``logits_to_keep=n`` where the model supports it (the last ``n`` positions' logits)."""
+        return {"logits_to_keep": n} if self._keeps_logits else {}
 
     @staticmethod
     def _sum_target_logprobs(logits: Any, targets: Any) -> list[float]:
