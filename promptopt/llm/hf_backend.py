@@ -158,7 +158,12 @@ class HFRanker:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
-        self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
+        template = getattr(self.tokenizer, "chat_template", None)
+        self.has_chat_template = bool(template)
+        # The chat template shapes every prompt, so its content (hashed) is part of the identity.
+        self.chat_template_hash = (
+            hashlib.sha256(str(template).encode()).hexdigest()[:16] if template else None
+        )
         params = inspect.signature(self.model.forward).parameters
         # transformers 5.x renamed ``past_key_values`` to ``cache`` (inputs and outputs).
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -177,7 +182,7 @@ class HFRanker:
             "config_sha256": self.config_hash,
             "mode": self.mode,
             "dtype": str(self.torch_dtype).removeprefix("torch."),
-            "chat_template": self.has_chat_template,
+            "chat_template": self.chat_template_hash,
         }
         if self.mode == "generate":
             ident.update(max_new_tokens=self.max_new_tokens, temperature=self.temperature)

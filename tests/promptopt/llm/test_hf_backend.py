@@ -171,7 +171,7 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one(tiny_models) -> Non
     assert plain.prompt_text(request) == request.prompt.rstrip() + "\n"
     response = chat.rank([request])[0]
     assert sorted(response.ranking) == sorted(request.candidate_ids)
-    assert chat.identity["chat_template"] is True and plain.identity["chat_template"] is False
+    assert isinstance(chat.identity["chat_template"], str) and plain.identity["chat_template"] is None
 
 
 def test_identity_is_stable_across_folders_and_holds_no_path(tiny_models, tmp_path) -> None:
