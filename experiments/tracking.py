@@ -171,7 +171,9 @@ def start_tracking(
             mode=mode,
             config=redact(dict(run_config), secrets),
             reinit="finish_previous",
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False),
+            # A generous start timeout: on a loaded 2-core machine wandb's service starts slowly.
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False,
+                                    init_timeout=300.0),
         )
     except Exception as exc:  # never fail a run because wandb is unreachable or broken
         logger.warning("wandb could not start (%s: %s); the run continues without tracking",
