@@ -16,16 +16,74 @@ GENRES: tuple[str, ...] = (
     "Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
     "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )
-_ADJECTIVES = (
-    "Silent", "Last", "Golden", "Broken", "Hidden", "Crimson", "Endless", "Lonely", "Wild",
-    "Frozen", "Electric", "Midnight", "Lost", "Burning", "Secret", "Distant", "Iron", "Velvet",
-    "Paper", "Hollow", "Bright", "Savage", "Quiet", "Stolen",
-)
-_NOUNS = (
-    "Harbor", "Kingdom", "Garden", "Frontier", "Signal", "Promise", "Empire", "River", "Machine",
-    "Winter", "Station", "Letter", "Shadow", "Island", "Storm", "Circus", "Voyage", "Mirror",
-    "Orchard", "Citadel", "Canyon", "Lantern", "Echo", "Summit",
-)
+# Title words by genre, so that an item's title says something about its content (as real titles
+# often do): a text ranker can then match a user's history to candidates, as it would on real data.
+_TITLE_WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Action": (
+        ("Fast", "Deadly", "Iron", "Explosive", "Rogue", "Final"),
+        ("Strike", "Fury", "Mission", "Chase", "Target", "Showdown"),
+    ),
+    "Adventure": (
+        ("Lost", "Hidden", "Distant", "Wild", "Golden", "Forgotten"),
+        ("Expedition", "Journey", "Treasure", "Island", "Quest", "Voyage"),
+    ),
+    "Animation": (
+        ("Little", "Magic", "Brave", "Tiny", "Happy", "Dancing"),
+        ("Bunny", "Dragon", "Robot", "Kitten", "Toys", "Forest"),
+    ),
+    "Comedy": (
+        ("Crazy", "Silly", "Awkward", "Hilarious", "Clumsy", "Wacky"),
+        ("Wedding", "Roommates", "Vacation", "Neighbors", "Party", "Mix-Up"),
+    ),
+    "Crime": (
+        ("Dirty", "Stolen", "Corrupt", "Underworld", "Midnight", "Cold"),
+        ("Heist", "Money", "Gangster", "Detective", "Cartel", "Alibi"),
+    ),
+    "Documentary": (
+        ("Untold", "Inside", "Real", "Hidden", "True", "Living"),
+        ("Story", "Planet", "History", "Truth", "Report", "Ocean"),
+    ),
+    "Drama": (
+        ("Quiet", "Broken", "Long", "Fragile", "Bitter", "Tender"),
+        ("Family", "Promise", "Letters", "Years", "Silence", "Return"),
+    ),
+    "Fantasy": (
+        ("Enchanted", "Ancient", "Cursed", "Elven", "Mystic", "Crystal"),
+        ("Kingdom", "Sorcerer", "Crown", "Realm", "Sword", "Prophecy"),
+    ),
+    "Horror": (
+        ("Haunted", "Bloody", "Dead", "Evil", "Cursed", "Screaming"),
+        ("House", "Nightmare", "Crypt", "Demon", "Graveyard", "Ghost"),
+    ),
+    "Musical": (
+        ("Singing", "Golden", "Dancing", "Broadway", "Jazz", "Rhythm"),
+        ("Melody", "Stage", "Song", "Ballroom", "Chorus", "Serenade"),
+    ),
+    "Mystery": (
+        ("Secret", "Vanishing", "Strange", "Silent", "Missing", "Hidden"),
+        ("Clue", "Puzzle", "Riddle", "Witness", "Key", "Case"),
+    ),
+    "Romance": (
+        ("Sweet", "Endless", "Summer", "Forbidden", "First", "Secret"),
+        ("Love", "Kiss", "Heart", "Affair", "Romance", "Valentine"),
+    ),
+    "Sci-Fi": (
+        ("Galactic", "Cyber", "Quantum", "Alien", "Stellar", "Robotic"),
+        ("Galaxy", "Starship", "Android", "Planet", "Future", "Colony"),
+    ),
+    "Thriller": (
+        ("Deadly", "Dark", "Silent", "Final", "Twisted", "Hunted"),
+        ("Conspiracy", "Escape", "Hostage", "Trap", "Agent", "Countdown"),
+    ),
+    "War": (
+        ("Bloody", "Last", "Brave", "Fallen", "Iron", "Frozen"),
+        ("Battalion", "Battle", "Soldier", "Trenches", "Front", "Platoon"),
+    ),
+    "Western": (
+        ("Dusty", "Lone", "Wild", "Outlaw", "Rusty", "High"),
+        ("Ranger", "Saloon", "Frontier", "Gunslinger", "Canyon", "Sheriff"),
+    ),
+}
 _OCCUPATIONS = ("student", "engineer", "artist", "doctor", "writer", "educator", "retired", "other")
 _START = 946_684_800  # 2000-01-01
 
@@ -77,13 +135,17 @@ def make_synthetic(
     years = rng.integers(1950, 2024, size=n_items)
     titles: list[str] = []
     used: set[str] = set()
+    per_genre: dict[str, int] = {}
     for item in range(n_items):
-        adjective = _ADJECTIVES[item % len(_ADJECTIVES)]
-        noun = _NOUNS[(item // len(_ADJECTIVES)) % len(_NOUNS)]
-        base = f"The {adjective} {noun}"
-        title = base
+        # Deterministic (no RNG draws), so titles never change the rest of the data.
+        main = item_genres[item][item % len(item_genres[item])]
+        k = per_genre[main] = per_genre.get(main, -1) + 1
+        adjectives, nouns = _TITLE_WORDS[main]
+        base = f"The {adjectives[k % len(adjectives)]} {nouns[(k // len(adjectives)) % len(nouns)]}"
+        title, part = base, 1
         while title in used:
-            title = f"{base} {rng.integers(2, 99)}"
+            part += 1
+            title = f"{base} {part}"
         used.add(title)
         titles.append(f"{title} ({years[item]})")
 
