@@ -107,3 +107,21 @@ def test_bad_masks_fail_with_a_clear_error(synthetic_data):
 def test_graph_rejects_out_of_range_nodes():
     with pytest.raises(ValueError, match="item index"):
         InteractionGraph(2, 2, np.array([0]), np.array([5]), np.array([-1]))
+
+
+def test_problem_train_mask_graph_holds_no_episode_or_evaluation_target(small_problem):
+    problem = small_problem
+    data = problem.data
+    graph = build_graph(data, problem.train_mask)
+    users, items = [], []
+    for user in np.concatenate([problem.split.train, problem.split.val, problem.split.test]):
+        user = int(user)
+        rows = data.user_rows(user)
+        targets = {problem.target_row(user), problem.target_row(user, final=True),
+                   problem.target_row(user, period="source"), problem.target_row(user, period="target")}
+        for row in targets - {None}:
+            users.append(user)
+            items.append(int(data.items[rows.start + row]))
+    assert len(users) > len(problem.split.train)
+    assert not graph.has_edges(np.array(users), np.array(items)).any()
+    assert (data.timestamps[graph.rows] < problem.time_cut).all()
