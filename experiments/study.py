@@ -71,6 +71,8 @@ class StudyConfig:
     """Agents, embeddings and raw results."""
     chunk: int = 512
     """Requests per ranker call while filling the answer tables."""
+    confirm: bool = True
+    """After PPO, spend the rest of the budget comparing the policy's top-2 templates on more users."""
     note: str = ""
     """What this attempt changed (kept with its measured numbers in the attempts log)."""
 
@@ -94,7 +96,11 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Experim
         raise ConfigError(f"{path}: expected the sections 'study' and 'experiment', got {sorted(raw)}")
     study_over = [o for o in overrides if o.lstrip("-").startswith("study.")]
     exp_over = [o for o in overrides if o not in study_over]
+    notes = [o.split("=", 1)[1] for o in study_over if o.lstrip("-").startswith("study.note=")]
+    study_over = [o for o in study_over if not o.lstrip("-").startswith("study.note=")]
     study_raw = apply_overrides({"study": raw.get("study") or {}}, study_over)["study"]
+    if notes:  # free text: never parsed as YAML
+        study_raw["note"] = notes[-1]
     known = {f.name for f in dataclasses.fields(StudyConfig)}
     unknown = sorted(set(study_raw) - known)
     if unknown:
@@ -290,6 +296,39 @@ def ridge_choices(
 
 
 # ---------------------------------------------------------------------- training
+def confirm_top2(
+    problem: Any,
+    counter: CountingRanker,
+    mean_probs: np.ndarray,
+    pool: np.ndarray,
+    train: np.ndarray,
+    cap: int,
+    *,
+    seed: int,
+) -> tuple[int, dict[str, Any]]:
+    """Spend what is left of the budget comparing the policy's two favourite templates.
+
+    The two templates with the highest mean policy probability are scored on the pool and on
+    seeded training users outside it, as many as the remaining distinct calls allow (``cap`` minus
+    what ``counter`` has seen); the better mean reward, paired over those users, is identified.
+    """
+    top = [int(t) for t in np.argsort(-mean_probs, kind="stable")[:2]]
+    rest = np.setdiff1d(train, pool)
+    rest = np.random.default_rng(seed + 1).permutation(rest)
+    per_user = 2 * problem.calls_per_episode
+    extra = max(0, (cap - counter.calls - len(pool) * per_user) // per_user)
+    users = np.concatenate([pool, rest[: min(extra, rest.size)]])
+    rewards = np.full((users.size, 2), np.nan)
+    for k, template in enumerate(top):
+        for i, outcome in enumerate(problem.run(users, [template] * users.size, counter)):
+            if outcome is not None and outcome.valid:
+                rewards[i, k] = outcome.reward.total
+    both = np.isfinite(rewards).all(axis=1)
+    means = rewards[both].mean(axis=0) if both.any() else np.zeros(2)
+    winner = top[int(np.argmax(means))]
+    return winner, {"confirm_users": int(users.size), "confirm_top2": top, "confirm_means": means.tolist()}
+
+
 def train_ppo(
     config: ExperimentConfig,
     kind: str,
@@ -382,10 +421,11 @@ def run_seed(
         means = np.nanmean(sweep.reward, axis=0)
         order = [int(t) for t in np.argsort(-np.where(np.isfinite(means), means, -np.inf), kind="stable")]
         best = FixedSelector(order[0], fallback=order[1:], masks=acc.action_mask, name="best_fixed")
-        agents, train_stats = {}, {}
+        agents, train_stats, counters = {}, {}, {}
         for kind, name in (("lightgcn_mlp", "policy"), ("mlp", "mlp_ppo")):
+            counters[name] = CountingRanker(ranker)
             agents[name], train_stats[name] = train_ppo(
-                config, kind, problem, CountingRanker(ranker), pool, emb_path, seed_dir / reward_name / name
+                config, kind, problem, counters[name], pool, emb_path, seed_dir / reward_name / name
             )
         steps = config.ppo.total_timesteps
         bandits = {}
@@ -397,7 +437,14 @@ def run_seed(
             bandits[bandit.name] = bandit.fit(problem, b_rank, pool, features, steps, seed=seed)
             train_stats[bandit.name] = {"steps": steps, "distinct_calls": b_rank.calls}
         policy = PPOSelector(agents["policy"], acc, name="policy")
-        identified = int(policy.action_probabilities(train).mean(axis=0).argmax())
+        mean_probs = policy.action_probabilities(train).mean(axis=0)
+        identified = int(mean_probs.argmax())
+        if study.confirm:
+            cap = int(np.floor(study.budget_share * train.size * acc.n_templates * problem.calls_per_episode))
+            identified, confirmation = confirm_top2(
+                problem, counters["policy"], mean_probs, pool, train, cap, seed=seed
+            )
+            train_stats["policy"].update(confirmation, distinct_calls=counters["policy"].calls)
         val_table = tables["val"]
         tau = choose_tau(
             policy.action_probabilities(val),
@@ -587,7 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report_from:
         from experiments.study_report import write_results
 
-        path = write_results(json.loads(Path(args.report_from).read_text(encoding="utf-8")), study)
+        run = json.loads(Path(args.report_from).read_text(encoding="utf-8"))
+        path = write_results(run, study, append=False)
     else:
         path = run_study(config, study)
     print(Path(path).read_text(encoding="utf-8").split("## Targets", 1)[-1].split("\n## ", 1)[0])

@@ -424,8 +424,8 @@ def plot_curves(run: Mapping[str, Any], path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------- report
-def write_results(run: Mapping[str, Any], study: Any) -> Path:
-    """Write the plots, append the attempts log and write RESULTS.md; returns its path."""
+def write_results(run: Mapping[str, Any], study: Any, *, append: bool = True) -> Path:
+    """Write the plots, append the attempts log (``append``) and write RESULTS.md; returns its path."""
     p = Pooled(run)
     plots_dir = Path(study.plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -451,8 +451,9 @@ def write_results(run: Mapping[str, Any], study: Any) -> Path:
         "t5": {r["family"]: {"realistic": r["realistic"], "ridge": r["ridge"]} for r in t5},
     }
     log = plots_dir / "attempts.jsonl"
-    with log.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(attempt) + "\n")
+    if append:
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(attempt) + "\n")
     attempts = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
     out = Path(study.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -829,6 +830,13 @@ def _seed_section(run: Mapping[str, Any], p: Pooled) -> list[str]:
     ]
 
 
+def _note(note: Any) -> str:
+    """The attempt's note as one table cell (a YAML-parsed mapping is joined back)."""
+    if isinstance(note, dict):
+        note = "; ".join(f"{k}: {v}" for k, v in note.items())
+    return str(note or "-").replace("|", "/")
+
+
 def _attempts_section(attempts: list[dict[str, Any]]) -> list[str]:
     rows = []
     for a in attempts:
@@ -841,7 +849,7 @@ def _attempts_section(attempts: list[dict[str, Any]]) -> list[str]:
         rows.append(
             [
                 a["when"],
-                a["note"] or "-",
+                _note(a["note"]),
                 str(a["seeds"]),
                 str(a["templates"]),
                 str(a["ppo_steps"]),
