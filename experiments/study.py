@@ -71,6 +71,8 @@ class StudyConfig:
     """Agents, embeddings and raw results."""
     chunk: int = 512
     """Requests per ranker call while filling the answer tables."""
+    pool_share: float = 0.3
+    """Share of the training users PPO and the bandits train on (<= budget_share)."""
     confirm: bool = True
     """After PPO, spend the rest of the budget comparing the policy's top-2 templates on more users."""
     note: str = ""
@@ -110,8 +112,14 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Experim
         study = dataclasses.replace(study, families={k: tuple(v) for k, v in study.families.items()})
     except (TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: bad study section: {exc}") from None
-    if not study.seeds or not 0 < study.budget_share <= 1 or not 0 < study.robust_weight <= 1:
-        raise ConfigError(f"{path}: study needs seeds, budget_share in (0, 1] and robust_weight in (0, 1]")
+    if (
+        not study.seeds
+        or not 0 < study.pool_share <= study.budget_share <= 1
+        or not 0 < study.robust_weight <= 1
+    ):
+        raise ConfigError(
+            f"{path}: study needs seeds, 0 < pool_share <= budget_share <= 1 and robust_weight in (0, 1]"
+        )
     experiment = apply_overrides(raw.get("experiment") or {}, exp_over)
     experiment.setdefault("name", path.stem)
     config = config_from_dict(experiment, source=str(path))
@@ -313,11 +321,18 @@ def confirm_top2(
     what ``counter`` has seen); the better mean reward, paired over those users, is identified.
     """
     top = [int(t) for t in np.argsort(-mean_probs, kind="stable")[:2]]
-    rest = np.setdiff1d(train, pool)
-    rest = np.random.default_rng(seed + 1).permutation(rest)
-    per_user = 2 * problem.calls_per_episode
-    extra = max(0, (cap - counter.calls - len(pool) * per_user) // per_user)
-    users = np.concatenate([pool, rest[: min(extra, rest.size)]])
+    rest = np.random.default_rng(seed + 1).permutation(np.setdiff1d(train, pool))
+    chosen: list[int] = []
+    spent = counter.calls
+    for user in np.concatenate([pool, rest]):
+        tasks = problem.tasks(int(user))
+        new = {r for t in top if problem.action_mask(int(user))[t] for r in problem.requests(tasks, t)}
+        new -= counter.seen
+        if spent + len(new) > cap:
+            break
+        spent += len(new)
+        chosen.append(int(user))
+    users = np.array(chosen, dtype=np.int64)
     rewards = np.full((users.size, 2), np.nan)
     for k, template in enumerate(top):
         for i, outcome in enumerate(problem.run(users, [template] * users.size, counter)):
@@ -404,7 +419,7 @@ def run_seed(
         emb.seconds,
     )
     train, val, test = acc.pool("train"), acc.pool("val"), acc.pool("test")
-    n_pool = max(1, int(np.floor(study.budget_share * train.size)))
+    n_pool = max(1, int(np.floor(study.pool_share * train.size)))
     pool = np.sort(np.random.default_rng(seed).choice(train, size=n_pool, replace=False))
     everyone = np.concatenate([train, val, test])
     features = bandit_features(acc, everyone, emb.user_embeddings.numpy())

@@ -73,6 +73,26 @@ def hardware() -> dict[str, Any]:
     }
 
 
+def cache_summary(run: Mapping[str, Any]) -> dict[str, float] | None:
+    """Answers in the run's cache file and the minutes between the first and the last one stored.
+
+    The study's cache holds exactly the requests its answer tables need, so this is what a run from
+    a cold cache pays (``None`` when the cache is off or missing).
+    """
+    from promptopt.llm.cache_store import CacheStore
+
+    cache = run["config"]["experiment"]["cache"]
+    if not cache.get("enabled") or not Path(cache["path"]).is_file():
+        return None
+    store = CacheStore(cache["path"], create=False)
+    try:
+        summary = store.summary()
+    finally:
+        store.close()
+    span = (summary.last_created or 0) - (summary.first_created or 0)
+    return {"entries": summary.entries, "minutes": span / 60}
+
+
 def boot(x: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
     """Mean and 95% percentile-bootstrap interval of ``x``."""
     x = np.asarray(x, dtype=np.float64)
@@ -474,6 +494,7 @@ def render(
 ) -> str:
     """The markdown of RESULTS.md."""
     cfg, hw, study = run["config"], run["hardware"], run["config"]["study"]
+    cold = cache_summary(run)
     exp = cfg["experiment"]
     ids = run["templates"]
     seeds = [s["seed"] for s in run["seeds"]]
@@ -510,7 +531,13 @@ def render(
         f" (1-minute load average {run['load_avg_start']:.1f} at the start,"
         f" {run['load_avg_end']:.1f} at the end).",
         f"* Wall time: {run['seconds'] / 60:.1f} min in total, of which {run['tables_seconds'] / 60:.1f} min"
-        " filling the answer tables (ranker calls).",
+        " filling the answer tables (ranker calls)."
+        + (
+            f" The answer cache holds {cold['entries']} answers, stored over {cold['minutes']:.1f} min from"
+            " the first to the last: what a run from a cold cache pays for the ranker."
+            if cold
+            else ""
+        ),
         f"* Ranker: `{json.dumps(run['ranker'])}`. LLM calls (uncached requests) this run:"
         f" {run['llm'].get('calls', 0)}, cache hits {run['llm'].get('hits', 0)}, tokens billed"
         f" {run['llm'].get('tokens', 0)}"
