@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -96,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest or (overrides and not getattr(args, "_overrides_ok", False)):
         parser.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
     args.overrides = overrides
+    # A wandb service address inherited from a parent process (a notebook or a test runner that
+    # used wandb) points at a service this process does not own: wandb would fail to start.
+    os.environ.pop("WANDB_SERVICE", None)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
