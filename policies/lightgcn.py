@@ -302,7 +302,11 @@ def pretrain_lightgcn(
             emb = model.get_embedding(adjacency)
         return recall_at_k(emb[:n_users], emb[n_users:], fit_graph, val_users, val_items, k)
 
-    best_recall = evaluate()
+    validate = len(val_users) > 0
+    if not validate:
+        logger.warning("lightgcn: no user has 2 training edges, so there is no validation edge; "
+                       "training all %d epochs without early stopping", epochs)
+    best_recall = evaluate() if validate else float("nan")
     best_state = copy.deepcopy(model.state_dict())
     best_epoch, waited = 0, 0
     history: list[EpochLog] = []
@@ -330,11 +334,11 @@ def pretrain_lightgcn(
             total += float(loss.detach())
             batches += 1
         model.eval()
-        recall = evaluate()
+        recall = evaluate() if validate else float("nan")
         history.append(EpochLog(epoch, total / batches, recall))
         logger.debug("lightgcn epoch %d: bpr loss %.4f, val recall@%d %.4f",
                      epoch, total / batches, k, recall)
-        if recall > best_recall:
+        if not validate or recall > best_recall:
             best_recall, best_epoch, waited = recall, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:

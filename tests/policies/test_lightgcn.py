@@ -121,3 +121,13 @@ def test_bad_arguments_fail(graph):
         pretrain_lightgcn(graph, batch_size=0)
     with pytest.raises(ValueError, match="epochs"):
         pretrain_lightgcn(graph, epochs=-1)
+
+
+def test_without_validation_edges_all_epochs_run_and_the_last_is_kept():
+    from policies.graph import InteractionGraph
+
+    # Every user has a single edge: nothing can be held out.
+    graph = InteractionGraph(6, 6, np.arange(6), (np.arange(6) + 1) % 6, np.full(6, -1))
+    result = pretrain_lightgcn(graph, embedding_dim=4, epochs=4, batch_size=2, seed=0)
+    assert [h.epoch for h in result.history] == [1, 2, 3, 4]
+    assert result.best_epoch == 4 and not result.stopped_early
