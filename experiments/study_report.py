@@ -560,17 +560,26 @@ def render(
         f"* Rewards: accuracy only (w = 0, NDCG@10) and drift-robust (w = {study['robust_weight']}: "
         f"(1 - w) NDCG@10 + w (mean - {exp['reward']['std_penalty']} std) over the base view and the"
         f" {', '.join(exp['reward']['views'])} view).",
-        f"* Learned selectors train on a seeded pool of {study['budget_share']:.0%} of the training users"
+        f"* Learned selectors (PPO, LinUCB, epsilon-greedy) train on a seeded pool of"
+        f" {study.get('pool_share', study['budget_share']):.0%} of the training users with every template"
         f" ({exp['ppo']['total_timesteps']} episodes each; answers they already saw come back from the"
-        " cache),"
-        " so they can spend at most that share of the exhaustive sweep's calls. PPO: "
+        " cache)"
+        + (
+            f"; then the rest of the budget ({study['budget_share']:.0%} of the exhaustive sweep's distinct"
+            " calls, counted exactly) compares PPO's two favourite templates on more training users, and the"
+            " better one is the template PPO identified"
+            if study.get("confirm")
+            else ""
+        )
+        + ". PPO: "
         f"lr {exp['ppo']['learning_rate']}, {exp['env']['n_envs']} envs x {exp['ppo']['n_steps']} steps per"
         f" rollout, {exp['ppo']['n_epochs']} epochs, entropy {exp['ppo']['ent_coef']}; LightGCN"
         f" {exp['policy']['embedding_dim']}-d, {exp['policy']['n_layers']} layers,"
         f" BPR <= {exp['policy']['bpr_epochs']}"
         " epochs with early stopping.",
         "* `policy_safe` is the LightGCN+MLP PPO policy behind a safety gate: it uses the template the policy"
-        " identified as best overall (its highest mean probability on training users) and deviates to its"
+        " identified as best overall (see above; without the confirmation stage: its highest mean"
+        " probability on training users) and deviates to its"
         " greedy choice for a user only when the probability margin passes a threshold chosen on validation"
         " users among " + ", ".join(str(x) for x in study["gate_grid"]) + " (only a threshold whose validated"
         " gain has a 95% bootstrap lower bound > 0 is accepted; otherwise it never deviates).",
@@ -717,7 +726,7 @@ def _t2_section(t2: list[dict[str, Any]]) -> list[str]:
         "The exhaustive sweep scores every training user with every template (and every view of the"
         " robust reward). `gap` is the sweep's winner minus the template PPO identified, in the sweep's"
         " own reward, paired over training users; identified counts when it is the winner or the gap's"
-        " interval includes 0. Calls are the distinct requests the PPO run sent (what a cold cache pays).",
+        " interval includes 0. Calls: distinct requests of PPO training and confirmation.",
         "",
         _table(
             [
