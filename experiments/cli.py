@@ -116,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"promptopt {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`promptopt templates list | head`): stop quietly, as Python's docs
+        # recommend, instead of a traceback when the interpreter flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print(f"promptopt {args.command}: interrupted", file=sys.stderr)
         return 130
