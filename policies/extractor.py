@@ -114,9 +114,12 @@ class ProfileExtractor(BaseFeaturesExtractor):
 class LightGCNExtractor(BaseFeaturesExtractor):
     """User embedding (LightGCN) ++ profile statistics -> MLP.
 
-    ``features = MLP([LayerNorm(e_u), (obs[:, 1:] - mean) / std])`` where ``u = round(obs[:, 0])``
-    and ``e_u`` is the user's LightGCN embedding (LayerNorm puts embeddings of any training scale
-    on the standardised profile statistics' scale).
+    ``features = MLP(([e_u, obs[:, 1:]] - shift) * scale)`` where ``u = round(obs[:, 0])``, ``e_u``
+    is the user's LightGCN embedding and the fixed ``shift`` / ``scale`` standardise each input:
+    the embedding dimensions with their mean and standard deviation over all users (computed once
+    from the pretrained embeddings), the profile statistics with the training users' moments.
+    BPR embeddings come in any scale; this puts them on the profile statistics' scale at no
+    per-step cost beyond one subtraction and one multiplication.
 
     Args:
         observation_space: The env's ``Box((1 + n_profile,))``.
@@ -162,8 +165,9 @@ class LightGCNExtractor(BaseFeaturesExtractor):
         super().__init__(observation_space, out)
         self.n_users = int(n_users)
         self.finetune_graph = bool(finetune_graph)
-        self.norm = nn.LayerNorm(embedding_dim)
-        self.profile = ProfileNormalizer(n_profile, profile_mean, profile_std)
+        profile = ProfileNormalizer(n_profile, profile_mean, profile_std)
+        self.register_buffer("shift", torch.cat([torch.zeros(embedding_dim), profile.mean]))
+        self.register_buffer("scale", torch.cat([torch.ones(embedding_dim), profile.scale]))
         self.mlp = mlp
         loaded = self._read(embeddings_path)
         if loaded is not None:
@@ -176,6 +180,9 @@ class LightGCNExtractor(BaseFeaturesExtractor):
                     f"{embeddings_path} holds sizes {found} but the extractor was given {expected} "
                     "(n_users, embedding_dim[, n_items, n_layers, n_edges]): build it with make_agent"
                 )
+            table = loaded.user_embeddings.float()
+            self.shift[:embedding_dim] = table.mean(dim=0)
+            self.scale[:embedding_dim] = 1.0 / table.std(dim=0).clamp(min=1e-6)
         if finetune_graph:
             self.gcn = make_lightgcn(n_users + n_items, embedding_dim, n_layers)
             self.register_buffer("edges", torch.zeros(2, n_edges, dtype=torch.long))
@@ -234,5 +241,5 @@ class LightGCNExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         users = self.user_index(observations)
-        x = torch.cat([self.norm(self.user_vectors(users)), self.profile(observations[:, 1:])], dim=1)
-        return self.mlp(x)
+        x = torch.cat([self.user_vectors(users), observations[:, 1:]], dim=1)
+        return self.mlp((x - self.shift) * self.scale)

@@ -44,12 +44,19 @@ def test_lightgcn_extractor_shapes_and_features_dim(embeddings_file, synthetic_d
     assert torch.equal(ext.user_embeddings, result.user_embeddings)
     assert "user_embeddings" in ext.state_dict()
     assert not any(p is ext.user_embeddings for p in ext.parameters())
-    # With no hidden layer the features are the normalised embedding ++ the profile statistics.
+    # With no hidden layer the features are the standardised embedding ++ profile statistics.
     bare = LightGCNExtractor(_space(), n_users=synthetic_data.n_users, embedding_dim=16, hidden=(),
                              embeddings_path=path)
     assert bare.features_dim == 16 + len(PROFILE_FEATURES)
     obs = _obs([7])
-    torch.testing.assert_close(bare(obs)[0, 16:], obs[0, 1:])
+    torch.testing.assert_close(bare(obs)[0, 16:], obs[0, 1:])  # no profile moments given: identity
+    table = result.user_embeddings
+    torch.testing.assert_close(bare(obs)[0, :16], (table[7] - table.mean(0)) / table.std(0))
+    # Profile moments standardise the statistics.
+    mean, std = [0.5] * len(PROFILE_FEATURES), [0.25] * len(PROFILE_FEATURES)
+    scaled = LightGCNExtractor(_space(), n_users=synthetic_data.n_users, embedding_dim=16, hidden=(),
+                               embeddings_path=path, profile_mean=mean, profile_std=std)
+    torch.testing.assert_close(scaled(obs)[0, 16:], (obs[0, 1:] - 0.5) / 0.25)
 
 
 def test_features_depend_on_the_user_embedding_not_only_the_profile(embeddings_file, synthetic_data):
