@@ -3,9 +3,9 @@
 Setting: 500 synthetic users (350 train / 50 val / 100 test), the 24-template ``movies`` catalog,
 :class:`~promptopt.llm.simulated.SimulatedRanker` (noise 0.05), reward NDCG@10 of 20 candidates.
 
-Budget: LightGCN pretraining (16-d, at most 30 BPR epochs) and ``TOTAL_STEPS`` = 20,000 PPO
+Budget: LightGCN pretraining (8-d, at most 30 BPR epochs) and ``TOTAL_STEPS`` = 20,000 PPO
 episodes (one user and one ranker call each) per PPO policy; LinUCB gets the same 20,000
-episodes. The whole test takes about two minutes on 2 CPU cores (see ``docs/policy.md``).
+episodes. The whole test takes 20-45 s on 2 CPU cores (see ``docs/policy.md``).
 
 Which oracle: the simulator knows each user's best template in expectation
 (:meth:`SimulatedRanker.best_template`); scored on the same tasks it is the highest mean reward any
@@ -29,10 +29,10 @@ CONFIG = {
     "seed": 0,
     "split": {"val_fraction": 0.1, "test_fraction": 0.2},
     "env": {"n_envs": 16},
-    "policy": {"embedding_dim": 16, "n_layers": 2, "bpr_epochs": 30, "bpr_patience": 5,
+    "policy": {"embedding_dim": 8, "n_layers": 2, "bpr_epochs": 30, "bpr_patience": 5,
                "bpr_batch_size": 2048, "hidden": [64], "pi": [64], "vf": [64]},
     "ppo": {"total_timesteps": TOTAL_STEPS, "n_steps": 32, "batch_size": 256, "n_epochs": 10,
-            "learning_rate": 0.002, "ent_coef": 0.01},
+            "learning_rate": 0.002, "ent_coef": 0.02},
     "eval": {"linucb_alpha": 1.0},
 }
 
