@@ -395,7 +395,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     Raises:
         ConfigError: Missing or malformed file, unknown key, wrong type.
     """
-    import yaml
+    from promptopt.strict_yaml import load_strict_yaml
 
     path = Path(path)
     try:
@@ -404,14 +404,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
-    except RecursionError:  # PyYAML recurses once per nesting level ("[[[[...")
-        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
+    raw = load_strict_yaml(text, f"config file {path}", ConfigError) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
     raw.setdefault("name", path.stem)

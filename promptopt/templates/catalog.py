@@ -270,29 +270,9 @@ def _read_catalog(name_or_path: str | Path) -> tuple[str, str]:
 
 
 def _parse_yaml(text: str, source: str) -> Any:
-    import yaml
+    from promptopt.strict_yaml import load_strict_yaml
 
-    class UniqueKeyLoader(yaml.SafeLoader):
-        """Rejects a mapping key given twice (plain YAML silently keeps the last)."""
-
-    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise TemplateError(
-                    f"{source}: line {key_node.start_mark.line + 1}: key {key!r} appears twice"
-                )
-            seen.add(key)
-        return loader.construct_mapping(node, deep=deep)
-
-    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise TemplateError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return load_strict_yaml(text, source, TemplateError)
 
 
 def _filter_ids(ids: Sequence[str], patterns: Sequence[str], source: str) -> list[str]:

@@ -76,7 +76,7 @@ def _cases(root: Path) -> list[Case]:
     train = ("train", "--output-dir", "run", "--no-eval")
     return [
         Case("missing config", ("train", "missing.yaml"), r"config file missing\.yaml does not exist"),
-        Case("malformed yaml", ("train", "broken.yaml"), r"broken\.yaml is not valid YAML at line \d"),
+        Case("malformed yaml", ("train", "broken.yaml"), r"broken\.yaml: not valid YAML at line \d"),
         Case("unknown key", ("train", _write_config(root, "typo", ppo={"learning_rat": 0.1}), *train[1:]),
              r"unknown key 'ppo\.learning_rat' \(did you mean 'ppo\.learning_rate'\?\)"),
         Case("wrong type", ("train", _write_config(root, "type", ppo={"n_steps": "many"}), *train[1:]),
@@ -108,7 +108,7 @@ def _cases(root: Path) -> list[Case]:
         Case("resume missing dir", ("train", "--resume", "nowhere"), r"nowhere does not exist"),
         Case("resume not a run", ("train", "--resume", "not-a-run"), r"not-a-run has no config\.yaml"),
         Case("resume broken config", ("train", "--resume", "broken-run"),
-             r"broken-run/config\.yaml is not valid YAML"),
+             r"broken-run/config\.yaml: not valid YAML"),
     ]
 
 

@@ -121,3 +121,13 @@ def test_docs_config_reference_is_generated_from_the_current_config() -> None:
     assert block.strip() == reference().strip(), "run: python -m experiments.config_reference --write"
     for key in flatten(ExperimentConfig()):
         assert f"`{key}`" in block
+
+
+def test_a_key_given_twice_is_an_error_naming_the_line(tmp_path) -> None:
+    from promptopt.config import load_config
+    from promptopt.errors import ConfigError
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("ppo:\n  learning_rate: 0.1\n  learning_rate: 0.2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"line 3: key 'learning_rate' appears twice"):
+        load_config(path)
