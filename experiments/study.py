@@ -529,30 +529,22 @@ def run_study(config: ExperimentConfig, study: StudyConfig) -> Path:
     """Run every phase and write the report; returns the report's path."""
     import os
 
+    from experiments.pipeline import build_problem, make_run_ranker
     from experiments.study_report import hardware, write_results
-    from promptopt.data import load_data
-    from promptopt.llm.factory import make_ranker
     from promptopt.problem import RecProblem
-    from promptopt.splits import split_users
-    from promptopt.templates import TemplateCatalog
 
     started = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     work = Path(study.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     # ------------------------------------------------------------ data, split, catalog, problems
-    data = load_data(config.data)
-    s = config.split
-    split = split_users(
-        data,
-        val_fraction=s.val_fraction,
-        test_fraction=s.test_fraction,
-        min_history=s.min_history,
-        seed=study.data_seed,
-        max_users=s.max_users,
-    )
-    catalog = TemplateCatalog.load(
-        config.templates.catalog, include=config.templates.include, max_history=config.templates.max_history
+    rewards = {
+        "accuracy": dataclasses.replace(config.reward, robust_weight=0.0),
+        "robust": dataclasses.replace(config.reward, robust_weight=study.robust_weight),
+    }
+    # The split and tasks use the data seed, fixed across study seeds (the same users and candidates).
+    data, split, catalog, acc = build_problem(
+        dataclasses.replace(config, seed=study.data_seed, reward=rewards["accuracy"])
     )
     for family, ids in study.families.items():
         missing = [t for t in ids if t not in catalog.ids]
@@ -561,26 +553,13 @@ def run_study(config: ExperimentConfig, study: StudyConfig) -> Path:
                 f"study.families.{family}: {missing[0]!r} is not in the catalog "
                 f"(templates.include holds {', '.join(catalog.ids)})"
             )
-    rewards = {
-        "accuracy": dataclasses.replace(config.reward, robust_weight=0.0),
-        "robust": dataclasses.replace(config.reward, robust_weight=study.robust_weight),
-    }
-    acc = RecProblem.build(data, split, catalog, rewards["accuracy"], s, seed=study.data_seed)
     problems = {
         "accuracy": acc,
         "robust": RecProblem.build(
-            data, split, catalog, rewards["robust"], s, seed=study.data_seed, hints=acc.hints
+            data, split, catalog, rewards["robust"], config.split, seed=study.data_seed, hints=acc.hints
         ),
     }
-    ranker = make_ranker(config.ranker, cache=config.cache, data=data, catalog=catalog, profile=acc.profile)
-    logger.info(
-        "%s; users train/val/test %d/%d/%d; %d templates",
-        data.describe(),
-        len(split.train),
-        len(split.val),
-        len(split.test),
-        len(catalog),
-    )
+    ranker = make_run_ranker(config, acc)
     # ------------------------------------------------------------ answer tables (cached)
     kw = {"chunk": study.chunk}
     tables = {
