@@ -96,7 +96,7 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
         config: The experiment.
         sample: (user, template) pairs rendered per user pool to measure the prompt length.
     """
-    from experiments.pipeline import agent_kinds, build_problem
+    from experiments.assembly import agent_kinds, build_problem
 
     _data, _split, _catalog, problem = build_problem(config)
     n_t = problem.n_templates

@@ -28,7 +28,7 @@ def build_book(run: RunDir, config: ExperimentConfig) -> PromptBook:
     that task's filled prompt. The global ranking comes from the evaluation's best-fixed scan
     (every template on the same training users) or, before evaluation, from training episodes.
     """
-    from experiments.pipeline import build_problem, load_agent, make_run_ranker
+    from experiments.assembly import build_problem, load_agent, make_run_ranker
     from policies.selectors import PPOSelector
     from promptopt.export import PromptBook, TemplateScore, UserChoice
 

@@ -109,7 +109,7 @@ class SelectorFactory:
     # ------------------------------------------------------------------ PPO agents
     def agent(self, kind: str) -> Any:
         """The run's trained agent ``policy`` or ``mlp`` (loaded once)."""
-        from experiments.pipeline import load_agent
+        from experiments.assembly import load_agent
 
         if kind not in self._agents:
             self._agents[kind] = load_agent(self.run, self.config, self.problem, self.ranker, kind)

@@ -529,7 +529,7 @@ def run_study(config: ExperimentConfig, study: StudyConfig) -> Path:
     """Run every phase and write the report; returns the report's path."""
     import os
 
-    from experiments.pipeline import build_problem, make_run_ranker
+    from experiments.assembly import build_problem, make_run_ranker
     from experiments.study_report import hardware, write_results
     from promptopt.problem import RecProblem
 

@@ -86,7 +86,7 @@ def _backend(
             missing = " and ".join(n for n, v in (("data", data), ("catalog", catalog)) if v is None)
             raise ConfigError(
                 f"ranker.backend 'simulated' needs the dataset and the template catalog: pass {missing} "
-                "to make_ranker (experiments.pipeline.build_problem does)"
+                "to make_ranker (experiments.assembly.build_problem does)"
             )
         from promptopt.llm.simulated import SimulatedRanker
 

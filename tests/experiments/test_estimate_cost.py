@@ -21,14 +21,14 @@ def test_expected_distinct_draws() -> None:
 
 @pytest.mark.slow
 def test_estimate_counts_phases_and_bounds_a_real_run(tmp_path, tiny_config) -> None:
-    from experiments import pipeline
+    from experiments import assembly, pipeline
 
     path = tiny_config(tmp_path, policy={"kind": "mlp"}, reward={"robust_weight": 0.3, "views": ["temporal"]},
                        eval={"selectors": ["random", "best_fixed", "policy", "oracle"]})
     config = load_config(path)
     est = estimate(config, sample=40)
     assert not (tmp_path / "cache.sqlite").exists(), "the estimate must not call the ranker"
-    _, split, catalog, _ = pipeline.build_problem(config)
+    _, split, catalog, _ = assembly.build_problem(config)
     n_t, cpe = len(catalog), 2
     assert (est.n_templates, est.calls_per_episode) == (n_t, cpe)
     phases = {p.phase: p for p in est.phases}

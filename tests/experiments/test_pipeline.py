@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from experiments import pipeline
+from experiments import assembly, pipeline
 from experiments.rundir import RunDir
 from promptopt.config import load_config
 from promptopt.errors import BudgetExceeded, ConfigError
@@ -118,7 +118,7 @@ def test_prompt_book_loads_and_serves(finished_run) -> None:
     run_dir, metrics = finished_run
     book = PromptBook.load(run_dir / "prompts.json")
     config = load_config(run_dir / "config.yaml")
-    data, split, catalog, problem = pipeline.build_problem(config)
+    data, split, catalog, problem = assembly.build_problem(config)
     assert len(book) == len(split.train) + len(split.val) + len(split.test)
     assert book.template_ids == catalog.ids
     assert book.ranker["backend"] == "simulated"
