@@ -56,6 +56,21 @@ class UserContext:
     def __len__(self) -> int:
         return len(self.items)
 
+    def distinct_positions(self) -> list[int]:
+        """History positions of each distinct item's latest occurrence, in chronological order.
+
+        Templates list a history item once (e.g. an artist tagged many times) and count a user's
+        history in distinct items; hints read the user's recent distinct items.
+        """
+        seen: set[int] = set()
+        keep: list[int] = []
+        for pos in range(len(self.items) - 1, -1, -1):
+            if self.items[pos] not in seen:
+                seen.add(self.items[pos])
+                keep.append(pos)
+        keep.reverse()
+        return keep
+
     def with_items(self, keep: np.ndarray | list[int]) -> UserContext:
         """A copy holding only the history positions in ``keep`` (kept in chronological order)."""
         keep = sorted(int(k) for k in keep)

@@ -16,7 +16,7 @@ import numpy as np
 
 from promptopt.errors import TemplateError
 from promptopt.templates.compose import SlotComposer
-from promptopt.templates.fields import distinct_positions, liked_count
+from promptopt.templates.fields import liked_count
 from promptopt.templates.schema import check_unique, validate_catalog
 from promptopt.templates.template import PromptTemplate, canonical_text
 
@@ -209,7 +209,7 @@ class TemplateCatalog:
         :class:`~promptopt.templates.hints.CollaborativeHints` also masks hints that have nothing
         for this user). :meth:`PromptTemplate.missing` says why.
         """
-        n = len(distinct_positions(ctx.items))
+        n = len(ctx.distinct_positions())
         mask = self._min_history <= n
         if self._needs_ratings.any() and not any(math.isfinite(r) for r in ctx.ratings):
             mask &= ~self._needs_ratings

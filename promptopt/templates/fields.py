@@ -95,7 +95,7 @@ class RenderInput:
     @cached_property
     def positions(self) -> list[int]:
         """History positions of each distinct item's latest occurrence, chronological."""
-        return distinct_positions(self.ctx.items)
+        return self.ctx.distinct_positions()
 
     @cached_property
     def items(self) -> list[int]:
@@ -109,21 +109,9 @@ class RenderInput:
         return f"{self.title(item)} ({', '.join(genres)})" if genres else self.title(item)
 
 
-def distinct_positions(items: Sequence[int]) -> list[int]:
-    """Positions of the last occurrence of each distinct item, in chronological order."""
-    seen: set[int] = set()
-    keep: list[int] = []
-    for pos in range(len(items) - 1, -1, -1):
-        if items[pos] not in seen:
-            seen.add(items[pos])
-            keep.append(pos)
-    keep.reverse()
-    return keep
-
-
 def liked_count(ctx: UserContext) -> int:
     """Distinct history items whose latest rating is at least :data:`LIKED_RATING`."""
-    return sum(1 for p in distinct_positions(ctx.items) if ctx.ratings[p] >= LIKED_RATING)
+    return sum(1 for p in ctx.distinct_positions() if ctx.ratings[p] >= LIKED_RATING)
 
 
 def _bullets(lines: Sequence[str]) -> str:

@@ -22,7 +22,6 @@ import numpy as np
 
 from promptopt.data.interactions import InteractionData
 from promptopt.tasks import UserContext
-from promptopt.templates.fields import distinct_positions
 
 
 class CollaborativeHints:
@@ -210,7 +209,7 @@ class CollaborativeHints:
         history = _distinct_items(ctx)
         if not history.size or n < 1:
             return []
-        recent = [ctx.items[p] for p in distinct_positions(ctx.items)[-self.recent:]]
+        recent = [ctx.items[p] for p in ctx.distinct_positions()[-self.recent:]]
         scores = np.zeros(self.n_items)
         for item in recent:
             lo, hi = np.searchsorted(self._pair_keys, [item * self.n_items, (item + 1) * self.n_items])

@@ -17,7 +17,6 @@ from promptopt.templates.fields import (
     MAX_COUNT,
     Needs,
     RenderInput,
-    distinct_positions,
     field_arg,
     liked_count,
     normalise_ref,
@@ -220,7 +219,7 @@ class PromptTemplate:
                 this template uses has something to say for ``ctx``.
         """
         reasons: list[str] = []
-        n = len(distinct_positions(ctx.items))
+        n = len(ctx.distinct_positions())
         if n < self.min_history:
             reasons.append(f"needs {self.min_history} history items, the user has {n}")
         has_ratings = any(math.isfinite(r) for r in ctx.ratings)
