@@ -1,26 +1,34 @@
 """Assembly of a run from its config: the problem, the cached ranker, the training env, the agents.
 
 Every phase (train, evaluate, export, estimate, study) builds its pieces through these functions, so
-they see the same data, split, catalog, ranker and agent architecture. Heavy libraries are imported
-inside the functions that need them.
+they see the same data, split, catalog, ranker and agent architecture. The env and the agents need
+gymnasium, stable-baselines3 and torch: they are imported inside the functions that build them, so
+commands that only need the problem (``estimate``, ``templates``) stay light.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from policies.agent import make_agent
 from promptopt.config import ExperimentConfig
+from promptopt.data import load_data
 from promptopt.errors import ConfigError
+from promptopt.llm.budget import Budget
+from promptopt.llm.factory import make_ranker
+from promptopt.llm.simulated import SimulatedRanker
+from promptopt.llm.types import Ranker, RankRequest, RankResponse
+from promptopt.problem import RecProblem
+from promptopt.splits import UserSplit, split_users
+from promptopt.templates import TemplateCatalog
 
 if TYPE_CHECKING:
     from experiments.rundir import RunDir
     from promptopt.data.interactions import InteractionData
-    from promptopt.llm.types import Ranker
-    from promptopt.problem import RecProblem
-    from promptopt.splits import UserSplit
-    from promptopt.templates import TemplateCatalog
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +39,6 @@ def build_problem(config: ExperimentConfig) -> tuple[InteractionData, UserSplit,
     Raises:
         ConfigError / DataFormatError / TemplateError: With the offending key or file.
     """
-    from promptopt.data import load_data
-    from promptopt.problem import RecProblem
-    from promptopt.splits import split_users
-    from promptopt.templates import TemplateCatalog
-
     data = load_data(config.data)
     s = config.split
     try:
@@ -52,15 +55,24 @@ def build_problem(config: ExperimentConfig) -> tuple[InteractionData, UserSplit,
     return data, split, catalog, problem
 
 
+def make_simulator(config: ExperimentConfig, problem: RecProblem) -> SimulatedRanker:
+    """The ``simulated`` backend of the run: built from the problem it simulates.
+
+    It reads the dataset (which candidate the user interacted with), the catalog (a template id's
+    slots) and the profile encoder the policy observes, so its hidden rule uses the statistics the
+    policy sees. Everything else it learns about a request is the request's typed
+    :class:`~promptopt.llm.types.RequestIds`.
+    """
+    return SimulatedRanker(problem.data, problem.catalog, noise=config.ranker.noise,
+                           seed=config.ranker.seed or 0, profile=problem.profile)
+
+
 def make_run_ranker(config: ExperimentConfig, problem: RecProblem) -> Ranker:
     """The config's ranker, behind the answer cache and the budget."""
-    from promptopt.llm.budget import Budget
-    from promptopt.llm.factory import make_ranker
-
     b = config.budget
     budget = Budget.from_config(b) if (b.max_calls, b.max_tokens, b.max_cost) != (None, None, None) else None
-    return make_ranker(config.ranker, cache=config.cache, budget=budget, data=problem.data,
-                       catalog=problem.catalog, profile=problem.profile)
+    simulator = make_simulator(config, problem) if config.ranker.backend == "simulated" else None
+    return make_ranker(config.ranker, cache=config.cache, budget=budget, backend=simulator)
 
 
 def agent_kinds(config: ExperimentConfig) -> list[str]:
@@ -86,14 +98,30 @@ def make_env(config: ExperimentConfig, problem: RecProblem, ranker: Ranker, n_en
                                   users="train", action_space=config.env.action_space)
 
 
-def load_agent(run: RunDir, config: ExperimentConfig, problem: RecProblem, ranker: Ranker, kind: str) -> Any:
-    """A trained agent of the run (weights only: ``set_parameters``, nothing unpickled)."""
-    from policies.agent import make_agent
+class NoRanker:
+    """The ranker of an env that only lends its spaces to an agent being loaded: it ranks nothing.
 
+    Loading an agent builds the training env for its observation and action spaces and action
+    masks; no episode is stepped, so no ranker is called. Passing this instead of the run's ranker
+    means loading needs no API key, server or model, and a call reaching it is a bug, not a cost.
+    """
+
+    identity: Mapping[str, Any] = MappingProxyType({"backend": "none"})
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[RankResponse]:
+        raise RuntimeError("NoRanker was asked to rank: an env built to load an agent was stepped")
+
+
+def load_agent(run: RunDir, config: ExperimentConfig, problem: RecProblem, kind: str) -> Any:
+    """A trained agent of the run (weights only: ``set_parameters``, nothing unpickled).
+
+    Builds no ranker (see :class:`NoRanker`): exporting an ``openai`` run needs no API key and
+    exporting an ``hf`` run loads no model.
+    """
     path = run.agent(kind)
     if not path.is_file():
         raise ConfigError(f"{path} does not exist: train first (promptopt train --resume {run.root})")
-    agent = make_agent(make_env(config, problem, ranker), agent_config(config, kind),
+    agent = make_agent(make_env(config, problem, NoRanker()), agent_config(config, kind),
                        embeddings_path=run.lightgcn)
     try:
         agent.set_parameters(str(path), exact_match=True)

@@ -40,6 +40,8 @@ def _field_docs() -> dict[str, tuple[str, dict[str, tuple[str, str, str]]]]:
                         nxt.value.value, str):
                     doc = " ".join(nxt.value.value.split())
                 default = ast.unparse(stmt.value) if stmt.value is not None else ""
+                if isinstance(stmt.value, ast.Name):  # a named constant (SELECTOR_NAMES): show its value
+                    default = repr(getattr(config_module, stmt.value.id))
                 fields[stmt.target.id] = (ast.unparse(stmt.annotation), default, doc)
         out[node.name] = (" ".join((ast.get_docstring(node) or "").split()), fields)
     return out

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from experiments.assembly import agent_kinds, build_problem
 from promptopt.config import ExperimentConfig
 
 logger = logging.getLogger(__name__)
@@ -96,8 +97,6 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
         config: The experiment.
         sample: (user, template) pairs rendered per user pool to measure the prompt length.
     """
-    from experiments.assembly import agent_kinds, build_problem
-
     _data, _split, _catalog, problem = build_problem(config)
     n_t = problem.n_templates
     cpe = problem.calls_per_episode

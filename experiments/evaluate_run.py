@@ -32,21 +32,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from promptopt.config import ExperimentConfig
+from promptopt.errors import ConfigError
+from promptopt.evaluation import SelectorEvaluation, evaluate_selector, paired_difference
 from promptopt.metrics import METRIC_NAMES
+from promptopt.selector_names import SELECTOR_NAMES
+from promptopt.selectors import OracleSelector, Selector
 
 if TYPE_CHECKING:
-    from promptopt.evaluation import SelectorEvaluation
     from promptopt.llm.types import Ranker
     from promptopt.problem import Period, RecProblem
-    from promptopt.selectors import Selector
 
 logger = logging.getLogger(__name__)
 
 HEADLINE = "ndcg@10"
-SELECTOR_NAMES: tuple[str, ...] = (
-    "random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy", "oracle",
-)
-"""Every selector name ``eval.selectors`` may list, in report order."""
 
 
 def sign_flip_p_value(diff: np.ndarray, *, n_resamples: int = 10000, seed: int = 0) -> float:
@@ -62,15 +60,6 @@ def sign_flip_p_value(diff: np.ndarray, *, n_resamples: int = 10000, seed: int =
         signs = rng.choice((-1.0, 1.0), size=(size, diff.size))
         hits += int((np.abs((signs * diff).mean(axis=1)) >= observed - 1e-15).sum())
     return (1 + hits) / (1 + n_resamples)
-
-
-def check_selectors(names: tuple[str, ...]) -> None:
-    from promptopt.errors import ConfigError
-
-    unknown = [n for n in names if n not in SELECTOR_NAMES]
-    if unknown:
-        raise ConfigError(f"eval.selectors: unknown selector {unknown[0]!r}; use any of "
-                          f"{', '.join(SELECTOR_NAMES)}")
 
 
 def _interval_json(interval: Any) -> dict[str, float]:
@@ -104,15 +93,9 @@ def run_protocol(
     Returns:
         The ``evaluation`` section of metrics.json and the per-selector evaluations.
     """
-    from promptopt.evaluation import evaluate_selector
-    from promptopt.selectors import OracleSelector
-
     cfg = config.eval
-    check_selectors(cfg.selectors)
     users = problem.pool(cfg.split)
     if len(users) == 0:
-        from promptopt.errors import ConfigError
-
         raise ConfigError(f"no {cfg.split} users to evaluate: raise split.test_fraction or the data size")
     kw = {"n_bootstrap": cfg.n_bootstrap, "confidence": cfg.confidence, "seed": config.seed}
     names = [n for n in SELECTOR_NAMES if n in cfg.selectors]
@@ -203,8 +186,6 @@ def summarise(
 
 def paired(a: SelectorEvaluation, b: SelectorEvaluation, config: ExperimentConfig) -> dict[str, Any]:
     """Per-user ``a - b`` on NDCG@10: bootstrap interval, sign-flip p-value, wins / losses / ties."""
-    from promptopt.evaluation import paired_difference
-
     result = paired_difference(a, b, HEADLINE, n_bootstrap=config.eval.n_bootstrap,
                                confidence=config.eval.confidence, seed=config.seed)
     position = {int(u): i for i, u in enumerate(b.users)}

@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from experiments.assembly import build_problem, load_agent
 from experiments.rundir import RunDir
 from experiments.tracking import secret_values
 from promptopt.config import ExperimentConfig, config_to_dict
 from promptopt.errors import ConfigError
-
-if TYPE_CHECKING:
-    from promptopt.export import PromptBook
+from promptopt.export import PromptBook, TemplateScore, UserChoice
 
 logger = logging.getLogger(__name__)
 
@@ -27,24 +26,24 @@ def build_book(run: RunDir, config: ExperimentConfig) -> PromptBook:
     the policy's template for their latest task, its action probabilities, and (``export.prompts``)
     that task's filled prompt. The global ranking comes from the evaluation's best-fixed scan
     (every template on the same training users) or, before evaluation, from training episodes.
+
+    No ranker is built: the prompts are rendered from the data and the catalog, the policy's
+    choices need only the agent, and the ranker's identity is the one training recorded. So
+    exporting an ``openai`` run needs no API key, and exporting an ``hf`` run loads no model.
     """
-    from experiments.assembly import build_problem, load_agent, make_run_ranker
-    from policies.selectors import PPOSelector
-    from promptopt.export import PromptBook, TemplateScore, UserChoice
+    from policies.selectors import PPOSelector  # torch
 
     metrics = run.read_metrics()
     if not run.agent("policy").is_file():
         raise ConfigError(f"{run.agent('policy')} does not exist: finish training first "
                           f"(promptopt train --resume {run.root})")
+    identity = metrics.get("ranker")
+    if not identity:
+        raise ConfigError(f"{run.metrics} has no ranker identity (training records it first): the file "
+                          f"was replaced or damaged; run `promptopt train --resume {run.root}` to record it "
+                          "again")
     data, split, catalog, problem = build_problem(config)
-    ranker = make_run_ranker(config, problem)
-    try:
-        identity = metrics.get("ranker") or dict(ranker.identity)
-        selector = PPOSelector(load_agent(run, config, problem, ranker, "policy"), problem, final=True)
-    finally:
-        close = getattr(ranker, "close", None)
-        if callable(close):
-            close()
+    selector = PPOSelector(load_agent(run, config, problem, "policy"), problem, final=True)
     parts = {"train": split.train, "val": split.val, "test": split.test}
     if config.export.users == "test":
         parts = {"test": split.test}

@@ -18,6 +18,7 @@ wandb's search methods map onto optuna samplers: ``grid`` -> ``GridSampler``, ``
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import time
@@ -26,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.pipeline import run_all
+from experiments.rundir import default_run_dir
+from promptopt.config import load_config
 from promptopt.errors import ConfigError, PromptoptError
 
 logger = logging.getLogger(__name__)
@@ -302,12 +306,6 @@ def write_leaderboard(spec: SweepSpec, results: Sequence[TrialResult], output_di
 def sweep(file: str | Path, *, count: int, config_path: str | None = None,
           output_dir: str | Path | None = None, seed: int = 0) -> Path:
     """``promptopt sweep``: run a wandb sweep file locally with optuna; returns the sweep directory."""
-    import dataclasses
-
-    from experiments.pipeline import run_all
-    from experiments.rundir import default_run_dir
-    from promptopt.config import load_config
-
     spec = load_sweep(file)
     base = config_path or spec.config_path
     if base is None:

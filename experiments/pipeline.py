@@ -21,8 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments.assembly import agent_config, agent_kinds, build_problem, make_env, make_run_ranker
+from experiments.evaluate_run import run_protocol, summary_keys
+from experiments.export_run import build_book, check_no_secrets
+from experiments.plots import write_run_plots
+from experiments.report import write_report
 from experiments.rundir import RunDir, default_run_dir
+from experiments.selector_factory import SelectorFactory
 from experiments.tracking import Tracker, start_tracking
+from experiments.training import train_agent
+from policies.agent import make_agent
+from policies.graph import build_graph
+from policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
 from promptopt.config import ExperimentConfig, config_to_dict, load_config
 from promptopt.errors import ConfigError
 
@@ -78,15 +87,12 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
         ConfigError: ``output_dir`` already holds a run and ``resume`` is false (or vice versa).
         BudgetExceeded: The budget ran out; a checkpoint was saved and the message says how to go on.
     """
-    from experiments.evaluate_run import check_selectors
-
     run = RunDir(Path(output_dir))
     if resume:
         run.require("a run directory to resume")
     elif run.config.is_file():
         raise ConfigError(f"{run.root} already holds a run: continue it with `promptopt train --resume "
                           f"{run.root}` or choose another --output-dir")
-    check_selectors(config.eval.selectors)
     started = time.perf_counter()
     # Everything that can fail on bad input (data, catalog, ranker, key) fails before the run
     # directory is created.
@@ -110,9 +116,6 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
 def _train_agents(run: RunDir, config: ExperimentConfig, data: InteractionData, problem: RecProblem,
                   ranker: Ranker, tracker: Tracker, started: float) -> None:
     """LightGCN pretraining, then each agent (skipping those a resumed run already finished)."""
-    from experiments.training import train_agent
-    from policies.agent import make_agent
-
     metrics = run.update_metrics("ranker", dict(ranker.identity))
     lightgcn = _pretrain(run, config, data, problem)
     agents: dict[str, Any] = {}
@@ -172,15 +175,10 @@ def log_spend(ranker: Any) -> None:
 
 def _pretrain(run: RunDir, config: ExperimentConfig, data: InteractionData, problem: RecProblem) -> dict:
     """LightGCN BPR pretraining on the training graph (skipped when the run already has weights)."""
-    from policies.lightgcn import LightGCNEmbeddings
-
     if run.lightgcn.is_file():
         emb = LightGCNEmbeddings.load(run.lightgcn)
         logger.info("LightGCN: reusing %s", run.lightgcn)
     elif config.policy.kind == "lightgcn_mlp" or {"epsilon_greedy", "linucb"} & set(config.eval.selectors):
-        from policies.graph import build_graph
-        from policies.lightgcn import pretrain_from_config
-
         graph = build_graph(data, problem.train_mask)
         logger.info("LightGCN: pretraining on %d users, %d items, %d training edges",
                     graph.n_users, graph.n_items, graph.n_edges)
@@ -236,10 +234,6 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
     """
     from tqdm.auto import tqdm
 
-    from experiments.evaluate_run import run_protocol, summary_keys
-    from experiments.plots import write_run_plots
-    from experiments.selector_factory import SelectorFactory
-
     run = RunDir(Path(run_dir)).require()
     config = read_config(run)
     with run_logging(run.log):
@@ -266,8 +260,6 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
                 evaluation["template_scan"] = factory.scan
             metrics = run.update_metrics("evaluation", evaluation, summary=summary_keys(evaluation))
             plots = write_run_plots(run, metrics)
-            from experiments.report import write_report
-
             write_report(run.report, config=config_to_dict(config), metrics=metrics,
                          plots={k: str(p.relative_to(run.root)) for k, p in plots.items()},
                          ranker_identity=metrics.get("ranker"))
@@ -280,8 +272,6 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
 
 def export(run_dir: str | Path, *, output: str | Path | None = None) -> Path:
     """Write the run's prompt book (default ``RUN_DIR/prompts.json``), validated against the schema."""
-    from experiments.export_run import build_book, check_no_secrets
-
     run = RunDir(Path(run_dir)).require()
     config = read_config(run)
     path = Path(output) if output else run.prompts

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.rundir import RunDir
 from promptopt.metrics import METRIC_NAMES
 
 HEADLINE_METRIC = "ndcg@10"
@@ -198,8 +199,6 @@ def _usage_md(evaluation: Mapping[str, Any]) -> str:
 
 def print_summary(run_dir: str | Path, metrics: dict[str, Any]) -> None:
     """Print the headline table and where the run is (the CLI's output)."""
-    from experiments.rundir import RunDir
-
     run = RunDir(Path(run_dir))
     evaluation = metrics.get("evaluation")
     if evaluation:

@@ -7,13 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from experiments.assembly import load_agent
+from policies.lightgcn import LightGCNEmbeddings
+from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 from promptopt.config import ExperimentConfig
+from promptopt.selector_names import SELECTOR_NAMES
+from promptopt.selectors import RandomSelector, Selector, best_fixed
 
 if TYPE_CHECKING:
     from experiments.rundir import RunDir
     from promptopt.llm.types import Ranker
     from promptopt.problem import Period, RecProblem
-    from promptopt.selectors import Selector
+
+BUILT_ELSEWHERE: frozenset[str] = frozenset({"oracle"})
+"""Selectors of :data:`~promptopt.selector_names.SELECTOR_NAMES` the factory does not build: the
+oracle is built by the evaluation itself, so that it scores exactly the evaluated tasks."""
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +50,22 @@ class SelectorFactory:
         self._agents: dict[str, Any] = {}
 
     def __call__(self, name: str, period: Period | None = None) -> Selector:
+        if name not in SELECTOR_NAMES or name in BUILT_ELSEWHERE:
+            raise ValueError(f"no selector {name!r} to build; the factory builds "
+                              f"{', '.join(self.names())}")
         if name in ("policy", "mlp_ppo"):
             return self._ppo(name, period)
         if name not in self._built:
             self._built[name] = getattr(self, f"_{name}")()
         return self._built[name]
 
+    @staticmethod
+    def names() -> list[str]:
+        """The selectors it builds: every registered name but :data:`BUILT_ELSEWHERE`."""
+        return [n for n in SELECTOR_NAMES if n not in BUILT_ELSEWHERE]
+
     # ------------------------------------------------------------------ baselines
     def _random(self) -> Selector:
-        from promptopt.selectors import RandomSelector
-
         return RandomSelector(self.problem.n_templates, seed=self.config.seed, masks=self.problem.action_mask)
 
     def _train_users(self, limit: int | None) -> np.ndarray:
@@ -62,8 +76,6 @@ class SelectorFactory:
         return users
 
     def _best_fixed(self) -> Selector:
-        from promptopt.selectors import best_fixed
-
         users = self._train_users(self.config.eval.fixed_users)
         logger.info("best fixed template: scoring %d templates on %d training users",
                     self.problem.n_templates, users.size)
@@ -79,12 +91,8 @@ class SelectorFactory:
         return selector
 
     def _features(self) -> np.ndarray:
-        from promptopt.bandits import bandit_features
-
         embeddings = None
         if self.run.lightgcn.is_file():
-            from policies.lightgcn import LightGCNEmbeddings
-
             embeddings = LightGCNEmbeddings.load(self.run.lightgcn).user_embeddings.numpy()
         p = self.problem
         users = np.concatenate([p.pool("train"), p.pool("val"), p.pool("test")])
@@ -97,26 +105,20 @@ class SelectorFactory:
                             seed=self.config.seed)
 
     def _epsilon_greedy(self) -> Selector:
-        from promptopt.bandits import EpsilonGreedySelector
-
         return self._bandit(EpsilonGreedySelector(self.problem.n_templates, epsilon=self.config.eval.epsilon))
 
     def _linucb(self) -> Selector:
-        from promptopt.bandits import LinUCBSelector
-
         return self._bandit(LinUCBSelector(self.problem.n_templates, alpha=self.config.eval.linucb_alpha))
 
     # ------------------------------------------------------------------ PPO agents
     def agent(self, kind: str) -> Any:
         """The run's trained agent ``policy`` or ``mlp`` (loaded once)."""
-        from experiments.assembly import load_agent
-
         if kind not in self._agents:
-            self._agents[kind] = load_agent(self.run, self.config, self.problem, self.ranker, kind)
+            self._agents[kind] = load_agent(self.run, self.config, self.problem, kind)
         return self._agents[kind]
 
     def _ppo(self, name: str, period: Period | None) -> Selector:
-        from policies.selectors import PPOSelector
+        from policies.selectors import PPOSelector  # torch
 
         # The MLP-only baseline is the run's own policy when the policy has no graph.
         kind = "mlp" if name == "mlp_ppo" and self.config.policy.kind != "mlp" else "policy"

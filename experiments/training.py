@@ -28,6 +28,7 @@ from typing import Any
 
 from experiments.rundir import write_json
 from experiments.tracking import Tracker
+from promptopt.errors import BudgetExceeded, ConfigError, RankerError
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,6 @@ def _restore(agent: Any, folder: Path, kind: str) -> tuple[Path, TrainingState] 
     Raises:
         ConfigError: Checkpoints exist but none loads (damaged files, or a policy of another shape).
     """
-    from promptopt.errors import ConfigError
-
     failed: list[tuple[Path, str]] = []
     while (found := latest_checkpoint(folder, kind, skip=[path for path, _ in failed])) is not None:
         try:
@@ -298,8 +297,6 @@ def train_agent(
         RankerError: The ranker failed after its retries; a checkpoint was saved first (and every
             answer received is in the cache), and the message says how to continue.
     """
-    from promptopt.errors import BudgetExceeded, ConfigError, RankerError
-
     if checkpoint_every < 1:
         raise ConfigError(f"ppo.checkpoint_every must be >= 1, got {checkpoint_every}")
     checkpoint_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from promptopt.errors import ConfigError
+from promptopt.selector_names import SELECTOR_NAMES, unknown_selectors
 
 _FORBID = {"extra": "forbid"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -269,9 +270,7 @@ class EvalConfig:
 
     split: Literal["val", "test"] = "test"
     """Users the selectors are compared on."""
-    selectors: tuple[str, ...] = (
-        "random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy", "oracle"
-    )
+    selectors: tuple[str, ...] = SELECTOR_NAMES
     """Selectors to compare (names as in the report)."""
     n_bootstrap: int = 1000
     """Bootstrap resamples for intervals."""
@@ -287,6 +286,12 @@ class EvalConfig:
     """Training users every template is scored on to pick the best fixed template (None = all)."""
     periods: bool = True
     """Also compare selectors on each user's source-period and drifted target-period target."""
+
+    def __post_init__(self) -> None:
+        unknown = unknown_selectors(self.selectors)
+        if unknown:
+            raise ConfigError(f"eval.selectors: unknown selector {unknown[0]!r}; use any of "
+                              f"{', '.join(SELECTOR_NAMES)}")
 
 
 @_section

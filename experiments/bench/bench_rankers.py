@@ -5,7 +5,7 @@ One table, every ratio measured side by side in this run:
 * API: ``--requests`` requests through :class:`OpenAIRanker` to the local OpenAI-compatible server
   answering after ``--latency`` seconds, sequential (concurrency 1) vs async at ``--concurrency``.
   Targets: >= 20x the sequential rate and >= 80% of the ideal rate ``concurrency / latency``.
-  The server runs in its own process (``python -m promptopt.llm.local_server``), as a real
+  The server runs in its own process (``python -m promptopt.testing``), as a real
   server would; ``--in-process-server`` runs it in a thread of this process instead.
 * Cache: hit lookups/s of :class:`CachedRanker` on a warm file (target >= 20,000/s), and the
   cost of a miss-then-store (an instant backend, so the time is the cache's own).
@@ -92,11 +92,11 @@ def _met(ok: bool) -> str:
 
 
 class _ServerProcess:
-    """``python -m promptopt.llm.local_server`` in a child process; ``base_url`` read from its stdout."""
+    """``python -m promptopt.testing`` in a child process; ``base_url`` read from its stdout."""
 
     def __init__(self, latency: float) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "promptopt.llm.local_server", "--latency", str(latency)],
+            [sys.executable, "-m", "promptopt.testing", "--latency", str(latency)],
             stdout=subprocess.PIPE, text=True, cwd=REPO,
         )
         assert self.proc.stdout is not None
@@ -111,8 +111,8 @@ class _ServerProcess:
 
 
 def bench_api(args: argparse.Namespace) -> list[Row]:
-    from promptopt.llm.local_server import LocalOpenAIServer
     from promptopt.llm.openai_backend import OpenAIRanker
+    from promptopt.testing import LocalOpenAIServer
 
     os.environ.setdefault(KEY_ENV, "local-bench-key")
     in_process = LocalOpenAIServer(args.latency).start() if args.in_process_server else None

@@ -22,7 +22,6 @@ _LAZY: dict[str, str] = {
     "PartialBatchError": "cache",
     "cache_key": "cache",
     "OpenAIRanker": "openai_backend",
-    "LocalOpenAIServer": "local_server",
     "HFRanker": "hf_backend",
     "EmbeddingRanker": "embedding_backend",
     "SimulatedRanker": "simulated",

@@ -74,7 +74,7 @@ def cache_key(identity: Mapping[str, Any] | str, request: RankRequest) -> str:
     """sha256 hex of the ranker identity (canonical JSON), every field of the request, and the schema.
 
     The request's fields (those of ``request.to_json()``: messages, candidate ids and texts in shown
-    order, output format, index base, sample id, meta) are framed with their lengths: an unambiguous
+    order, output format, index base, sample id, the ids' key) are framed with their lengths: an unambiguous
     encoding like JSON, at a fraction of the cost of ``json.dumps`` on every lookup.
 
     Args:
@@ -82,11 +82,12 @@ def cache_key(identity: Mapping[str, Any] | str, request: RankRequest) -> str:
         request: The request.
     """
     identity_json = identity if isinstance(identity, str) else canonical_json(dict(identity))
+    ids = request.ids.key if request.ids is not None else ()
     texts = (identity_json, request.output_format, *(x for m in request.messages for x in m),
              *request.candidate_texts)
     head = (
         f"promptopt-cache-v{SCHEMA_VERSION}|{len(request.messages)}|{request.index_base}|"
-        f"{request.sample_id}|{list(map(len, texts))}|{request.candidate_ids!r}|{request.meta!r}"
+        f"{request.sample_id}|{list(map(len, texts))}|{request.candidate_ids!r}|{ids!r}"
     )
     payload = "\x00".join((head, *texts)).encode("utf-8", "surrogatepass")
     return hashlib.sha256(payload).hexdigest()

@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from promptopt.errors import RankerError
+from promptopt.llm.hf_backend import hub_offline, model_fingerprint, resolve_device
 from promptopt.llm.types import ParseStats, RankRequest, RankResponse, TokenUsage
+from promptopt.llm.urls import public_url
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +112,12 @@ class EmbeddingRanker:
         )
         self.model_name = model
         # The server (without credentials, query or fragment): another server may embed differently.
-        self._fingerprint: dict[str, Any] = {"base_url": public_url(base_url)}
+        shown = public_url(base_url) if base_url is not None else None
+        self._fingerprint: dict[str, Any] = {"base_url": shown}
         self.max_seq_length: int | None = None
 
     def _init_local(self, model: str | None, device: str, local_files_only: bool | None) -> None:
         from sentence_transformers import SentenceTransformer
-
-        from promptopt.llm.hf_backend import hub_offline, model_fingerprint, resolve_device
 
         offline = hub_offline() if local_files_only is None else local_files_only
         if model is None or model in _DEFAULT_ALIASES:
@@ -249,19 +250,6 @@ class EmbeddingRanker:
                 scores=tuple(scores[k, :n].tolist()),
             ))
         return responses
-
-
-def public_url(url: str | None) -> str | None:
-    """``url`` without user info, query or fragment (``None`` stays ``None``: the official API)."""
-    if url is None:
-        return None
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 def _split_tokens(total: int, weights: Sequence[int]) -> list[int]:

@@ -1,7 +1,9 @@
 """Build the ranker a config's ``ranker`` section describes, wrapped in the answer cache when enabled.
 
-Every backend is imported on demand, so choosing ``simulated`` never imports torch, and choosing
-``hf`` never imports the openai client.
+Every backend is imported on demand, so choosing ``hf`` never imports the openai client, and
+``embedding`` over an API never imports torch. The ``simulated`` backend is not built here: it
+simulates a particular problem (its data, catalog and profile statistics), so whoever holds the
+problem builds it (``experiments.assembly.make_simulator``) and passes it as ``backend`` to be cached.
 """
 
 from __future__ import annotations
@@ -13,11 +15,8 @@ from promptopt.errors import ConfigError
 
 if TYPE_CHECKING:
     from promptopt.config import CacheConfig, RankerConfig
-    from promptopt.data.interactions import InteractionData
     from promptopt.llm.budget import Budget
     from promptopt.llm.types import Ranker
-    from promptopt.profile import ProfileEncoder
-    from promptopt.templates import TemplateCatalog
 
 logger = logging.getLogger(__name__)
 
@@ -30,26 +29,22 @@ def make_ranker(
     *,
     cache: CacheConfig | None = None,
     budget: Budget | None = None,
-    data: InteractionData | None = None,
-    catalog: TemplateCatalog | None = None,
-    profile: ProfileEncoder | None = None,
+    backend: Ranker | None = None,
 ) -> Ranker:
-    """The backend of ``config.backend``, wrapped in a :class:`~promptopt.llm.cache.CachedRanker`
-    (sharing ``budget``) when ``cache`` is given and enabled.
+    """The backend of ``config.backend`` (or ``backend``, built by the caller), wrapped in a
+    :class:`~promptopt.llm.cache.CachedRanker` (sharing ``budget``) when ``cache`` is given and enabled.
 
     Args:
         config: The ``ranker`` section.
         cache: The ``cache`` section; ``None`` or ``enabled: false`` = no cache.
         budget: Caps shared by the run's rankers; enforced by the cache layer, so a budget with a cap
             needs the cache.
-        data: The dataset (the ``simulated`` backend reads which candidate the user interacted with).
-        catalog: The template catalog (``simulated``: the request's template id -> its slots).
-        profile: ``simulated``: the profile encoder the policy observes (e.g. ``problem.profile``),
-            so the hidden rule uses the same statistics; default: one over all interactions.
+        backend: A backend built elsewhere, to be cached and budgeted here: required for
+            ``simulated`` (a :class:`~promptopt.llm.simulated.SimulatedRanker` of the problem).
 
     Raises:
-        ConfigError: Unknown backend, ``simulated`` without ``data`` / ``catalog``, or a budget cap
-            without the cache.
+        ConfigError: Unknown backend, ``simulated`` without ``backend``, or a budget cap without the
+            cache.
         RankerError: The backend cannot be built (model not found, API key variable unset).
     """
     if config.backend not in BACKENDS:
@@ -64,7 +59,8 @@ def make_ranker(
             f"a ranker budget ({budget!r}) is enforced by the answer cache, which is disabled: "
             "set cache.enabled: true or remove the budget caps"
         )
-    backend = _backend(config, data=data, catalog=catalog, profile=profile)
+    if backend is None:
+        backend = _backend(config)
     if not cached:
         return backend
     assert cache is not None
@@ -74,23 +70,13 @@ def make_ranker(
     return CachedRanker(backend, cache.path, budget=budget)
 
 
-def _backend(
-    config: RankerConfig,
-    *,
-    data: InteractionData | None,
-    catalog: TemplateCatalog | None,
-    profile: ProfileEncoder | None,
-) -> Ranker:
+def _backend(config: RankerConfig) -> Ranker:
     if config.backend == "simulated":
-        if data is None or catalog is None:
-            missing = " and ".join(n for n, v in (("data", data), ("catalog", catalog)) if v is None)
-            raise ConfigError(
-                f"ranker.backend 'simulated' needs the dataset and the template catalog: pass {missing} "
-                "to make_ranker (experiments.assembly.build_problem does)"
-            )
-        from promptopt.llm.simulated import SimulatedRanker
-
-        return SimulatedRanker(data, catalog, noise=config.noise, seed=config.seed or 0, profile=profile)
+        raise ConfigError(
+            "ranker.backend 'simulated' simulates a problem, so it is built from one: pass "
+            "backend=SimulatedRanker(data, catalog, ...) to make_ranker "
+            "(experiments.assembly.make_run_ranker does)"
+        )
     if config.backend == "openai":
         from promptopt.llm.openai_backend import OpenAIRanker
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from promptopt.errors import RankerError
+from promptopt.llm.parsing import parse_ranking
 from promptopt.llm.types import ParseStats, RankRequest, RankResponse, TokenUsage
 
 logger = logging.getLogger(__name__)
@@ -441,8 +442,6 @@ class HFRanker:
 
     def _rank_generate(self, requests: list[RankRequest]) -> list[RankResponse]:
         import torch
-
-        from promptopt.llm.parsing import parse_ranking
 
         responses: list[RankResponse] = []
         pad = int(self.tokenizer.pad_token_id)

@@ -27,12 +27,12 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from promptopt.errors import ConfigError, RankerError
 from promptopt.llm.cache import PartialBatchError
 from promptopt.llm.parsing import parse_ranking
 from promptopt.llm.types import RankRequest, RankResponse, TokenUsage
+from promptopt.llm.urls import public_url
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -48,16 +48,6 @@ _T = TypeVar("_T")
 
 class _BadAnswer(Exception):
     """A 200 answer without a usable message (malformed JSON, no choices, empty content)."""
-
-
-def public_url(url: str) -> str:
-    """``url`` without user name, password, query or fragment, and without a trailing slash."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 class OpenAIRanker:

@@ -1,8 +1,11 @@
 r"""A deterministic black box with a known best template per user: a simulator for tests and demos.
 
 :class:`SimulatedRanker` is **not** a language model. It reads who the request is for and which
-template produced it (the request's ``meta``: ``"user"`` raw id, ``"template"`` id, ``"task"``
-id), looks up a hidden quality, and places the user's held-out item accordingly. It lets the whole
+template produced it from the request's typed identifiers (:class:`~promptopt.llm.types.RequestIds`:
+raw user id, template id, task id and view), looks up a hidden quality, and places the user's
+held-out item accordingly. It is built from the problem it simulates (the dataset, the catalog
+and the profile encoder the policy observes), by whoever holds that problem
+(``experiments.assembly.make_simulator`` for a run), never from a config alone. It lets the whole
 pipeline (env, PPO, baselines, evaluation, export) run offline in seconds with a known optimum.
 
 The hidden rule
@@ -43,7 +46,7 @@ templates spread over 16 templates (none best for more than 20% of users), and a
 0.77 on the other 100, so the mapping is learnable.
 
 ``q(u, t)`` is calibrated as the **expected NDCG@10** of the response when the request has at least
-11 candidates (:meth:`SimulatedRanker.expected_quality`). On drift views (task ids whose view is
+11 candidates (:meth:`SimulatedRanker.expected_quality`). On drift views (requests whose view is
 not ``base``) each template loses its options' fragility ``sum_s f_{o_s}`` (:data:`OPTION_FRAGILITY`:
 a 5-title history suffers most from history dropout, etc.). Per request, with ``eps ~ N(0, 1)``
 drawn from a hash of ``(seed, task, template, sample id, shown order)``:
@@ -72,7 +75,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from promptopt.errors import RankerError
-from promptopt.llm.types import ParseStats, RankRequest, RankResponse, TokenUsage
+from promptopt.llm.types import ParseStats, RankRequest, RankResponse, RequestIds, TokenUsage
 from promptopt.profile import PROFILE_FEATURES, ProfileEncoder
 from promptopt.tasks import UserContext
 
@@ -180,7 +183,7 @@ class SimulatedRanker:
 
     Args:
         data: The dataset; the target of a request is the candidate the user interacted with.
-        catalog: The template catalog whose ids appear in the requests' ``meta``.
+        catalog: The template catalog whose ids the requests name (``RequestIds.template``).
         noise: Standard deviation of the per-request quality noise (0 = only rank dithering).
         seed: Seed of the noise, the dithering and the negatives' order.
         profile: The profile encoder policies observe (default: one over all interactions).
@@ -356,38 +359,30 @@ class SimulatedRanker:
         """Rank each request's candidates by the simulator's rule (no model, microseconds each).
 
         Raises:
-            RankerError: A request lacks the ``user`` / ``template`` meta, names an unknown user or
-                template, or lists no item the user interacted with.
+            RankerError: A request has no ``ids``, names an unknown user or template, or lists no
+                item the user interacted with.
         """
         responses = []
         prior = self._prior
         for request in requests:
-            raw_user = template = task = None
-            for key, value in request.meta:
-                if key == "user":
-                    raw_user = value
-                elif key == "template":
-                    template = value
-                elif key == "task":
-                    task = value
-            user = self._user_index.get(str(raw_user)) if raw_user is not None else None
-            t_index = self._template_index.get(str(template)) if template is not None else None
-            if user is None or t_index is None:
-                raise RankerError(self._meta_error(request, raw_user, template))
+            ids = request.ids
+            user = self._user_index.get(ids.user) if ids is not None else None
+            t_index = self._template_index.get(ids.template) if ids is not None else None
+            if ids is None or user is None or t_index is None:
+                raise RankerError(self._ids_error(ids))
             seen = self._items[user]
-            ids = request.candidate_ids
-            target = next((c for c in ids if c in seen), None)
+            candidates = request.candidate_ids
+            target = next((c for c in candidates if c in seen), None)
             if target is None:
                 raise RankerError(
-                    f"simulated ranker: request {task or '?'} for user {raw_user!r} lists no item the user "
+                    f"simulated ranker: request {ids.task} for user {ids.user!r} lists no item the user "
                     "interacted with; build requests with PromptTemplate.request from a RankingTask"
                 )
-            view = _view_of(str(task)) if task is not None else "base"
-            quality = self.expected_quality(user, t_index, view=view)
-            u1, u2, u3 = self._uniforms(request, str(task), str(template))
-            n = len(ids)
+            quality = self.expected_quality(user, t_index, view=ids.view)
+            u1, u2, u3 = self._uniforms(request, ids.task, ids.template)
+            n = len(candidates)
             r = self._target_rank(quality, n, u1, u2, u3)
-            negatives = sorted((c for c in ids if c != target), key=prior.__getitem__)
+            negatives = sorted((c for c in candidates if c != target), key=prior.__getitem__)
             negatives.insert(r, target)
             responses.append(RankResponse(
                 ranking=tuple(negatives),
@@ -396,23 +391,13 @@ class SimulatedRanker:
             ))
         return responses
 
-    def _meta_error(self, request: RankRequest, raw_user: object, template: object) -> str:
-        if raw_user is None or template is None:
-            return (
-                "simulated ranker: a request has no 'user' / 'template' meta (got "
-                f"{dict(request.meta)!r}); build requests with PromptTemplate.request"
-            )
-        if str(raw_user) not in self._user_index:
-            return f"simulated ranker: unknown user {raw_user!r} (not in dataset {self.data.name!r})"
+    def _ids_error(self, ids: RequestIds | None) -> str:
+        if ids is None:
+            return ("simulated ranker: a request has no ids (which user, template and task it is for); "
+                    "build requests with PromptTemplate.request")
+        if ids.user not in self._user_index:
+            return f"simulated ranker: unknown user {ids.user!r} (not in dataset {self.data.name!r})"
         return (
-            f"simulated ranker: unknown template {template!r} (not in catalog "
+            f"simulated ranker: unknown template {ids.template!r} (not in catalog "
             f"{getattr(self.catalog, 'name', '?')!r}; the simulator must share the env's catalog)"
         )
-
-
-def _view_of(task_id: str) -> str:
-    """The view of a task id ``"<user>/<row>/<view>[/<repeat>]"``."""
-    parts = task_id.split("/")
-    if len(parts) >= 4 and parts[-1].isdigit():
-        return parts[-2]
-    return parts[-1] if len(parts) >= 3 else "base"

@@ -49,6 +49,36 @@ class ParseStats:
 
 
 @dataclass(frozen=True)
+class RequestIds:
+    """Which user, template and task a request was built for: identifiers, never prompt text.
+
+    A real ranker never reads them (it sees the messages and the candidates, as a served model
+    would); the :class:`~promptopt.llm.simulated.SimulatedRanker` reads all four, and the answer
+    cache and its audit export key and label answers by them.
+
+    Attributes:
+        user: The dataset's raw user id.
+        template: The template id in the catalog.
+        task: The task id, ``"<raw user>/<target row>/<view>[/<repeat>]"``.
+        view: The task's view: ``"base"`` or a drift view (``"dropout"``, ``"temporal"`` ...).
+    """
+
+    user: str
+    template: str
+    task: str
+    view: str = "base"
+
+    @property
+    def key(self) -> tuple[tuple[str, str], ...]:
+        """The pairs the cache key and the stored request hold: user, template and task.
+
+        ``view`` is left out: the task id already names it. These are the pairs requests carried
+        before the identifiers were typed, so answers cached earlier keep their keys.
+        """
+        return (("user", self.user), ("template", self.template), ("task", self.task))
+
+
+@dataclass(frozen=True)
 class RankRequest:
     """One prompt and the candidates it shows, in the shown order.
 
@@ -61,8 +91,8 @@ class RankRequest:
         index_base: ``1`` when the list is numbered from 1 (the default), ``0`` from 0.
         sample_id: Distinguishes repeated samples of the same request at temperature > 0; part of
             the cache key so samples are not collapsed into one answer.
-        meta: Extra key-value pairs that identify the request for simulators and audits (user,
-            template id). Part of the cache key; never secrets.
+        ids: Which user, template and task the request is for (:class:`RequestIds`; ``None`` for a
+            request built by hand). Part of the cache key; never sent to a model.
     """
 
     messages: tuple[tuple[str, str], ...]
@@ -71,7 +101,7 @@ class RankRequest:
     output_format: OutputFormat = "index"
     index_base: int = 1
     sample_id: int = 0
-    meta: tuple[tuple[str, str | int], ...] = ()
+    ids: RequestIds | None = None
 
     def __post_init__(self) -> None:
         if len(self.candidate_ids) != len(self.candidate_texts):
@@ -105,12 +135,6 @@ class RankRequest:
         """All message contents joined by blank lines (what text-only backends read)."""
         return "\n\n".join(content for _, content in self.messages)
 
-    def meta_value(self, key: str) -> str | int | None:
-        for k, v in self.meta:
-            if k == key:
-                return v
-        return None
-
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (the cache key is the sha256 of this plus the backend identity)."""
         return {
@@ -120,7 +144,7 @@ class RankRequest:
             "output_format": self.output_format,
             "index_base": self.index_base,
             "sample_id": self.sample_id,
-            "meta": [list(m) for m in self.meta],
+            "meta": [list(m) for m in self.ids.key] if self.ids is not None else [],
         }
 
 

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from promptopt.errors import TemplateError
-from promptopt.llm.types import OutputFormat, RankRequest
+from promptopt.llm.types import OutputFormat, RankRequest, RequestIds
 from promptopt.templates.fields import (
     FIELDS,
     MAX_COUNT,
@@ -206,7 +206,8 @@ class PromptTemplate:
             output_format=self.output_format,
             index_base=self.index_base,
             sample_id=sample_id,
-            meta=(("user", task.context.raw_user_id), ("template", self.id), ("task", task.task_id)),
+            ids=RequestIds(user=task.context.raw_user_id, template=self.id, task=task.task_id,
+                           view=task.view),
         )
 
     def missing(self, ctx: UserContext, hints: bool | CollaborativeHints = True) -> list[str]:

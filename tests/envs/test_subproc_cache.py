@@ -18,6 +18,7 @@ from envs.prompt_rec import PromptRecEnv
 from promptopt.config import CacheConfig, RankerConfig, RewardConfig, SplitConfig
 from promptopt.llm.cache import CacheStore, cache_key
 from promptopt.llm.factory import make_ranker
+from promptopt.llm.simulated import SimulatedRanker
 from promptopt.problem import RecProblem
 from promptopt.splits import split_users
 from promptopt.templates import TemplateCatalog
@@ -52,8 +53,9 @@ def test_subprocess_workers_share_one_cache_without_losing_answers(synthetic_dat
     reward = RewardConfig(robust_weight=0.3, views=("temporal",), bootstrap=2)
     problem = RecProblem.build(data, split, catalog, reward, SplitConfig(n_negatives=9), seed=0)
     path = tmp_path / "shared.sqlite"
-    ranker = make_ranker(RankerConfig(backend="simulated"), cache=CacheConfig(path=str(path)), data=data,
-                         catalog=catalog, profile=problem.profile)
+    simulator = SimulatedRanker(data, catalog, profile=problem.profile)
+    ranker = make_ranker(RankerConfig(backend="simulated"), cache=CacheConfig(path=str(path)),
+                         backend=simulator)
     assert len(CacheStore(path)) == 0
 
     vec = SubprocVecEnv([_EnvFactory(problem, ranker) for _ in range(N_WORKERS)], start_method=start_method)

@@ -11,9 +11,9 @@ import pytest
 
 from experiments.cli import main
 from promptopt.llm.cache import CachedRanker, CacheStore
-from promptopt.llm.local_server import LocalOpenAIServer
 from promptopt.llm.openai_backend import OpenAIRanker
 from promptopt.llm.types import RankRequest
+from promptopt.testing import LocalOpenAIServer
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_KEY = "sk-cli-cache-FAKE-41b7aa09"

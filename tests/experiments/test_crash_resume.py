@@ -26,7 +26,7 @@ import yaml
 
 from experiments.rundir import RunDir
 from promptopt.llm.cache import CacheStore
-from promptopt.llm.local_server import LocalOpenAIServer, default_answer
+from promptopt.testing import LocalOpenAIServer, default_answer
 from tests.experiments.conftest import tiny_config_dict
 
 KEY_ENV = "PROMPTOPT_CRASH_KEY"

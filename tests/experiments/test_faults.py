@@ -1,6 +1,6 @@
 """Fault injection: PPO training with the OpenAI-compatible backend against a flaky local server.
 
-The server (:class:`promptopt.llm.local_server.LocalOpenAIServer`, real HTTP, real ``openai`` client)
+The server (:class:`promptopt.testing.LocalOpenAIServer`, real HTTP, real ``openai`` client)
 fails 20% of requests with every transient kind (429 with retry-after, 500, connection reset, a hang
 past the client's timeout, malformed JSON, no choices, a truncated body). The run must finish, every
 failure must be retried, and the counts the run logs must equal the server's own counters. A server
@@ -26,7 +26,7 @@ from experiments.rundir import RunDir
 from promptopt.config import ExperimentConfig, config_from_dict
 from promptopt.errors import RankerError
 from promptopt.llm.cache import CacheStore
-from promptopt.llm.local_server import FAILURE_KINDS, LocalOpenAIServer, default_answer
+from promptopt.testing import FAILURE_KINDS, LocalOpenAIServer, default_answer
 from tests.experiments.conftest import tiny_config_dict
 
 KEY_ENV = "PROMPTOPT_FAULTS_KEY"

@@ -172,10 +172,8 @@ def _patch_ranker(monkeypatch, sessions: list[CountingRanker], stop_after: int |
     def make(config, problem):
         from promptopt.llm.budget import Budget
         from promptopt.llm.cache import CachedRanker
-        from promptopt.llm.factory import make_ranker
 
-        backend = make_ranker(config.ranker, data=problem.data, catalog=problem.catalog,
-                              profile=problem.profile)
+        backend = assembly.make_simulator(config, problem)
         counting = CountingRanker(backend, stop_after=stop_after if not sessions else None)
         sessions.append(counting)
         return CachedRanker(counting, config.cache.path, budget=Budget.from_config(config.budget))
@@ -246,7 +244,7 @@ FAKE_KEY = "sk-promptopt-FAKE-7f3a9c1e5b2d4086"
 
 @pytest.mark.slow
 def test_api_key_never_reaches_an_output_file(tmp_path, monkeypatch) -> None:
-    from promptopt.llm.local_server import LocalOpenAIServer
+    from promptopt.testing import LocalOpenAIServer
 
     monkeypatch.setenv("PROMPTOPT_TEST_KEY", FAKE_KEY)
     with LocalOpenAIServer() as server:

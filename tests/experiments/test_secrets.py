@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptopt.llm.local_server import LocalOpenAIServer
+from promptopt.testing import LocalOpenAIServer
 from tests.experiments.conftest import tiny_config_dict
 
 FAKE_KEY = "sk-test-SECRET-1234567890abcdef"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
+import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,14 +19,26 @@ ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = ROOT / "experiments" / "sweeps"
 
 
-def _train_script():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "experiments" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _run_train_script(argv: list[str], monkeypatch) -> tuple[str, list[str]]:
+    """Run ``experiments/train.py`` as ``wandb agent`` does; return what reached the pipeline."""
+    from experiments import pipeline
+
+    received: list[tuple[str, list[str]]] = []
+
+    def train_from_cli(config_path, *, overrides=(), output_dir=None, resume=None):
+        received.append((config_path, list(overrides)))
+        raise ConfigError("stopped before training: the test only reads the command line")
+
+    monkeypatch.setattr(pipeline, "train_from_cli", train_from_cli)
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "experiments" / "train.py"), *argv])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(ROOT / "experiments" / "train.py"), run_name="__main__")
+    assert exit_.value.code == 2  # the ConfigError above, reported as the CLI reports user errors
+    assert len(received) == 1
+    return received[0]
 
 
-def test_a_wandb_agent_command_line_parses_into_the_config() -> None:
+def test_a_wandb_agent_command_line_parses_into_the_config(monkeypatch) -> None:
     """Build the argv exactly as ``wandb agent`` does for a sample of the shipped sweep file."""
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
@@ -36,14 +50,37 @@ def test_a_wandb_agent_command_line_parses_into_the_config() -> None:
     assert "--ppo.learning_rate=0.00042" in flags and "--reward.views=['temporal', 'dropout']" in flags
     # The sweep's command: ${interpreter} ${program} CONFIG ${args}
     command = [c for c in raw["command"] if not c.startswith("${")]
-    args, overrides = _train_script().parse_args([*command, *flags])
-    config = load_config(ROOT / args.config, overrides)
+    config_path, overrides = _run_train_script([*command, *flags], monkeypatch)
+    config = load_config(ROOT / config_path, overrides)
     assert config.ppo.learning_rate == pytest.approx(0.00042)
     assert config.ppo.ent_coef == pytest.approx(0.05)
     assert config.ppo.n_epochs == 7
     assert config.policy.hidden == (64, 64)
     assert config.reward.views == ("temporal", "dropout")
     assert config.seed == 3
+
+
+@pytest.mark.parametrize("script", ["train", "evaluate", "export"])
+def test_the_scripts_run_from_any_folder_as_the_cli(script: str, tmp_path: Path) -> None:
+    """``python experiments/<script>.py`` (as wandb agents run the program) is ``promptopt <script>``."""
+    out = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{script}.py"), "--help"],
+                         capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"usage: promptopt {script} ")
+
+
+def test_no_module_of_experiments_shadows_a_library_when_a_script_runs() -> None:
+    """Python puts a script's folder first on ``sys.path``: a module there named like the standard
+    library or an installed package would replace it for everything the script imports."""
+    import importlib.metadata
+
+    installed = set(sys.stdlib_module_names)
+    for dist in importlib.metadata.distributions():  # each file's first folder (or module) is importable
+        installed.update(Path(f).parts[0].removesuffix(".py") for f in dist.files or ())
+    installed -= {"experiments", "promptopt", "envs", "policies", "tests"}
+    ours = {p.stem for p in (ROOT / "experiments").glob("*.py")} | {
+        p.name for p in (ROOT / "experiments").iterdir() if (p / "__init__.py").is_file()}
+    assert not ours & installed, f"rename experiments/{sorted(ours & installed)}: they shadow libraries"
 
 
 def test_as_overrides_round_trips_through_the_config() -> None:

@@ -47,8 +47,8 @@ class ShownOrderRanker:
         out = []
         for r in requests:
             ranking = list(r.candidate_ids)
-            if r.meta_value("template") == "genres":
-                target = self.targets[str(r.meta_value("task"))]
+            if r.ids.template == "genres":
+                target = self.targets[r.ids.task]
                 ranking.remove(target)
                 ranking.insert(0, target)
             out.append(RankResponse(ranking=tuple(ranking), usage=TokenUsage(7, 3)))

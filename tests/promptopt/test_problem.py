@@ -10,7 +10,7 @@ import pytest
 
 from promptopt.config import RewardConfig, SplitConfig
 from promptopt.errors import ConfigError
-from promptopt.llm.types import ParseStats, RankRequest, RankResponse, TokenUsage
+from promptopt.llm.types import ParseStats, RankRequest, RankResponse, RequestIds, TokenUsage
 from promptopt.metrics import METRIC_NAMES
 from promptopt.problem import RecProblem
 from promptopt.reward import combine, view_score
@@ -166,9 +166,8 @@ def test_requests_show_the_task_candidates(problem, synthetic_data, catalog, syn
         assert request.candidate_ids == task.candidates
         assert request.candidate_texts == tuple(synthetic_data.item_text(c) for c in task.candidates)
         assert request.output_format == "title" and request.sample_id == 3
-        assert request.meta_value("template") == "liked"
-        assert request.meta_value("task") == task.task_id
-        assert request.meta_value("user") == synthetic_data.user_ids[user]
+        assert request.ids == RequestIds(user=synthetic_data.user_ids[user], template="liked",
+                                         task=task.task_id, view=task.view)
     recent = problem.requests(tasks, 0)
     assert recent[0].prompt != recent[2].prompt  # dropout view: another history
     assert recent[0].prompt.split("Rank:")[0] == recent[4].prompt.split("Rank:")[0]  # copy: same history

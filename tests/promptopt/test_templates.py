@@ -13,7 +13,7 @@ import yaml
 
 from promptopt.data import InteractionData
 from promptopt.errors import TemplateError
-from promptopt.llm.types import RankRequest
+from promptopt.llm.types import RankRequest, RequestIds
 from promptopt.splits import training_mask
 from promptopt.tasks import RankingTask, UserContext
 from promptopt.templates import SLOT_NAMES, CollaborativeHints, PromptTemplate, TemplateCatalog
@@ -430,8 +430,8 @@ def test_shown_order_round_trip_through_the_request(synthetic_data, index_base: 
     assert request.candidate_ids == task.candidates
     assert request.candidate_texts == tuple(synthetic_data.item_text(c) for c in task.candidates)
     assert (request.output_format, request.index_base, request.sample_id) == ("index", index_base, 2)
-    assert request.meta == (("user", synthetic_data.user_ids[user]), ("template", "order"),
-                            ("task", task.task_id))
+    assert request.ids == RequestIds(user=synthetic_data.user_ids[user], template="order", task=task.task_id,
+                                     view=task.view)
     assert request.messages == (("user", request.prompt),)
 
 

@@ -28,7 +28,7 @@ from promptopt.llm.cache import (
     check_identity,
 )
 from promptopt.llm.parsing import parse_ranking
-from promptopt.llm.types import RankRequest, RankResponse, TokenUsage
+from promptopt.llm.types import RankRequest, RankResponse, RequestIds, TokenUsage
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -134,16 +134,15 @@ def test_key_separates_sample_ids_identities_and_survives_reopening(tmp_path: Pa
 
 _texts = st.text(alphabet=st.sampled_from("ab|,0\x00[]'\"é"), max_size=6)
 _request_strategy = st.builds(
-    lambda msgs, cands, fmt, base, sample, meta: RankRequest(
+    lambda msgs, cands, fmt, base, sample, ids: RankRequest(
         messages=tuple(msgs), candidate_ids=tuple(range(len(cands))), candidate_texts=tuple(cands),
-        output_format=fmt, index_base=base, sample_id=sample, meta=tuple(meta)),
+        output_format=fmt, index_base=base, sample_id=sample, ids=ids),
     st.lists(st.tuples(st.sampled_from(["system", "user"]), _texts), min_size=1, max_size=3),
     st.lists(_texts, max_size=3),
     st.sampled_from(["index", "title", "json"]),
     st.sampled_from([0, 1]),
     st.integers(0, 2),
-    st.lists(st.tuples(st.sampled_from(["user", "template"]), st.one_of(_texts, st.integers(0, 2))),
-             max_size=2),
+    st.one_of(st.none(), st.builds(RequestIds, _texts, _texts, _texts)),
 )
 
 
@@ -153,6 +152,27 @@ def test_keys_are_equal_exactly_when_the_requests_are(a: RankRequest, b: RankReq
     identity = {"backend": "x", "model": "m"}
     same = json.dumps(a.to_json(), sort_keys=True) == json.dumps(b.to_json(), sort_keys=True)
     assert (cache_key(identity, a) == cache_key(identity, b)) == same
+
+
+def test_requests_of_templates_keep_the_keys_they_had_before_their_ids_were_typed() -> None:
+    """Answers already cached (and paid for) must stay reachable: these keys were computed by the code
+    that carried the identifiers as free-form ``meta`` pairs (commit 7a0be50)."""
+    from promptopt.candidates import CandidateSampler
+    from promptopt.data import make_synthetic
+    from promptopt.splits import TaskBuilder
+    from promptopt.templates import TemplateCatalog
+
+    data = make_synthetic(n_users=30, n_items=60, seed=2)
+    template = TemplateCatalog.load("movies")[5]
+    builder = TaskBuilder(data, CandidateSampler(data.n_items, 9), seed=4)
+    row = data.history_length(3) - 1
+    identity = {"backend": "x", "model": "m"}
+    base, dropout = builder.task(3, row), builder.task(3, row, view="dropout")
+    assert (base.task_id, dropout.task_id) == ("4/29/base", "4/29/dropout")
+    assert cache_key(identity, template.request(base, data)) == (
+        "25dc67835339458608a2f6bc68f8c91019906f47f19b7ffe6148f10bba1b5979")
+    assert cache_key(identity, template.request(dropout, data)) == (
+        "8b074b0c614e55088d9d6abbce5ef25ca71d62883cc47b98ac09e92e995c2d7e")
 
 
 def test_keys_cannot_be_forged_by_moving_text_between_fields() -> None:
@@ -165,7 +185,9 @@ def test_keys_cannot_be_forged_by_moving_text_between_fields() -> None:
     pairs = [
         (req((("user", "p"),), ["a\x00b", "c"]), req((("user", "p"),), ["a", "b\x00c"])),
         (req((("user", "p\x00user\x00q"),), ["c"]), req((("user", "p"), ("user", "q")), ["c"])),
-        (req((("user", "p"),), ["a"], meta=(("u", "1"),)), req((("user", "p"),), ["a"], meta=(("u", 1),))),
+        (req((("user", "p"),), ["a"], ids=RequestIds("a", "b", "c")),
+         req((("user", "p"),), ["a"], ids=RequestIds("a", "bc", ""))),
+        (req((("user", "p"),), ["a"], ids=RequestIds("", "", "")), req((("user", "p"),), ["a"])),
         (req((("user", "p"),), ["a"], sample_id=1), req((("user", "p"),), ["a"])),
     ]
     for a, b in pairs:

@@ -107,7 +107,7 @@ def test_missing_local_model_is_a_clear_error(monkeypatch) -> None:
 
 
 def test_embeddings_api_through_a_local_openai_compatible_server(monkeypatch) -> None:
-    from promptopt.llm.local_server import LocalOpenAIServer
+    from promptopt.testing import LocalOpenAIServer
 
     monkeypatch.setenv("PROMPTOPT_TEST_KEY", "sk-secret-123")
     with LocalOpenAIServer() as server:
@@ -137,13 +137,6 @@ def test_embeddings_api_through_a_local_openai_compatible_server(monkeypatch) ->
     assert "sk-secret" not in str(identity)
 
 
-def test_public_url_drops_credentials() -> None:
-    from promptopt.llm.embedding_backend import public_url
-
-    assert public_url("https://user:pw@host.example:8443/v1/?key=abc#x") == "https://host.example:8443/v1"
-    assert public_url(None) is None
-
-
 def test_api_without_key_fails_before_any_call(monkeypatch) -> None:
     monkeypatch.delenv("PROMPTOPT_MISSING_KEY", raising=False)
     with pytest.raises(RankerError, match="PROMPTOPT_MISSING_KEY"):
@@ -152,7 +145,7 @@ def test_api_without_key_fails_before_any_call(monkeypatch) -> None:
 
 
 def test_api_failure_is_a_clear_error(monkeypatch) -> None:
-    from promptopt.llm.local_server import LocalOpenAIServer
+    from promptopt.testing import LocalOpenAIServer
 
     monkeypatch.setenv("PROMPTOPT_TEST_KEY", "k")
     with LocalOpenAIServer(failure_rate=1.0, failures=("500",)) as server:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from promptopt.candidates import CandidateSampler
@@ -30,34 +29,19 @@ def requests(synthetic_data, catalog):
     return [catalog[0].request(t, synthetic_data) for t in tasks]
 
 
-def test_simulated_backend_takes_noise_and_seed_from_the_config(synthetic_data, catalog) -> None:
-    ranker = make_ranker(RankerConfig(backend="simulated", noise=0.2, seed=7), data=synthetic_data,
-                         catalog=catalog)
-    assert isinstance(ranker, SimulatedRanker)
-    assert ranker.noise == 0.2 and ranker.seed == 7
-    assert make_ranker(RankerConfig(backend="simulated", seed=None), data=synthetic_data,
-                       catalog=catalog).seed == 0
+@pytest.fixture(scope="module")
+def simulator(synthetic_data, catalog) -> SimulatedRanker:
+    return SimulatedRanker(synthetic_data, catalog)
 
 
-def test_simulated_backend_shares_the_problems_profile_encoder(synthetic_data, catalog) -> None:
-    from promptopt.profile import ProfileEncoder
-
-    encoder = ProfileEncoder(synthetic_data, np.zeros(synthetic_data.n_items))
-    ranker = make_ranker(RankerConfig(backend="simulated"), data=synthetic_data, catalog=catalog,
-                         profile=encoder)
-    assert ranker.profile is encoder
-
-
-def test_simulated_without_data_or_catalog_is_a_config_error(synthetic_data, catalog) -> None:
-    with pytest.raises(ConfigError, match=r"simulated.*pass data and catalog"):
+def test_simulated_is_built_from_its_problem_not_from_the_config() -> None:
+    with pytest.raises(ConfigError, match=r"'simulated' simulates a problem.*pass backend=SimulatedRanker"):
         make_ranker(RankerConfig(backend="simulated"))
-    with pytest.raises(ConfigError, match="pass catalog"):
-        make_ranker(RankerConfig(backend="simulated"), data=synthetic_data)
 
 
-def test_cache_wraps_the_backend_and_answers_repeats(tmp_path, synthetic_data, catalog, requests) -> None:
+def test_cache_wraps_the_backend_and_answers_repeats(tmp_path, simulator, requests) -> None:
     cache = CacheConfig(enabled=True, path=str(tmp_path / "answers.sqlite"))
-    ranker = make_ranker(RankerConfig(backend="simulated"), cache=cache, data=synthetic_data, catalog=catalog)
+    ranker = make_ranker(RankerConfig(backend="simulated"), cache=cache, backend=simulator)
     assert isinstance(ranker, CachedRanker)
     assert ranker.identity["backend"] == "simulated"
     first = ranker.rank(requests)
@@ -68,15 +52,14 @@ def test_cache_wraps_the_backend_and_answers_repeats(tmp_path, synthetic_data, c
     ranker.close()
     assert (tmp_path / "answers.sqlite").exists()
     plain = make_ranker(RankerConfig(backend="simulated"), cache=dataclasses.replace(cache, enabled=False),
-                        data=synthetic_data, catalog=catalog)
-    assert isinstance(plain, SimulatedRanker)
+                        backend=simulator)
+    assert plain is simulator
 
 
-def test_budget_is_shared_with_the_cache_and_enforced(tmp_path, synthetic_data, catalog, requests) -> None:
+def test_budget_is_shared_with_the_cache_and_enforced(tmp_path, simulator, requests) -> None:
     budget = Budget(max_calls=4)
     cache = CacheConfig(path=str(tmp_path / "c.sqlite"))
-    ranker = make_ranker(RankerConfig(backend="simulated"), cache=cache, budget=budget, data=synthetic_data,
-                         catalog=catalog)
+    ranker = make_ranker(RankerConfig(backend="simulated"), cache=cache, budget=budget, backend=simulator)
     assert ranker.budget is budget
     ranker.rank(requests[:3])
     with pytest.raises(BudgetExceeded, match="max_calls=4"):
@@ -86,13 +69,11 @@ def test_budget_is_shared_with_the_cache_and_enforced(tmp_path, synthetic_data, 
     ranker.close()
 
 
-def test_budget_caps_need_the_cache(synthetic_data, catalog) -> None:
+def test_budget_caps_need_the_cache(simulator) -> None:
     with pytest.raises(ConfigError, match=r"cache\.enabled"):
-        make_ranker(RankerConfig(backend="simulated"), budget=Budget(max_tokens=10), data=synthetic_data,
-                    catalog=catalog)
+        make_ranker(RankerConfig(backend="simulated"), budget=Budget(max_tokens=10), backend=simulator)
     # A budget without caps does not need one.
-    assert isinstance(make_ranker(RankerConfig(backend="simulated"), budget=Budget(), data=synthetic_data,
-                                  catalog=catalog), SimulatedRanker)
+    assert make_ranker(RankerConfig(backend="simulated"), budget=Budget(), backend=simulator) is simulator
 
 
 def test_unknown_backend_is_a_config_error() -> None:
@@ -112,8 +93,8 @@ def test_openai_backend_from_the_config(monkeypatch) -> None:
 
 def test_embedding_backend_through_an_embeddings_api(monkeypatch) -> None:
     from promptopt.llm.embedding_backend import EmbeddingRanker
-    from promptopt.llm.local_server import LocalOpenAIServer
     from promptopt.llm.types import RankRequest
+    from promptopt.testing import LocalOpenAIServer
 
     monkeypatch.setenv("PROMPTOPT_FACTORY_KEY", "sk-factory-test-key")
     with LocalOpenAIServer() as server:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -201,14 +202,12 @@ def test_listed_catalogs_work_too(synthetic_data, tasks) -> None:
 def test_bad_requests_are_clear_errors(sim, synthetic_data, catalog, tasks) -> None:
     task = tasks[0]
     good = catalog[0].request(task, synthetic_data, None)
-    with pytest.raises(RankerError, match="no 'user' / 'template' meta"):
+    with pytest.raises(RankerError, match="a request has no ids"):
         sim.rank([RankRequest.from_prompt("x", task.candidates, good.candidate_texts)])
     with pytest.raises(RankerError, match="unknown user 'nobody'"):
-        meta = (("user", "nobody"), ("template", catalog.ids[0]))
-        sim.rank([RankRequest(**{**good.__dict__, "meta": meta})])
+        sim.rank([dataclasses.replace(good, ids=dataclasses.replace(good.ids, user="nobody"))])
     with pytest.raises(RankerError, match="unknown template 'nope'"):
-        sim.rank([RankRequest(**{**good.__dict__, "meta": (("user", task.context.raw_user_id),
-                                                           ("template", "nope"))})])
+        sim.rank([dataclasses.replace(good, ids=dataclasses.replace(good.ids, template="nope"))])
     seen = set(synthetic_data.items[synthetic_data.user_rows(task.user)].tolist())
     unseen = [i for i in range(synthetic_data.n_items) if i not in seen][:3]
     with pytest.raises(RankerError, match="lists no item the user interacted with"):

@@ -11,11 +11,8 @@ configurable latency, injectable failures and request counters::
         ...
         assert server.stats().max_in_flight <= 16
 
-Default chat answer: the numbers of the numbered candidate lines it finds in the last prompt
-("3. Title", "[3] Title", "3) Title"), in an order that is deterministic per prompt, one per line
-(or a JSON array when the prompt asks for JSON). Pass ``answer=`` to script any other answer.
-Token usage counts whitespace-separated words. Embeddings are deterministic hashed bags of words
-(texts sharing words get similar vectors), L2-normalised.
+What it answers (the default chat answer, embeddings, token usage) is in
+:mod:`promptopt.testing.openai_wire`; pass ``answer=`` to script any other chat answer.
 
 Failure kinds (``failures=`` and :meth:`LocalOpenAIServer.fail_next`):
 ``"429"`` (rate limit with a ``retry-after`` header), ``"500"``, ``"reset"`` (connection dropped
@@ -27,32 +24,30 @@ retried: ``"400"`` (bad request) and ``"401"`` (key rejected).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import random
-import re
 import socket
 import struct
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from promptopt.testing.openai_wire import (
+    FAILURE_KINDS,
+    AnswerFn,
+    chat_completion,
+    check_failure_kinds,
+    default_answer,
+    embeddings_response,
+    empty_completion,
+    error_body,
+)
+
 logger = logging.getLogger(__name__)
-
-FAILURE_KINDS: tuple[str, ...] = ("429", "500", "reset", "hang", "malformed", "empty", "truncated")
-"""Transient failures: a client should retry them (the default kinds of random failures)."""
-PERMANENT_FAILURES: tuple[str, ...] = ("400", "401")
-"""Failures a client must not retry (bad request, rejected key); for ``fail_next`` / ``fail_matching``."""
-
-AnswerFn = Callable[[Sequence[Mapping[str, Any]], Mapping[str, Any]], str]
-"""``answer(messages, body) -> content``: scripts the chat answer (messages as sent by the client)."""
-
-_CANDIDATE_LINE = re.compile(r"^\s*[\[(]?(\d{1,4})\s*[.)\]:]\s+\S")
 
 
 @dataclass(frozen=True)
@@ -80,34 +75,6 @@ class ServerStats:
     @property
     def total_failures(self) -> int:
         return sum(self.failures.values())
-
-
-def default_answer(messages: Sequence[Mapping[str, Any]], body: Mapping[str, Any]) -> str:
-    """The numbers of the numbered candidate lines of the prompt, deterministically shuffled per prompt.
-
-    Answers a JSON array when the prompt mentions JSON, else one number per line.
-    """
-    prompt = str(messages[-1].get("content", "")) if messages else ""
-    numbers: list[int] = []
-    for line in prompt.splitlines():
-        match = _CANDIDATE_LINE.match(line)
-        if match and int(match.group(1)) not in numbers:
-            numbers.append(int(match.group(1)))
-    numbers.sort(key=lambda n: hashlib.sha256(f"{n}:{prompt}".encode()).digest())
-    if "json" in prompt.lower():
-        return json.dumps(numbers)
-    return "\n".join(str(n) for n in numbers)
-
-
-def hashed_embedding(text: str, dim: int = 64) -> list[float]:
-    """A deterministic bag-of-words vector: each lower-cased word adds +-1 to a hashed coordinate."""
-    vector = [0.0] * dim
-    for word in re.findall(r"\w+", text.lower()) or [""]:
-        digest = hashlib.sha256(word.encode()).digest()
-        index = int.from_bytes(digest[:4], "little") % dim
-        vector[index] += 1.0 if digest[4] & 1 else -1.0
-    norm = sum(v * v for v in vector) ** 0.5 or 1.0
-    return [v / norm for v in vector]
 
 
 class LocalOpenAIServer:
@@ -145,7 +112,7 @@ class LocalOpenAIServer:
         embedding_dim: int = 64,
         port: int = 0,
     ) -> None:
-        self._check_kinds(failures)
+        check_failure_kinds(failures)
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError(f"failure_rate must be in [0, 1], got {failure_rate}")
         if failure_rate > 0 and not failures:
@@ -219,13 +186,13 @@ class LocalOpenAIServer:
 
     def fail_next(self, *kinds: str) -> None:
         """Make the next ``len(kinds)`` requests fail with these kinds, in order (before random ones)."""
-        self._check_kinds(kinds)
+        check_failure_kinds(kinds)
         with self._lock:
             self._scripted.extend(kinds)
 
     def fail_matching(self, text: str, kind: str) -> None:
         """Make every chat request whose prompt contains ``text`` fail with ``kind`` (a persistent fault)."""
-        self._check_kinds((kind,))
+        check_failure_kinds((kind,))
         with self._lock:
             self._matching.append((text, kind))
 
@@ -257,13 +224,6 @@ class LocalOpenAIServer:
         self._in_flight = 0
         self._max_in_flight = 0
         self._prompts: list[str] = []
-
-    @staticmethod
-    def _check_kinds(kinds: Sequence[str]) -> None:
-        known = FAILURE_KINDS + PERMANENT_FAILURES
-        unknown = sorted(set(kinds) - set(known))
-        if unknown:
-            raise ValueError(f"unknown failure kinds {unknown}; choose from {list(known)}")
 
     def _enter(self, path: str) -> None:
         with self._lock:
@@ -298,7 +258,7 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the listen backlog: a burst of connections must not be refused
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handleerror_body(self, request: Any, client_address: Any) -> None:
         # Clients dropping connections (timeouts, pools closing) are normal here; the stdlib prints them.
         logger.debug("connection from %s ended with an error", client_address, exc_info=True)
 
@@ -316,7 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"object": "list", "data": [{"id": self.server_double.model, "object": "model"}]}
             self._send_json(200, body)
         else:
-            self._send_json(404, _error(f"no route GET {self.path}", "not_found"))
+            self._send_json(404, error_body(f"no route GET {self.path}", "not_found"))
 
     def do_POST(self) -> None:
         double = self.server_double
@@ -331,13 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 body = json.loads(raw or b"{}")
             except json.JSONDecodeError:
-                self._send_json(400, _error("request body is not JSON", "invalid_request_error"))
+                self._send_json(400, error_body("request body is not JSON", "invalid_request_error"))
                 return
             if path == "/v1/chat/completions":
                 messages = body.get("messages") or []
                 prompt = str(messages[-1].get("content", "")) if messages else ""
             elif path != "/v1/embeddings":
-                self._send_json(404, _error(f"no route POST {path}", "not_found"))
+                self._send_json(404, error_body(f"no route POST {path}", "not_found"))
                 return
             failure = double._draw_failure(prompt)
             if double.latency_s > 0 and double._stopping.wait(double.latency_s):
@@ -358,45 +318,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
         double = self.server_double
-        messages = body.get("messages") or []
-        content = double.answer(messages, body)
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
-        completion_tokens = len(content.split())
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
-        return {
-            "id": f"chatcmpl-{digest}",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body.get("model", double.model),
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        return chat_completion(body, double.answer(body.get("messages") or [], body), double.model)
 
     def _embeddings(self, body: Mapping[str, Any]) -> dict[str, Any]:
         double = self.server_double
-        texts = body.get("input", "")
-        if isinstance(texts, str):
-            texts = [texts]
-        dim = int(body.get("dimensions") or double.embedding_dim)
-        data = [
-            {"object": "embedding", "index": i, "embedding": hashed_embedding(str(t), dim)}
-            for i, t in enumerate(texts)
-        ]
-        tokens = sum(len(str(t).split()) for t in texts)
-        return {
-            "object": "list",
-            "data": data,
-            "model": body.get("model", double.model),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return embeddings_response(body, double.embedding_dim, double.model)
 
     # -- failures --------------------------------------------------------------------------------
 
@@ -404,15 +330,15 @@ class _Handler(BaseHTTPRequestHandler):
         double = self.server_double
         if kind == "429":
             self._send_json(
-                429, _error("rate limit reached (injected)", "rate_limit_exceeded"),
+                429, error_body("rate limit reached (injected)", "rate_limit_exceeded"),
                 headers={"retry-after": f"{double.retry_after_s:g}"},
             )
         elif kind == "500":
-            self._send_json(500, _error("internal error (injected)", "server_error"))
+            self._send_json(500, error_body("internal error (injected)", "server_error"))
         elif kind == "400":
-            self._send_json(400, _error("bad request (injected)", "invalid_request_error"))
+            self._send_json(400, error_body("bad request (injected)", "invalid_request_error"))
         elif kind == "401":
-            self._send_json(401, _error("incorrect API key provided (injected)", "invalid_api_key"))
+            self._send_json(401, error_body("incorrect API key provided (injected)", "invalid_api_key"))
         elif kind == "reset":
             self._drop_connection()
         elif kind == "hang":
@@ -421,11 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "malformed":
             self._send_bytes(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess')
         elif kind == "empty":
-            self._send_json(200, {
-                "id": "chatcmpl-empty", "object": "chat.completion", "created": 0,
-                "model": double.model, "choices": [],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            })
+            self._send_json(200, empty_completion(double.model))
         elif kind == "truncated":
             payload = b'{"id": "chatcmpl-cut", "object": "chat.completion", "choices": ['
             self.send_response(200)
@@ -458,32 +380,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
-
-
-def _error(message: str, code: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": code, "code": code}}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m promptopt.llm.local_server``: serve until interrupted, printing the base URL first."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m promptopt.llm.local_server",
-        description="An offline OpenAI-compatible server for tests and demos (any API key works).",
-    )
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    parser.add_argument("--failure-rate", type=float, default=0.0, help="share of requests that fail")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the failure draws")
-    args = parser.parse_args(argv)
-    server = LocalOpenAIServer(args.latency, failure_rate=args.failure_rate, seed=args.seed, port=args.port)
-    with server:
-        print(server.base_url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

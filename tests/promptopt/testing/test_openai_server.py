@@ -12,7 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from promptopt.llm.local_server import LocalOpenAIServer, default_answer, hashed_embedding
+from promptopt.testing import LocalOpenAIServer, default_answer, hashed_embedding
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -115,7 +115,7 @@ def test_bad_settings_are_rejected() -> None:
 
 def test_standalone_server_prints_its_url_and_serves() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "promptopt.llm.local_server", "--latency", "0"],
+        [sys.executable, "-m", "promptopt.testing", "--latency", "0"],
         stdout=subprocess.PIPE, text=True, cwd=REPO,
     )
     try:

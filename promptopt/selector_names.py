@@ -1,0 +1,20 @@
+"""The selectors a run can compare: the one list of their names, in report order.
+
+``eval.selectors`` is validated against it when a config loads, the evaluation runs the listed
+ones in this order, ``experiments.selector_factory.SelectorFactory`` builds each, and the selector
+table of ``docs/experiments.md`` lists them (a test holds all four to this tuple).
+"""
+
+from __future__ import annotations
+
+SELECTOR_NAMES: tuple[str, ...] = (
+    "random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy", "oracle",
+)
+"""``random``, ``best_fixed`` and ``oracle`` learn nothing per user (:mod:`promptopt.selectors`);
+``epsilon_greedy`` and ``linucb`` are bandits (:mod:`promptopt.bandits`); ``mlp_ppo`` and ``policy``
+are the run's PPO agents (``policies.selectors``)."""
+
+
+def unknown_selectors(names: tuple[str, ...] | list[str]) -> list[str]:
+    """The names in ``names`` that are not in :data:`SELECTOR_NAMES`, in the order given."""
+    return [name for name in names if name not in SELECTOR_NAMES]
