@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
 from promptopt.config import ExperimentConfig
 from promptopt.errors import ConfigError
 
@@ -67,8 +68,7 @@ def policy_kwargs(
         ConfigError: ``lightgcn_mlp`` without ``embeddings_path``.
         EmbeddingsFileError: The file is missing and no graph was given, or is unreadable.
     """
-    from policies.extractor import LightGCNExtractor, ProfileExtractor
-    from policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
+    from policies.extractor import LightGCNExtractor, ProfileExtractor  # torch, stable-baselines3
 
     policy = config.policy
     heads = {"pi": list(policy.pi), "vf": list(policy.vf)}

@@ -25,6 +25,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from policies.graph import InteractionGraph
 from policies.lightgcn import LightGCNEmbeddings, make_lightgcn
 
 logger = logging.getLogger(__name__)
@@ -210,8 +211,6 @@ class LightGCNExtractor(BaseFeaturesExtractor):
     def adjacency(self) -> torch.Tensor:
         """The normalised training graph (fine-tuning), rebuilt from the ``edges`` buffer once."""
         if self._adjacency is None or self._adjacency.device != self.edges.device:
-            from policies.graph import InteractionGraph
-
             edges = self.edges.cpu().numpy()
             graph = InteractionGraph(self.n_users, self.n_items, edges[0], edges[1], edges[0] * 0 - 1)
             self._adjacency = graph.normalized_adjacency().to(self.edges.device)

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptopt.errors import PromptBookError
+from promptopt import __version__
+from promptopt.errors import PromptBookError, TemplateError
 from promptopt.export.validation import (
     SCHEMA_VERSION,
     TEMPLATE_FIELDS,
@@ -170,8 +171,6 @@ class PromptBook:
         Raises:
             PromptBookError: The assembled book does not validate.
         """
-        from promptopt import __version__
-
         entries = [dict(t) if isinstance(t, Mapping) else template_to_json(t) for t in templates]
         ranking = sorted(
             global_ranking,
@@ -401,8 +400,7 @@ class PromptBook:
 
 def _rebuild_template(entry: Mapping[str, Any], source: str) -> PromptTemplate:
     """A :class:`PromptTemplate` from its stored fields (text validated as at catalog load)."""
-    from promptopt.errors import TemplateError
-    from promptopt.templates import PromptTemplate
+    from promptopt.templates import PromptTemplate  # numpy: not needed to load and validate a book
 
     fields = {k: entry[k] for k in TEMPLATE_FIELDS if k in entry}
     try:
