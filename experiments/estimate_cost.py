@@ -28,6 +28,7 @@ import numpy as np
 
 from experiments.assembly import agent_kinds, build_problem
 from promptopt.config import ExperimentConfig
+from promptopt.selector_names import BANDIT_SELECTORS
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
         n_fixed = min(len(train_users), config.eval.fixed_users or len(train_users))
         add("best fixed scan", n_fixed, n_fixed * n_t, n_fixed * n_t, train_tokens, exhaustive=True)
     bandit_steps = config.eval.bandit_steps or config.ppo.total_timesteps
-    for name in ("epsilon_greedy", "linucb"):
+    for name in BANDIT_SELECTORS:
         if name in selectors:
             add(f"{name} fitting", len(train_users), bandit_steps, train_pairs, train_tokens)
     eval_pairs = len(eval_users) * n_t

@@ -34,6 +34,7 @@ from policies.graph import build_graph
 from policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
 from promptopt.config import ExperimentConfig, config_to_dict, load_config
 from promptopt.errors import ConfigError
+from promptopt.selector_names import BANDIT_SELECTORS
 
 if TYPE_CHECKING:
     from promptopt.data.interactions import InteractionData
@@ -178,7 +179,7 @@ def _pretrain(run: RunDir, config: ExperimentConfig, data: InteractionData, prob
     if run.lightgcn.is_file():
         emb = LightGCNEmbeddings.load(run.lightgcn)
         logger.info("LightGCN: reusing %s", run.lightgcn)
-    elif config.policy.kind == "lightgcn_mlp" or {"epsilon_greedy", "linucb"} & set(config.eval.selectors):
+    elif config.policy.kind == "lightgcn_mlp" or set(BANDIT_SELECTORS) & set(config.eval.selectors):
         graph = build_graph(data, problem.train_mask)
         logger.info("LightGCN: pretraining on %d users, %d items, %d training edges",
                     graph.n_users, graph.n_items, graph.n_edges)

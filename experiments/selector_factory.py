@@ -11,7 +11,7 @@ from experiments.assembly import load_agent
 from policies.lightgcn import LightGCNEmbeddings
 from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 from promptopt.config import ExperimentConfig
-from promptopt.selector_names import SELECTOR_NAMES
+from promptopt.selector_names import PPO_SELECTORS, SELECTOR_NAMES
 from promptopt.selectors import RandomSelector, Selector, best_fixed
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class SelectorFactory:
         if name not in SELECTOR_NAMES or name in BUILT_ELSEWHERE:
             raise ValueError(f"no selector {name!r} to build; the factory builds "
                               f"{', '.join(self.names())}")
-        if name in ("policy", "mlp_ppo"):
+        if name in PPO_SELECTORS:
             return self._ppo(name, period)
         if name not in self._built:
             self._built[name] = getattr(self, f"_{name}")()

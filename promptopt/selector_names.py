@@ -14,6 +14,11 @@ SELECTOR_NAMES: tuple[str, ...] = (
 ``epsilon_greedy`` and ``linucb`` are bandits (:mod:`promptopt.bandits`); ``mlp_ppo`` and ``policy``
 are the run's PPO agents (``policies.selectors``)."""
 
+BANDIT_SELECTORS: tuple[str, ...] = ("epsilon_greedy", "linucb")
+"""Selectors trained online for ``eval.bandit_steps`` episodes on LightGCN embeddings + profile."""
+PPO_SELECTORS: tuple[str, ...] = ("mlp_ppo", "policy")
+"""Selectors that are a run's trained PPO agent (``mlp_ppo``: the no-graph ablation)."""
+
 
 def unknown_selectors(names: tuple[str, ...] | list[str]) -> list[str]:
     """The names in ``names`` that are not in :data:`SELECTOR_NAMES`, in the order given."""

@@ -9,7 +9,7 @@ import pytest
 
 from promptopt.config import EvalConfig, config_from_dict
 from promptopt.errors import ConfigError
-from promptopt.selector_names import SELECTOR_NAMES, unknown_selectors
+from promptopt.selector_names import BANDIT_SELECTORS, PPO_SELECTORS, SELECTOR_NAMES, unknown_selectors
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "experiments.md"
 
@@ -17,6 +17,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "experiments.md"
 def test_the_config_compares_every_selector_by_default() -> None:
     assert EvalConfig().selectors == SELECTOR_NAMES
     assert len(set(SELECTOR_NAMES)) == len(SELECTOR_NAMES)
+    assert set(BANDIT_SELECTORS) | set(PPO_SELECTORS) < set(SELECTOR_NAMES)
 
 
 def test_an_unknown_selector_fails_when_the_config_loads() -> None:
