@@ -170,6 +170,10 @@ class BudgetConfig:
     """Money, from the ranker's price table."""
 
 
+DRIFT_VIEWS: tuple[str, ...] = ("temporal", "dropout", "truncate", "popular_negatives", "new_items")
+"""Names of the drift views ``reward.views`` may select; :mod:`promptopt.drift` builds each."""
+
+
 @_section
 class RewardConfig:
     """Accuracy plus robustness under drift."""
@@ -190,6 +194,36 @@ class RewardConfig:
     """History-dropout view: share of history items removed."""
     bootstrap: int = 1
     """Shuffled candidate orders per view, averaged (position-bias control)."""
+
+    def __post_init__(self) -> None:
+        # Checked here, so every command (train, evaluate, study, estimate-cost) rejects the same
+        # values when the config loads, before anything is paid for. Imported here: loading a config
+        # needs no numpy (``promptopt --help``); metrics imports nothing of promptopt (no cycle).
+        from promptopt.metrics import metric_fn
+
+        try:
+            metric_fn(self.metric)
+        except ValueError as exc:
+            raise ConfigError(f"reward.metric: {exc}") from None
+        unknown = [v for v in self.views if v not in DRIFT_VIEWS]
+        if unknown:
+            raise ConfigError(
+                f"reward.views: unknown drift view {unknown[0]!r}; use any of {', '.join(DRIFT_VIEWS)}"
+            )
+        if len(set(self.views)) != len(self.views):
+            raise ConfigError(f"reward.views must name distinct drift views, got {list(self.views)}")
+        if not 0.0 <= self.robust_weight <= 1.0:
+            raise ConfigError(f"reward.robust_weight must be in [0, 1], got {self.robust_weight}")
+        if self.bootstrap < 1:
+            raise ConfigError(f"reward.bootstrap must be >= 1, got {self.bootstrap}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"reward.dropout must be in [0, 1), got {self.dropout}")
+        if not self.std_penalty >= 0:
+            raise ConfigError(f"reward.std_penalty must be >= 0, got {self.std_penalty}")
+        if not 0.0 < self.cvar_alpha <= 1.0:
+            raise ConfigError(f"reward.cvar_alpha must be in (0, 1], got {self.cvar_alpha}")
+        if self.aggregate not in ("mean_std", "worst", "cvar"):
+            raise ConfigError(f"reward.aggregate must be mean_std, worst or cvar, got {self.aggregate!r}")
 
 
 @_section

@@ -36,12 +36,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from promptopt.candidates import CandidateSampler
+from promptopt.config import DRIFT_VIEWS
 from promptopt.data.interactions import InteractionData
 from promptopt.splits import TaskBuilder, seeded_rng
 from promptopt.tasks import RankingTask, UserContext
 
-DRIFT_VIEWS: tuple[str, ...] = ("temporal", "dropout", "truncate", "popular_negatives", "new_items")
-"""Names of the drift views, as ``reward.views`` selects them."""
+__all__ = ["DRIFT_VIEWS", "DriftViews", "shuffled_copy"]
 
 
 class DriftViews:

@@ -20,8 +20,8 @@ The total is :math:`(1 - w) \\cdot s_{\\text{base}} + w \\cdot \\text{robustness
 the accuracy-only ablation, and with no drift views robustness equals the accuracy for every
 aggregate.
 
-:func:`score_views` does it all for one (user, template) from the rankings of its tasks; it is
-what :meth:`promptopt.problem.RecProblem.score` (every env step) calls.
+:func:`score_views` does it all for one (user, template) from the rankings of its tasks;
+:class:`Scorer` holds the reward settings and applies it to a ranker's responses (every env step).
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from promptopt.metrics import METRIC_NAMES, metric_fn
+
+if TYPE_CHECKING:
+    from promptopt.config import RewardConfig
+    from promptopt.llm.types import RankResponse
 
 AGGREGATES: tuple[str, ...] = ("mean_std", "worst", "cvar")
 """Names accepted by :func:`robustness_score`."""
@@ -235,3 +240,45 @@ def score_views(
     breakdown = combine({view: m[metric] for view, m in per_view.items()}, robust_weight=robust_weight,
                         aggregate=aggregate, std_penalty=std_penalty, cvar_alpha=cvar_alpha)
     return breakdown, per_view
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """The reward settings, applied to a ranker's responses: :func:`score_views` with them bound.
+
+    Attributes:
+        metric: The reward metric (``ndcg@k``, ``hit@k`` or ``mrr``).
+        robust_weight: ``w`` in ``[0, 1]``. aggregate, std_penalty, cvar_alpha: see
+            :func:`robustness_score`.
+    """
+
+    metric: str = "ndcg@10"
+    robust_weight: float = 0.0
+    aggregate: str = "mean_std"
+    std_penalty: float = 1.0
+    cvar_alpha: float = 0.5
+
+    @classmethod
+    def from_config(cls, config: RewardConfig) -> Scorer:
+        """The scorer of a (validated) ``reward`` config section."""
+        return cls(metric=config.metric, robust_weight=config.robust_weight, aggregate=config.aggregate,
+                   std_penalty=config.std_penalty, cvar_alpha=config.cvar_alpha)
+
+    def score(
+        self, views: Sequence[str], targets: Sequence[int], responses: Sequence[RankResponse]
+    ) -> tuple[RewardBreakdown, dict[str, dict[str, float]]]:
+        """Reward breakdown and per-view metrics of ``responses`` to tasks with these views and targets.
+
+        Raises:
+            ValueError: Lists of different lengths or no base view.
+        """
+        return score_views(
+            views, targets, [r.ranking for r in responses], metric=self.metric,
+            robust_weight=self.robust_weight, aggregate=self.aggregate, std_penalty=self.std_penalty,
+            cvar_alpha=self.cvar_alpha,
+        )
+
+    def nothing(self) -> tuple[RewardBreakdown, dict[str, dict[str, float]]]:
+        """The score of an answer never asked for (an invalid action): 0 for the reward and every metric."""
+        return (RewardBreakdown(0.0, 0.0, 0.0, {BASE_VIEW: 0.0}),
+                {BASE_VIEW: metrics_of_rank(None, self.metric)})

@@ -219,6 +219,43 @@ class TaskBuilder:
                 before ``target_row``.
             repeat: Index of a re-shuffled copy (position-bias bootstrapping).
         """
+        row = self._row(user, target_row)
+        target = int(self.data.items[row])
+        target_time = int(self.data.timestamps[row])
+        rng = seeded_rng(self.seed, user, target_row, view, repeat)
+        candidates = (sampler or self.sampler).sample(target, self.seen_items(user), rng)
+        return RankingTask(
+            task_id=f"{self.data.user_ids[user]}/{target_row}/{view}" + (f"/{repeat}" if repeat else ""),
+            context=self.context(user, target_row) if context is None else context,
+            target=target,
+            candidates=candidates,
+            view=view,
+            period=self._period_of(target_time),
+            target_time=target_time,
+        )
+
+    def context(self, user: int, target_row: int) -> UserContext:
+        """The history a task on ``target_row`` shows by default, without building the task.
+
+        Every interaction before the target, less earlier occurrences of the target item (a
+        repeated pair must not show its target). Cheap: no candidates are drawn.
+        """
+        row = self._row(user, target_row)
+        target = int(self.data.items[row])
+        context = UserContext.at(self.data, user, target_row)
+        if target in context.items:  # a repeated pair: the target must not be in its history
+            context = context.with_items([k for k, item in enumerate(context.items) if item != target])
+        return context
+
+    def period(self, user: int, target_row: int) -> str:
+        """``"source"`` or ``"target"``: the period of a task on ``target_row`` (see :meth:`task`)."""
+        return self._period_of(int(self.data.timestamps[self._row(user, target_row)]))
+
+    def _period_of(self, target_time: int) -> str:
+        return "source" if self.time_cut is None or target_time < self.time_cut else "target"
+
+    def _row(self, user: int, target_row: int) -> int:
+        """The interaction index of the user's ``target_row``-th interaction (checked)."""
         rows = self.data.user_rows(user)
         length = rows.stop - rows.start
         if not 1 <= target_row < length:
@@ -226,24 +263,7 @@ class TaskBuilder:
                 f"target_row must be in 1..{length - 1} for user {self.data.user_ids[user]!r}, "
                 f"got {target_row}"
             )
-        target = int(self.data.items[rows.start + target_row])
-        target_time = int(self.data.timestamps[rows.start + target_row])
-        rng = seeded_rng(self.seed, user, target_row, view, repeat)
-        candidates = (sampler or self.sampler).sample(target, self.seen_items(user), rng)
-        if context is None:
-            context = UserContext.at(self.data, user, target_row)
-            if target in context.items:  # a repeated pair: the target must not be in its history
-                context = context.with_items([k for k, item in enumerate(context.items) if item != target])
-        period = "source" if self.time_cut is None or target_time < self.time_cut else "target"
-        return RankingTask(
-            task_id=f"{self.data.user_ids[user]}/{target_row}/{view}" + (f"/{repeat}" if repeat else ""),
-            context=context,
-            target=target,
-            candidates=candidates,
-            view=view,
-            period=period,
-            target_time=target_time,
-        )
+        return rows.start + target_row
 
     def tasks(self, users: Sequence[int] | np.ndarray, n_targets: int = 1) -> list[RankingTask]:
         """Base-view tasks for every user and each of their ``n_targets`` targets."""

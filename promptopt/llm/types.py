@@ -47,6 +47,14 @@ class ParseStats:
     def complete(self) -> bool:
         return self.missing == 0 and self.hallucinated == 0
 
+    def __add__(self, other: ParseStats) -> ParseStats:
+        return ParseStats(
+            self.found + other.found,
+            self.duplicates + other.duplicates,
+            self.hallucinated + other.hallucinated,
+            self.missing + other.missing,
+        )
+
 
 @dataclass(frozen=True)
 class RequestIds:

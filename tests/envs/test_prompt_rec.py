@@ -124,6 +124,34 @@ def test_observation_and_users_come_from_the_problem(problem, synthetic_split) -
     assert obs[0] == synthetic_split.test[3]
 
 
+def test_a_reset_builds_no_task_and_a_step_builds_only_its_own(
+    synthetic_data, synthetic_split, catalog, monkeypatch
+) -> None:
+    reward = RewardConfig(robust_weight=0.3, views=("temporal", "dropout"), bootstrap=2)
+    problem = RecProblem.build(synthetic_data, synthetic_split, catalog, reward, SplitConfig(), seed=0,
+                               fit_hints=False)
+    built: list[str] = []
+    for name in ("task", "context"):
+        original = getattr(problem.builder, name)
+        monkeypatch.setattr(problem.builder, name,
+                            lambda *a, _o=original, _n=name, **kw: built.append(_n) or _o(*a, **kw))
+    original_views = problem.drift.views
+    monkeypatch.setattr(problem.drift, "views",
+                        lambda *a, **kw: built.append("views") or original_views(*a, **kw))
+    env = PromptRecEnv(problem, PromptHashRanker())
+    for seed in range(20):
+        obs, info = env.reset(seed=seed)
+    assert len(problem.task_set) == 0  # no base task, drift view or shuffled copy: contexts only
+    assert set(built) == {"context"}
+    user = int(obs[0])
+    built.clear()
+    env.step(int(np.flatnonzero(info["action_mask"])[0]))
+    assert problem.task_set.built(problem.key(user)) and len(problem.task_set) == 1
+    # The base task (on the reset's context), then its views: temporal is a task on the next row.
+    assert built == ["task", "views", "task", "context"]
+    assert len(problem.tasks(user)) == problem.calls_per_episode == 6
+
+
 def test_step_reward_and_info_match_the_problem(problem) -> None:
     ranker = PromptHashRanker()
     env = PromptRecEnv(problem, ranker)

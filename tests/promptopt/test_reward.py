@@ -7,9 +7,12 @@ import math
 
 import pytest
 
+from promptopt.config import RewardConfig
+from promptopt.llm.types import RankResponse
 from promptopt.metrics import METRIC_NAMES
 from promptopt.reward import (
     RewardBreakdown,
+    Scorer,
     accuracy_score,
     combine,
     metrics_of_rank,
@@ -144,3 +147,47 @@ def test_score_views_averages_copies_and_combines() -> None:
     assert missing.total == 0.0
     with pytest.raises(ValueError, match="2 tasks but 1 responses"):
         score_views(["base", "temporal"], [1, 2], [(1, 2)])
+
+
+def _ndcg10(position: int) -> float:
+    return 1.0 / math.log2(position + 2) if position < 10 else 0.0
+
+
+def test_scorer_by_hand(robust_problem, synthetic_split) -> None:
+    problem = robust_problem
+    scorer = Scorer.from_config(problem.reward_config)
+    assert scorer == Scorer(robust_weight=0.5)  # the settings of the config (defaults elsewhere)
+    user = int(synthetic_split.train[1])
+    tasks = problem.tasks(user)
+    positions = [0, 3, 12, 1, 2, 3, 0, 5]  # where each task's answer puts the target
+    responses = []
+    for task, pos in zip(tasks, positions):
+        others = [c for c in task.candidates if c != task.target]
+        responses.append(RankResponse(ranking=(*others[:pos], task.target, *others[pos:])))
+    breakdown, metrics = scorer.score([t.view for t in tasks], [t.target for t in tasks], responses)
+    assert (breakdown, metrics) == problem.score(tasks, responses)  # the facade's score is the scorer's
+    views = ["base", "temporal", "dropout", "popular_negatives"]
+    expected = {v: (_ndcg10(positions[i]) + _ndcg10(positions[i + 4])) / 2 for i, v in enumerate(views)}
+    assert breakdown.per_view == pytest.approx(expected)
+    reference = combine(expected, robust_weight=0.5)
+    assert breakdown.total == pytest.approx(reference.total)
+    assert breakdown.accuracy == pytest.approx(expected["base"])
+    assert set(metrics) == set(views)
+    assert set(metrics["base"]) == set(METRIC_NAMES)
+    assert metrics["base"]["hit@1"] == pytest.approx(0.5)  # rank 0 then rank 2
+    assert metrics["temporal"]["mrr"] == pytest.approx((1 / 4 + 1 / 4) / 2)
+    assert metrics["dropout"]["hit@10"] == pytest.approx(0.5)
+    assert expected["temporal"] == pytest.approx(view_score(
+        [responses[1].ranking, responses[5].ranking], tasks[1].target))
+    with pytest.raises(ValueError, match="8 tasks but 7 responses"):
+        scorer.score([t.view for t in tasks], [t.target for t in tasks], responses[:7])
+
+
+def test_scorer_of_nothing_is_zero_for_every_metric() -> None:
+    scorer = Scorer.from_config(RewardConfig(metric="ndcg@3", robust_weight=0.2))
+    breakdown, metrics = scorer.nothing()
+    assert breakdown == RewardBreakdown(0.0, 0.0, 0.0, {"base": 0.0})
+    assert set(metrics) == {"base"} and set(metrics["base"]) == {*METRIC_NAMES, "ndcg@3"}
+    assert set(metrics["base"].values()) == {0.0}
+    metrics["base"]["mrr"] = 1.0  # a fresh dict each time
+    assert scorer.nothing()[1]["base"]["mrr"] == 0.0

@@ -1,0 +1,124 @@
+"""Which target a user's episode uses, and the training mask that hides every such target.
+
+An episode is one (user, target row) pair: the row is the position, in the user's chronological
+history, of the interaction the episode's ranking task holds out. Which row (decided here, once):
+
+* **training users** (``split.train``): their second-to-last interaction (the latest of the
+  earlier targets), so the ``temporal`` drift view has a real "next" interaction — the last one;
+* **validation and test users**: their last interaction (the held-out target of the protocol);
+* ``final=True``: the last interaction for any user (export, per-user bounds);
+* ``period="source"`` / ``"target"``: the user's latest interaction before / from the drift time
+  cut (no target when the user has none);
+* ``row=r``: an explicit target row (e.g. the earlier targets of a test user).
+
+:func:`leak_free_mask` is what graphs, hints and popularity may learn from: it holds no
+interaction any of these episodes targets (nor the row after it, the ``temporal`` view's target)
+and nothing from the drift time cut on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+
+from promptopt.data.interactions import InteractionData
+from promptopt.splits import training_mask
+
+Period = Literal["source", "target"]
+"""The drift protocol's periods: targets before the time cut, and from it on."""
+
+EpisodeKey = tuple[int, int]
+"""``(user, target row)`` of an episode; the row is :data:`NO_TARGET` when there is none."""
+
+NO_TARGET = -1
+"""The row of an episode key whose user has no target in the asked period."""
+
+
+class EpisodeTargets:
+    """Target rows of episodes (see the module doc), memoised per ``(user, period, final)``.
+
+    Args:
+        data: The dataset.
+        train_users: The training users (their default episode targets the second-to-last row).
+        time_cut: The drift protocol's global time cut (Unix seconds).
+    """
+
+    def __init__(self, data: InteractionData, train_users: Iterable[int], time_cut: int) -> None:
+        self.data = data
+        self.time_cut = time_cut
+        self._train_users = frozenset(int(u) for u in train_users)
+        self._keys: dict[tuple[int, str | None, bool], EpisodeKey] = {}
+
+    def target_row(self, user: int, *, period: Period | None = None, final: bool = False) -> int | None:
+        """Row of the user's episode target; ``None`` when ``period`` is given and holds none.
+
+        Raises:
+            ValueError: The user has fewer than 2 interactions, or an unknown ``period``.
+        """
+        length = self.data.history_length(user)
+        if length < 2:
+            raise ValueError(
+                f"user {self.data.user_ids[user]!r} has {length} interaction(s); a task needs >= 2"
+            )
+        if period is not None:
+            if period not in ("source", "target"):
+                raise ValueError(f"period must be 'source', 'target' or None, got {period!r}")
+            rows = self.data.user_rows(user)
+            times = self.data.timestamps[rows.start + 1:rows.stop]
+            hits = np.flatnonzero(times < self.time_cut if period == "source" else times >= self.time_cut)
+            return int(hits[-1]) + 1 if hits.size else None
+        if final or int(user) not in self._train_users or length < 3:
+            return length - 1
+        return length - 2
+
+    def key(
+        self, user: int, period: Period | None = None, final: bool = False, row: int | None = None
+    ) -> EpisodeKey:
+        """``(user, target row)`` of the episode; an explicit ``row`` wins over ``period`` / ``final``."""
+        if row is not None:
+            return (int(user), int(row))
+        memo = (user, period, final)
+        found = self._keys.get(memo)
+        if found is None:
+            target = self.target_row(user, period=period, final=final)
+            found = self._keys[memo] = (int(user), NO_TARGET if target is None else int(target))
+        return found
+
+
+def leak_free_mask(data: InteractionData, *, n_targets: int, time_cut: int) -> np.ndarray:
+    """:func:`~promptopt.splits.training_mask` that also hides every row an episode may target.
+
+    Per user, rows from the earliest possible target on are hidden (the earlier targets of
+    :func:`~promptopt.splits.target_rows`, the second-to-last row of training episodes, the
+    latest source-period row of ``period="source"`` episodes), and so is everything from the
+    time cut on. With repeated (user, item) pairs, earlier interactions with a hidden row's
+    item are hidden too, so a target can never be learned from.
+
+    Args:
+        data: The dataset.
+        n_targets: ``split.n_targets`` (at least 2 rows are hidden per user: training episodes
+            target the second-to-last one).
+        time_cut: The drift time cut (Unix seconds).
+
+    Shapes:
+        Returns ``(n_interactions,)`` bool.
+    """
+    n_targets = max(n_targets, 2)
+    mask = training_mask(data, n_targets=n_targets, time_cut=time_cut)
+    offsets = data.user_offsets
+    for user in range(data.n_users):
+        start, stop = int(offsets[user]), int(offsets[user + 1])
+        length = stop - start
+        if length < 2:
+            continue
+        first = max(1, length - n_targets)
+        before = np.flatnonzero(data.timestamps[start + 1:stop] < time_cut)
+        if before.size:
+            first = min(first, int(before[-1]) + 1)
+        mask[start + first:stop] = False
+        items = data.items[start:stop]
+        if np.unique(items).size < length:  # repeated pairs
+            mask[start:start + first] &= ~np.isin(items[:first], items[first:])
+    return mask

@@ -1,0 +1,114 @@
+"""Episode targets and the leak-free training mask: no episode's target is ever learned from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promptopt.config import RewardConfig, SplitConfig
+from promptopt.episodes import NO_TARGET, EpisodeTargets, leak_free_mask
+from promptopt.problem import RecProblem
+from promptopt.splits import split_users, time_cut_at_quantile
+
+KINDS = ({}, {"final": True}, {"period": "source"}, {"period": "target"})
+
+
+@pytest.fixture(scope="module")
+def time_cut(synthetic_data) -> int:
+    return time_cut_at_quantile(synthetic_data, SplitConfig().drift_quantile)
+
+
+@pytest.fixture(scope="module")
+def targets(synthetic_data, synthetic_split, time_cut) -> EpisodeTargets:
+    return EpisodeTargets(synthetic_data, synthetic_split.train, time_cut)
+
+
+def test_mask_holds_no_target_and_nothing_after_the_cut(synthetic_data, targets, time_cut) -> None:
+    data = synthetic_data
+    mask = leak_free_mask(data, n_targets=SplitConfig().n_targets, time_cut=time_cut)
+    assert mask.shape == (data.n_interactions,) and mask.dtype == bool
+    assert not mask[data.timestamps >= time_cut].any()
+    for user in range(data.n_users):
+        rows = data.user_rows(user)
+        for kwargs in KINDS:
+            row = targets.target_row(user, **kwargs)
+            if row is not None:
+                assert not mask[rows.start + row], (user, kwargs)
+        # Temporal views target the row after the episode's: hidden as well.
+        assert not mask[rows.start + targets.target_row(user):rows.stop].any()
+    assert mask.sum() > 0.4 * data.n_interactions
+
+
+def test_episode_targets(synthetic_data, synthetic_split, targets, time_cut) -> None:
+    data = synthetic_data
+    train, test = int(synthetic_split.train[0]), int(synthetic_split.test[0])
+    assert targets.target_row(train) == data.history_length(train) - 2
+    assert targets.target_row(train, final=True) == data.history_length(train) - 1
+    assert targets.target_row(test) == data.history_length(test) - 1
+    seen_none = False
+    for user in synthetic_split.test:
+        rows = data.user_rows(int(user))
+        src = targets.target_row(int(user), period="source")
+        tgt = targets.target_row(int(user), period="target")
+        if src is not None:
+            assert data.timestamps[rows.start + src] < time_cut
+            assert (data.timestamps[rows.start + src + 1:rows.stop] >= time_cut).all()
+        if tgt is not None:
+            assert data.timestamps[rows.start + tgt] >= time_cut
+            assert tgt == data.history_length(int(user)) - 1
+        seen_none |= tgt is None
+    assert seen_none  # some test user has no target-period interaction: the None case is exercised
+    with pytest.raises(ValueError, match="period must be 'source', 'target' or None, got 'later'"):
+        targets.target_row(test, period="later")  # type: ignore[arg-type]
+
+
+def test_key_is_memoised_and_an_explicit_row_wins(synthetic_split, targets) -> None:
+    user = int(synthetic_split.train[0])
+    key = targets.key(user)
+    assert key == (user, targets.target_row(user))
+    assert targets.key(user) is key  # memoised
+    assert targets.key(user, "target", True, row=3) == (user, 3)
+    missing = next(int(u) for u in synthetic_split.test
+                   if targets.target_row(int(u), period="target") is None)
+    assert targets.key(missing, "target") == (missing, NO_TARGET)
+
+
+def test_a_user_needs_two_interactions_and_short_training_users_target_their_last() -> None:
+    from promptopt.data import InteractionData
+
+    items = [(str(i), f"Item {i}", ("Drama",), 2000) for i in range(4)]
+    rows = [("solo", "0", 4.0, 10), ("pair", "1", 4.0, 20), ("pair", "2", 4.0, 30)]
+    data = InteractionData.from_raw("tiny", items=items, interactions=rows)
+    solo, pair = data.user_ids.index("solo"), data.user_ids.index("pair")
+    targets = EpisodeTargets(data, [solo, pair], time_cut=25)
+    with pytest.raises(ValueError, match="user 'solo' has 1 interaction\\(s\\); a task needs >= 2"):
+        targets.target_row(solo)
+    assert targets.target_row(pair) == 1  # a training user with 2 interactions: the last one
+    assert targets.target_row(pair, period="source") is None  # row 0 is never a target
+    assert targets.target_row(pair, period="target") == 1
+
+
+def test_repeated_pairs_never_leak_a_target(five_templates) -> None:
+    from promptopt.data import InteractionData
+
+    rng = np.random.default_rng(0)
+    items = [(str(i), f"Item {i}", ("Drama",) if i % 2 else ("Comedy",), 2000) for i in range(120)]
+    rows = []
+    for user in range(40):
+        favourites = rng.choice(120, size=6, replace=False)  # few items, consumed again and again
+        for step in range(18):
+            when = 1_000_000 + 3600 * (50 * step + user)
+            rows.append((f"u{user}", str(int(rng.choice(favourites))), 4.0, when))
+    data = InteractionData.from_raw("repeats", items=items, interactions=rows)
+    split = split_users(data, seed=0)
+    reward = RewardConfig(robust_weight=0.5, views=("temporal", "dropout", "truncate", "popular_negatives",
+                                                    "new_items"))
+    problem = RecProblem.build(data, split, five_templates, reward, SplitConfig(n_negatives=9), seed=0)
+    assert problem.train_mask.sum() > 0
+    for user in range(data.n_users):
+        rows_ = data.user_rows(user)
+        learned = set(data.items[rows_][problem.train_mask[rows_]].tolist())
+        for kwargs in ({}, {"final": True}, {"period": "source"}):
+            for task in problem.tasks(user, **kwargs):
+                assert task.target not in task.context.items, task.task_id
+                assert task.target not in learned, task.task_id
