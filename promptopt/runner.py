@@ -14,20 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import reduce
-from operator import add
+from typing import NamedTuple
 
 from promptopt.episodes import EpisodeKey, EpisodeTargets, Period
-from promptopt.llm.types import ParseStats, Ranker, RankRequest, RankResponse, TokenUsage
+from promptopt.llm.types import ParseStats, Ranker, RankRequest, TokenUsage
 from promptopt.observations import EpisodeObservations
 from promptopt.request_cache import RequestCache
 from promptopt.reward import RewardBreakdown, Scorer
 from promptopt.task_set import TaskSet
 
 
-@dataclass(frozen=True, slots=True)
-class Episode:
+class Episode(NamedTuple):
     """One (user, template) to score, and which of the user's targets and samples.
+
+    A named tuple: built once per pair on every env step, where a frozen dataclass costs 3x more.
 
     Attributes:
         user: User index.
@@ -135,20 +135,24 @@ class EpisodeRunner:
         responses = ranker.rank(batch) if batch else []
         if len(responses) != len(batch):
             raise ValueError(f"ranker returned {len(responses)} responses for {len(batch)} requests")
-        return [item if item is None or isinstance(item, Outcome) else self._outcome(*item, responses)
-                for item in plan]
-
-    def _outcome(
-        self, episode: Episode, key: EpisodeKey, start: int, stop: int, responses: Sequence[RankResponse]
-    ) -> Outcome:
-        part = responses[start:stop]  # never empty: every episode has a base task
-        views, targets, period = self.tasks.labels(key)
-        reward, metrics = self.scorer.score(views, targets, part)
-        return Outcome(
-            user=key[0], template=episode.template, reward=reward, metrics=metrics, period=period,
-            calls=len(part), cached=sum(1 for r in part if r.cached),
-            usage=reduce(add, (r.usage for r in part)), parse=reduce(add, (r.parse for r in part)),
-        )
+        labels, score = self.tasks.labels, self.scorer.score
+        outcomes: list[Outcome | None] = []
+        for item in plan:  # one plain loop: this is every env step's hot path
+            if item is None or isinstance(item, Outcome):
+                outcomes.append(item)
+                continue
+            episode, key, start, stop = item
+            part = responses[start:stop]  # never empty: every episode has a base task
+            views, targets, period = labels(key)
+            reward, metrics = score(views, targets, part)
+            usage, parse = part[0].usage, part[0].parse
+            for response in part[1:]:  # mostly one response: no new object then
+                usage, parse = usage + response.usage, parse + response.parse
+            outcomes.append(Outcome(
+                user=key[0], template=episode.template, reward=reward, metrics=metrics, period=period,
+                calls=len(part), cached=sum(1 for r in part if r.cached), usage=usage, parse=parse,
+            ))
+        return outcomes
 
     def invalid_outcome(self, user: int, template: int, *, period: str | None) -> Outcome:
         """The outcome of a template ``user`` cannot fill: nothing sent, reward and metrics 0."""

@@ -45,6 +45,7 @@ class TaskSet:
         self._contexts: dict[EpisodeKey, UserContext | None] = {}
         self._tasks: dict[EpisodeKey, list[RankingTask]] = {}
         self._labels: dict[EpisodeKey, TaskLabels] = {}
+        self._periods: dict[EpisodeKey, str] = {}
 
     @property
     def calls_per_episode(self) -> int:
@@ -72,8 +73,14 @@ class TaskSet:
         return ctx
 
     def period(self, key: EpisodeKey) -> str | None:
-        """``"source"`` / ``"target"``: the period of the episode's base target (``None``: no target)."""
-        return None if key[1] < 0 else self.builder.period(*key)
+        """``"source"`` / ``"target"``: the period of the episode's base target (``None``: no target).
+
+        Cached; builds no task (an invalid action's outcome needs it on every such step).
+        """
+        found = self._periods.get(key)
+        if found is None and key[1] >= 0:
+            found = self._periods[key] = self.builder.period(*key)
+        return found
 
     def tasks(self, key: EpisodeKey) -> list[RankingTask]:
         """The base task, then the drift views, then the shuffled copies (``[]``: no target).
