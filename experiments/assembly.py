@@ -27,6 +27,8 @@ from promptopt.splits import UserSplit, split_users
 from promptopt.templates import TemplateCatalog
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from experiments.rundir import RunDir
     from promptopt.data.interactions import InteractionData
 
@@ -90,12 +92,16 @@ def agent_config(config: ExperimentConfig, kind: str) -> ExperimentConfig:
     return config
 
 
-def make_env(config: ExperimentConfig, problem: RecProblem, ranker: Ranker, n_envs: int | None = None) -> Any:
-    """The batched training env (one ranker call per step for all sub-environments)."""
+def make_env(config: ExperimentConfig, problem: RecProblem, ranker: Ranker, n_envs: int | None = None,
+             *, users: str | Sequence[int] | np.ndarray = "train") -> Any:
+    """The batched training env (one ranker call per step for all sub-environments).
+
+    ``users``: a split's name or the users episodes are drawn from (the study's training pool).
+    """
     from envs.vec_env import BatchedPromptRecVecEnv
 
     return BatchedPromptRecVecEnv(problem, ranker, n_envs or config.env.n_envs, seed=config.seed,
-                                  users="train", action_space=config.env.action_space)
+                                  users=users, action_space=config.env.action_space)
 
 
 class NoRanker:

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from experiments.study import load_study, run_study
+    from experiments.study.config import load_study
+    from experiments.study.protocol import run_study
 
     config, study = load_study(args.config, getattr(args, "overrides", []))
     path = run_study(config, study)

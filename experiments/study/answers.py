@@ -1,0 +1,113 @@
+"""Answer tables: every template's score for a set of users on one kind of target.
+
+The study fills each table once (the ranker's answers come from the SQLite cache on a re-run) and
+every selector, seed and analysis reads it: the exhaustive sweep over training users, the
+validation users' targets, and the test users' last, earlier and drift-period targets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("promptopt.study")
+
+
+@dataclass
+class AnswerTable:
+    """Every template's score for some users on one kind of target (``nan``: invalid / no task).
+
+    Shapes: ``users (n,)``; ``ndcg`` and ``reward`` ``(n, n_templates)``.
+    """
+
+    users: np.ndarray
+    ndcg: np.ndarray
+    reward: np.ndarray
+
+    def rows(self, users: np.ndarray) -> np.ndarray:
+        """Row index of each of ``users``."""
+        position = {int(u): i for i, u in enumerate(self.users)}
+        return np.array([position[int(u)] for u in users], dtype=np.int64)
+
+    def to_json(self) -> dict[str, list]:
+        """Plain lists, ``None`` for ``nan`` (the form ``study.json`` stores)."""
+        return {
+            "users": self.users.tolist(),
+            "ndcg": _nan_to_none(self.ndcg),
+            "reward": _nan_to_none(self.reward),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> AnswerTable:
+        return cls(
+            np.asarray(raw["users"], dtype=np.int64), _none_to_nan(raw["ndcg"]), _none_to_nan(raw["reward"])
+        )
+
+
+def _nan_to_none(a: np.ndarray) -> list:
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in a]
+
+
+def _none_to_nan(rows: list) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+
+
+def score_table(
+    problem: Any,
+    ranker: Any,
+    users: np.ndarray,
+    *,
+    period: str | None = None,
+    back: int | None = None,
+    chunk: int = 512,
+    label: str = "",
+) -> AnswerTable:
+    """Score every valid template for ``users`` on their episode target.
+
+    Args:
+        problem: The problem (tasks, masks, requests, scoring).
+        ranker: The (cached) ranker.
+        users: The users.
+        period: The user's latest target in this drift period instead.
+        back: The target ``back`` items before the user's last one instead (users with too short a
+            history get no row values).
+        chunk: Requests per ranker call.
+        label: Names the table in progress lines.
+    """
+    # One of the project's copies of the batching loop: it becomes a call of the library's loop
+    # once the RecProblem split provides one.
+    users = np.asarray(users, dtype=np.int64)
+    n, n_t = users.size, problem.n_templates
+    ndcg, reward = np.full((n, n_t), np.nan), np.full((n, n_t), np.nan)
+    plan: list[tuple[int, int, list, int]] = []
+    batch: list = []
+    for i, user in enumerate(users):
+        row = None if back is None else problem.data.history_length(int(user)) - 1 - back
+        if row is not None and row < 1:
+            continue
+        tasks = problem.tasks(int(user), period=period, row=row)
+        if not tasks:
+            continue
+        mask = problem.action_mask(int(user), period=period, row=row)
+        for t in np.flatnonzero(mask):
+            plan.append((i, int(t), tasks, len(batch)))
+            batch += problem.requests(tasks, int(t))
+    started, responses = time.perf_counter(), []
+    for start in range(0, len(batch), chunk):
+        responses += ranker.rank(batch[start : start + chunk])
+        logger.info(
+            "answers %s: %d/%d requests (%.1f s)",
+            label,
+            len(responses),
+            len(batch),
+            time.perf_counter() - started,
+        )
+    for i, t, tasks, start in plan:
+        breakdown, per_view = problem.score(tasks, responses[start : start + len(tasks)])
+        ndcg[i, t], reward[i, t] = per_view["base"]["ndcg@10"], breakdown.total
+    return AnswerTable(users, ndcg, reward)

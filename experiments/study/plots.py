@@ -1,0 +1,129 @@
+"""The study's plots: selectors with intervals, paired differences, drift, PPO learning curves.
+
+Each function draws one PNG from the pooled results (or the run dict) and returns its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.study.pooled import SELECTORS, PooledResults
+from experiments.study.targets import NONINFERIORITY_MARGIN
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_selectors(pooled: PooledResults, path: Path) -> Path:
+    """Test NDCG@10 of every selector with its 95% interval, one panel per reward."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, reward in zip(axes, ("accuracy", "robust")):
+        names = [n for n in SELECTORS if pooled.values(reward, "last", n)]
+        cells = [pooled.mean(reward, "last", n) for n in names]
+        y = np.arange(len(names))
+        ax.errorbar(
+            [c[0] for c in cells],
+            y,
+            xerr=[[c[0] - c[1] for c in cells], [c[2] - c[0] for c in cells]],
+            fmt="o",
+            capsize=3,
+        )
+        ax.set_yticks(y, names)
+        ax.set_title(f"{reward} reward: test NDCG@10 (95% CI)", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_paired(pooled: PooledResults, path: Path) -> Path:
+    """Every selector minus the best fixed template, paired over test users, with the margin."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    names = [n for n in SELECTORS if n != "best_fixed" and pooled.values("accuracy", "last", n)]
+    for k, reward in enumerate(("accuracy", "robust")):
+        cells = [pooled.paired(reward, "last", n, "best_fixed") for n in names]
+        y = np.arange(len(names)) + (k - 0.5) * 0.3
+        ax.errorbar(
+            [c[0] for c in cells],
+            y,
+            xerr=[[c[0] - c[1] for c in cells], [c[2] - c[0] for c in cells]],
+            fmt="o",
+            capsize=3,
+            label=f"{reward} reward",
+        )
+    ax.axvline(0, color="k", lw=0.8)
+    ax.axvline(NONINFERIORITY_MARGIN, color="r", ls="--", lw=0.8, label="non-inferiority margin")
+    ax.set_yticks(np.arange(len(names)), names)
+    ax.set_xlabel("NDCG@10 minus best fixed template, paired over test users (95% CI)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_drift(pooled: PooledResults, path: Path) -> Path:
+    """Mean NDCG@10 on source- and target-period targets per selector and reward."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    names = [
+        n
+        for n in ("random", "best_fixed", "linucb", "mlp_ppo", "policy", "policy_safe", "oracle")
+        if pooled.values("accuracy", "source", n)
+    ]
+    x = np.arange(len(names))
+    for k, (reward, period) in enumerate(
+        (("accuracy", "source"), ("accuracy", "target"), ("robust", "source"), ("robust", "target"))
+    ):
+        ax.bar(
+            x + (k - 1.5) * 0.2,
+            [pooled.mean(reward, period, n)[0] for n in names],
+            0.2,
+            label=f"{reward}, {period}",
+        )
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_ylabel("NDCG@10")
+    ax.set_title("Source vs drifted target period", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(run: Mapping[str, Any], path: Path) -> Path:
+    """PPO training reward per rollout, per seed, LightGCN+MLP and MLP-only."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    for ax, reward in zip(axes, ("accuracy", "robust")):
+        for seed in run["seeds"]:
+            for name, ls in (("policy", "-"), ("mlp_ppo", ":")):
+                curve = seed["rewards"][reward]["train"][name]["curve"]
+                ax.plot(
+                    [c["step"] for c in curve],
+                    [c["reward"] for c in curve],
+                    ls,
+                    label=f"{name} seed {seed['seed']}",
+                )
+        ax.set_title(f"PPO training reward ({reward})", fontsize=9)
+        ax.set_xlabel("episodes")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

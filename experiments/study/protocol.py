@@ -1,0 +1,390 @@
+"""The study's protocol: answer tables, then per seed and reward every selector, then the report.
+
+Protocol (MovieLens-100K, the embedded MiniLM embedding ranker, 20 candidates = target + 19 uniform
+negatives in a shuffled shown order). A fixed seeded user sample is split once (``data_seed``) into
+train / validation / test users; candidates and shown orders are seeded per task, so every
+(user, target, template) request is answered once and reused from the SQLite cache by every
+selector and seed. Seeds vary what is learned: LightGCN, PPO, bandits, the random baseline.
+
+1. Answer tables: every template on every training user's episode target (the exhaustive sweep,
+   once per reward), every validation user's, and every test user's last item, two earlier targets
+   (the realistic per-user bound) and latest source- / target-period items (drift).
+2. Per seed and reward (accuracy only, w = 0; drift-robust, w > 0): LightGCN BPR pretraining on the
+   leak-free training graph, PPO (LightGCN+MLP and MLP-only) and LinUCB / epsilon-greedy trained on a
+   seeded pool of training users holding ``budget_share`` of the exhaustive sweep's calls, then a
+   safety gate: the policy keeps the template it identified as best for everyone and deviates for a
+   user only where its probability margin passes a threshold validated on validation users.
+3. Evaluation on test users (NDCG@10 of the last item, paired bootstrap intervals, pooled over
+   seeds by averaging each user's value), drift drops, the search for signal, RESULTS.md and plots.
+
+Data, split, catalog, ranker, training env, PPO training and agent loading are the pipeline's own
+(:mod:`experiments.assembly`, :func:`experiments.training.train_agent`,
+:class:`experiments.selector_factory.SelectorFactory`), so the study measures what ``promptopt
+train`` builds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.rundir import RunDir
+from experiments.study.answers import AnswerTable, score_table
+from experiments.study.choice_rules import (
+    CountingRanker,
+    GatedSelector,
+    PerUserChoiceSelector,
+    choose_gate_threshold,
+    confirm_top2,
+    realistic_choices,
+)
+from experiments.study.config import StudyConfig
+from promptopt.config import ExperimentConfig
+from promptopt.errors import ConfigError
+
+logger = logging.getLogger("promptopt.study")
+
+PPO_AGENTS = {"policy": "policy", "mlp_ppo": "mlp"}
+"""The study's PPO selectors and the pipeline's agent kind each is (LightGCN+MLP, MLP-only)."""
+PERIODS = (None, "source", "target")
+"""Test targets every selector is evaluated on: the last item, then the two drift periods."""
+
+
+# ---------------------------------------------------------------------- the whole study
+def run_study(config: ExperimentConfig, study: StudyConfig) -> Path:
+    """Run every phase and write the report; returns the report's path."""
+    from experiments.assembly import build_problem, make_run_ranker
+    from experiments.study.provenance import load_average, probe_hardware
+    from experiments.study.report import write_results
+    from promptopt.config import config_to_dict
+    from promptopt.problem import RecProblem
+
+    started = time.perf_counter()
+    load_start = load_average()
+    work = Path(study.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    # ------------------------------------------------------------ data, split, catalog, problems
+    rewards = {
+        "accuracy": dataclasses.replace(config.reward, robust_weight=0.0),
+        "robust": dataclasses.replace(config.reward, robust_weight=study.robust_weight),
+    }
+    # The split and tasks use the data seed, fixed across study seeds (the same users and candidates).
+    data, split, catalog, acc = build_problem(
+        dataclasses.replace(config, seed=study.data_seed, reward=rewards["accuracy"])
+    )
+    for family, ids in study.families.items():
+        missing = [t for t in ids if t not in catalog.ids]
+        if missing:
+            raise ConfigError(
+                f"study.families.{family}: {missing[0]!r} is not in the catalog "
+                f"(templates.include holds {', '.join(catalog.ids)})"
+            )
+    problems = {
+        "accuracy": acc,
+        "robust": RecProblem.build(
+            data, split, catalog, rewards["robust"], config.split, seed=study.data_seed, hints=acc.hints
+        ),
+    }
+    ranker = make_run_ranker(config, acc)
+    # ------------------------------------------------------------ answer tables (cached)
+    tables = fill_answer_tables(problems, ranker, split, chunk=study.chunk)
+    tables_seconds = time.perf_counter() - started
+    # ------------------------------------------------------------ seeds
+    seeds = []
+    for seed in study.seeds:
+        seeds.append(run_seed(seed, config, study, problems, ranker, tables, work))
+        (work / f"seed{seed}" / "result.json").write_text(json.dumps(seeds[-1]), encoding="utf-8")
+    stats = getattr(ranker, "stats", None)
+    run = {
+        "config": {"study": dataclasses.asdict(study), "experiment": config_to_dict(config)},
+        "hardware": probe_hardware(),
+        "load_avg_start": load_start,
+        "load_avg_end": load_average(),
+        "seconds": time.perf_counter() - started,
+        "tables_seconds": tables_seconds,
+        "ranker": dict(ranker.identity),
+        "llm": {k: getattr(stats, k, 0) for k in ("calls", "hits", "misses", "tokens")} if stats else {},
+        "data": data.describe(),
+        "n_users": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        "templates": list(catalog.ids),
+        "calls_per_episode": {k: p.calls_per_episode for k, p in problems.items()},
+        "tables": {name: table.to_json() for name, table in tables.items()},
+        "profile": [acc.observation(int(u))[1:].tolist() for u in split.test],
+        "seeds": seeds,
+    }
+    (work / "study.json").write_text(json.dumps(run), encoding="utf-8")
+    close = getattr(ranker, "close", None)
+    if callable(close):
+        close()
+    return write_results(run, study)
+
+
+def fill_answer_tables(
+    problems: Mapping[str, Any], ranker: Any, split: Any, *, chunk: int
+) -> dict[str, AnswerTable]:
+    """Every answer table of the protocol (step 1), named as ``study.json`` stores them."""
+    acc, robust = problems["accuracy"], problems["robust"]
+    test = split.test
+    return {
+        "train_accuracy": score_table(acc, ranker, split.train, label="train", chunk=chunk),
+        "val": score_table(acc, ranker, split.val, label="val", chunk=chunk),
+        "test_last": score_table(acc, ranker, test, label="test last", chunk=chunk),
+        "test_back1": score_table(acc, ranker, test, back=1, label="test earlier 1", chunk=chunk),
+        "test_back2": score_table(acc, ranker, test, back=2, label="test earlier 2", chunk=chunk),
+        "test_source": score_table(acc, ranker, test, period="source", label="test source", chunk=chunk),
+        "test_target": score_table(acc, ranker, test, period="target", label="test target", chunk=chunk),
+        "train_robust": score_table(robust, ranker, split.train, label="train robust", chunk=chunk),
+    }
+
+
+# ---------------------------------------------------------------------- one seed
+@dataclass(frozen=True)
+class SeedSetup:
+    """What every reward of one seed shares."""
+
+    config: ExperimentConfig
+    """The experiment config with the seed applied."""
+    study: StudyConfig
+    accuracy: Any
+    """The accuracy-only problem: observations, masks and catalog of every selector."""
+    ranker: Any
+    """The cached ranker."""
+    tables: Mapping[str, AnswerTable]
+    pool: np.ndarray
+    """Training users the learned selectors train on."""
+    features: np.ndarray
+    """Bandit features of every user (profile statistics + the seed's LightGCN embedding)."""
+    seed_dir: Path
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+def run_seed(
+    seed: int,
+    config: ExperimentConfig,
+    study: StudyConfig,
+    problems: Mapping[str, Any],
+    ranker: Any,
+    tables: Mapping[str, AnswerTable],
+    work: Path,
+) -> dict[str, Any]:
+    """LightGCN, then per reward: PPO agents, bandits, gate, evaluation of every selector on test users."""
+    from policies.graph import build_graph
+    from policies.lightgcn import pretrain_from_config
+    from promptopt.bandits import bandit_features
+
+    config = dataclasses.replace(config, seed=seed)
+    acc = problems["accuracy"]
+    seed_dir = work / f"seed{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    embeddings = pretrain_from_config(build_graph(acc.data, acc.train_mask), config.policy, seed=seed)
+    logger.info(
+        "seed %d: LightGCN best epoch %d, recall@20 %.4f (%.0f s)",
+        seed,
+        embeddings.best_epoch,
+        embeddings.best_recall,
+        embeddings.seconds,
+    )
+    train, val, test = acc.pool("train"), acc.pool("val"), acc.pool("test")
+    n_pool = max(1, int(np.floor(study.pool_share * train.size)))
+    pool = np.sort(np.random.default_rng(seed).choice(train, size=n_pool, replace=False))
+    everyone = np.concatenate([train, val, test])
+    features = bandit_features(acc, everyone, embeddings.user_embeddings.numpy())
+    setup = SeedSetup(config, study, acc, ranker, tables, pool, features, seed_dir)
+    out: dict[str, Any] = {
+        "seed": seed,
+        "lightgcn": {
+            "best_epoch": embeddings.best_epoch,
+            "recall@20": embeddings.best_recall,
+            "seconds": embeddings.seconds,
+        },
+        "pool": pool.tolist(),
+        "features": features[everyone].tolist(),
+        "feature_users": everyone.tolist(),
+        "rewards": {},
+    }
+    for reward_name, problem in problems.items():
+        run = RunDir(seed_dir / reward_name)
+        if run.root.exists():  # every study run trains afresh (no resuming an older run's agents)
+            shutil.rmtree(run.root)
+        run.create()
+        embeddings.save(run.lightgcn)
+        out["rewards"][reward_name] = run_reward(setup, reward_name, problem, run)
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) -> dict[str, Any]:
+    """One reward of one seed: train the learned selectors, identify the default, gate, evaluate."""
+    from experiments.selector_factory import SelectorFactory
+    from promptopt.selectors import FixedSelector
+
+    acc, config, study, tables = setup.accuracy, setup.config, setup.study, setup.tables
+    train, val, test = acc.pool("train"), acc.pool("val"), acc.pool("test")
+    sweep = tables[f"train_{reward_name}"]
+    means = np.nanmean(sweep.reward, axis=0)
+    order = [int(t) for t in np.argsort(-np.where(np.isfinite(means), means, -np.inf), kind="stable")]
+    train_stats, counters = train_ppo_agents(config, problem, setup.ranker, setup.pool, run)
+    bandits = train_bandits(setup, problem, train_stats)
+    factory = SelectorFactory(config, acc, setup.ranker, run)
+    policy = factory("policy")
+    mean_probs = policy.action_probabilities(train).mean(axis=0)
+    identified = int(mean_probs.argmax())
+    if study.confirm:
+        cap = int(np.floor(study.budget_share * train.size * acc.n_templates * problem.calls_per_episode))
+        identified, confirmation = confirm_top2(
+            problem, counters["policy"], mean_probs, setup.pool, train, cap, seed=setup.seed
+        )
+        train_stats["policy"].update(confirmation, distinct_calls=counters["policy"].calls)
+    val_table = tables["val"]
+    threshold = choose_gate_threshold(
+        policy.action_probabilities(val),
+        identified,
+        val_table.ndcg[val_table.rows(val)],
+        study.gate_grid,
+        seed=setup.seed,
+    )
+    logger.info(
+        "seed %d %s: identified %s (sweep winner %s), gate threshold %s",
+        setup.seed,
+        reward_name,
+        acc.catalog.ids[identified],
+        acc.catalog.ids[order[0]],
+        threshold,
+    )
+    earlier = [tables[name] for name in ("test_back1", "test_back2")]
+    realistic = PerUserChoiceSelector(
+        "realistic", realistic_choices([t.ndcg[t.rows(test)] for t in earlier], test, order), order[0]
+    )
+    best = FixedSelector(order[0], fallback=order[1:], masks=acc.action_mask, name="best_fixed")
+
+    def selectors(period: str | None) -> list[Any]:
+        from promptopt.selectors import OracleSelector
+
+        return [
+            factory("random"),
+            best,
+            bandits["epsilon_greedy"],
+            bandits["linucb"],
+            factory("mlp_ppo", period),
+            factory("policy", period),
+            GatedSelector(factory("policy", period), identified, threshold),
+            OracleSelector(acc, setup.ranker, metric="ndcg@10", period=period),
+        ] + ([realistic] if period is None else [])
+
+    return {
+        "sweep_means": means.tolist(),
+        "sweep_order": order,
+        "identified": identified,
+        "tau": threshold,
+        "train": train_stats,
+        "results": evaluate_on_test(setup, selectors),
+        "exhaustive_calls": int(train.size * acc.n_templates * problem.calls_per_episode),
+    }
+
+
+def train_ppo_agents(
+    config: ExperimentConfig, problem: Any, ranker: Any, pool: np.ndarray, run: RunDir
+) -> tuple[dict[str, dict[str, Any]], dict[str, CountingRanker]]:
+    """Train the LightGCN+MLP and the MLP-only agent on the user ``pool`` into ``run``.
+
+    Each agent trains through its own :class:`CountingRanker`, so its distinct calls are its own.
+
+    Returns:
+        Per selector name (``policy``, ``mlp_ppo``): training stats, and the counting ranker.
+    """
+    from experiments.assembly import agent_config, make_env
+    from experiments.tracking import Tracker
+    from experiments.training import train_agent
+    from policies.agent import make_agent
+
+    stats: dict[str, dict[str, Any]] = {}
+    counters: dict[str, CountingRanker] = {}
+    for name, kind in PPO_AGENTS.items():
+        counter = counters[name] = CountingRanker(ranker)
+        env = make_env(config, problem, counter, users=pool)
+        cfg = agent_config(config, kind)
+        started = time.perf_counter()
+        state = train_agent(
+            kind,
+            lambda env=env, cfg=cfg: make_agent(env, cfg, embeddings_path=run.lightgcn),
+            total_timesteps=config.ppo.total_timesteps,
+            checkpoint_every=10**9,  # a study run never resumes: no checkpoints
+            checkpoint_dir=run.checkpoints,
+            output=run.agent(kind),
+            tracker=Tracker(),
+            ranker=counter,
+        )
+        stats[name] = {
+            "steps": state.steps,
+            "seconds": time.perf_counter() - started,
+            "distinct_calls": counter.calls,
+            "curve": state.curve,
+            "template_episodes": state.template_episodes,
+            "template_reward": state.template_reward,
+        }
+    return stats, counters
+
+
+def train_bandits(setup: SeedSetup, problem: Any, train_stats: dict[str, Any]) -> dict[str, Any]:
+    """LinUCB and epsilon-greedy on the pool, as many episodes as PPO; their stats go to ``train_stats``."""
+    from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector
+
+    config, n_templates = setup.config, setup.accuracy.n_templates
+    steps = config.ppo.total_timesteps
+    bandits = {}
+    for bandit in (
+        LinUCBSelector(n_templates, alpha=config.eval.linucb_alpha),
+        EpsilonGreedySelector(n_templates, epsilon=config.eval.epsilon),
+    ):
+        counter = CountingRanker(setup.ranker)
+        bandits[bandit.name] = bandit.fit(
+            problem, counter, setup.pool, setup.features, steps, seed=setup.seed
+        )
+        train_stats[bandit.name] = {"steps": steps, "distinct_calls": counter.calls}
+    return bandits
+
+
+def evaluate_on_test(setup: SeedSetup, selectors: Any) -> dict[str, dict[str, Any]]:
+    """Every selector's per-user results on the test users, per target (``last``, ``source``, ``target``).
+
+    Args:
+        setup: The seed.
+        selectors: ``period -> selectors`` to evaluate on that target.
+    """
+    from promptopt.evaluation import evaluate_selector
+
+    results: dict[str, dict[str, Any]] = {}
+    test = setup.accuracy.pool("test")
+    for period in PERIODS:
+        for selector in selectors(period):
+            try:
+                evaluation = evaluate_selector(
+                    selector,
+                    setup.accuracy,
+                    setup.ranker,
+                    test,
+                    period=period,
+                    seed=setup.seed,
+                    n_bootstrap=setup.config.eval.n_bootstrap,
+                )
+            except ValueError:  # no test user has a target in this period
+                continue
+            results.setdefault(period or "last", {})[selector.name] = {
+                "users": evaluation.users.tolist(),
+                "templates": evaluation.templates.tolist(),
+                "per_user": {k: v.tolist() for k, v in evaluation.per_user.items()},
+            }
+    return results
