@@ -107,7 +107,7 @@ def score_table(
             len(batch),
             time.perf_counter() - started,
         )
-    for i, t, tasks, start in plan:
-        breakdown, per_view = problem.score(tasks, responses[start : start + len(tasks)])
-        ndcg[i, t], reward[i, t] = per_view["base"]["ndcg@10"], breakdown.total
+    for row, template, tasks, first in plan:
+        breakdown, per_view = problem.score(tasks, responses[first : first + len(tasks)])
+        ndcg[row, template], reward[row, template] = per_view["base"]["ndcg@10"], breakdown.total
     return AnswerTable(users, ndcg, reward)

@@ -134,7 +134,9 @@ class CountingRanker:
     """Passes requests on and counts the distinct ones: the calls a run with its own cold cache pays."""
 
     def __init__(self, ranker: Any) -> None:
-        self.ranker, self.seen, self.requests = ranker, set(), 0
+        self.ranker = ranker
+        self.seen: set[Any] = set()
+        self.requests = 0
         self.identity = ranker.identity
 
     def rank(self, requests: Sequence[Any]) -> list[Any]:

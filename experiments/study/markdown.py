@@ -248,7 +248,7 @@ def per_seed_section(run: Mapping[str, Any], pooled: PooledResults) -> list[str]
                 format_interval(pooled.mean(reward, "last", n, seeds=[k]))
                 for n in ("best_fixed", "policy", "policy_safe")
             ]
-            tau = res["tau"]
+            threshold = res["tau"]  # the gate threshold (study.json key)
             rows.append(
                 [
                     str(seed["seed"]),
@@ -257,7 +257,7 @@ def per_seed_section(run: Mapping[str, Any], pooled: PooledResults) -> list[str]
                     format_interval(
                         pooled.paired(reward, "last", "policy_safe", "best_fixed", seeds=[k]), signed=True
                     ),
-                    "never deviates" if tau == float("inf") else f"{tau}",
+                    "never deviates" if threshold == float("inf") else f"{threshold}",
                     f"{seed['lightgcn']['recall@20']:.4f}",
                 ]
             )

@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,11 +51,14 @@ from experiments.study.config import StudyConfig
 from promptopt.config import ExperimentConfig
 from promptopt.errors import ConfigError
 
+if TYPE_CHECKING:
+    from promptopt.problem import Period
+
 logger = logging.getLogger("promptopt.study")
 
 PPO_AGENTS = {"policy": "policy", "mlp_ppo": "mlp"}
 """The study's PPO selectors and the pipeline's agent kind each is (LightGCN+MLP, MLP-only)."""
-PERIODS = (None, "source", "target")
+PERIODS: tuple[Period | None, ...] = (None, "source", "target")
 """Test targets every selector is evaluated on: the last item, then the two drift periods."""
 
 
@@ -239,7 +242,7 @@ def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) ->
     train_stats, counters = train_ppo_agents(config, problem, setup.ranker, setup.pool, run)
     bandits = train_bandits(setup, problem, train_stats)
     factory = SelectorFactory(config, acc, setup.ranker, run)
-    policy = factory("policy")
+    policy: Any = factory("policy")  # a PPOSelector: its probabilities feed the gate
     mean_probs = policy.action_probabilities(train).mean(axis=0)
     identified = int(mean_probs.argmax())
     if study.confirm:
@@ -270,7 +273,7 @@ def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) ->
     )
     best = FixedSelector(order[0], fallback=order[1:], masks=acc.action_mask, name="best_fixed")
 
-    def selectors(period: str | None) -> list[Any]:
+    def selectors(period: Period | None) -> list[Any]:
         from promptopt.selectors import OracleSelector
 
         return [
@@ -288,7 +291,7 @@ def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) ->
         "sweep_means": means.tolist(),
         "sweep_order": order,
         "identified": identified,
-        "tau": threshold,
+        "tau": threshold,  # the gate threshold (the key study.json has always used)
         "train": train_stats,
         "results": evaluate_on_test(setup, selectors),
         "exhaustive_calls": int(train.size * acc.n_templates * problem.calls_per_episode),

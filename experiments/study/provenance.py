@@ -22,7 +22,7 @@ def probe_hardware() -> dict[str, Any]:
     try:
         import torch
 
-        torch_version, gpu = torch.__version__, torch.cuda.is_available()
+        torch_version, gpu = str(torch.__version__), torch.cuda.is_available()
     except ImportError:  # pragma: no cover
         torch_version, gpu = "absent", False
     return {
