@@ -166,7 +166,6 @@ class SeedSetup:
     """Training users the learned selectors train on."""
     features: np.ndarray
     """Bandit features of every user (profile statistics + the seed's LightGCN embedding)."""
-    seed_dir: Path
 
     @property
     def seed(self) -> int:
@@ -205,7 +204,7 @@ def run_seed(
     pool = np.sort(np.random.default_rng(seed).choice(train, size=n_pool, replace=False))
     everyone = np.concatenate([train, val, test])
     features = bandit_features(acc, everyone, embeddings.user_embeddings.numpy())
-    setup = SeedSetup(config, study, acc, ranker, tables, pool, features, seed_dir)
+    setup = SeedSetup(config, study, acc, ranker, tables, pool, features)
     out: dict[str, Any] = {
         "seed": seed,
         "lightgcn": {
