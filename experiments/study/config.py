@@ -13,6 +13,7 @@ from pathlib import Path
 
 from promptopt.config import ExperimentConfig, apply_overrides, config_from_dict
 from promptopt.errors import ConfigError
+from promptopt.strict_yaml import load_strict_yaml
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,6 @@ def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Experim
     Raises:
         ConfigError: Missing file, unknown key, bad value, a dataset folder that does not exist.
     """
-    from promptopt.strict_yaml import load_strict_yaml
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -33,11 +33,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from experiments.assembly import agent_config, build_problem, make_env, make_run_ranker
 from experiments.rundir import RunDir
+from experiments.selector_factory import SelectorFactory
 from experiments.study.answers import AnswerTable, score_table
 from experiments.study.choice_rules import (
     CountingRanker,
@@ -48,11 +50,19 @@ from experiments.study.choice_rules import (
     realistic_choices,
 )
 from experiments.study.config import StudyConfig
-from promptopt.config import ExperimentConfig
+from experiments.study.provenance import load_average, probe_hardware
+from experiments.study.report import write_results
+from experiments.tracking import Tracker
+from experiments.training import train_agent
+from policies.agent import make_agent
+from policies.graph import build_graph
+from policies.lightgcn import pretrain_from_config
+from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
+from promptopt.config import ExperimentConfig, config_to_dict
 from promptopt.errors import ConfigError
-
-if TYPE_CHECKING:
-    from promptopt.problem import Period
+from promptopt.evaluation import evaluate_selector
+from promptopt.problem import Period, RecProblem
+from promptopt.selectors import FixedSelector, OracleSelector
 
 logger = logging.getLogger("promptopt.study")
 
@@ -65,12 +75,6 @@ PERIODS: tuple[Period | None, ...] = (None, "source", "target")
 # ---------------------------------------------------------------------- the whole study
 def run_study(config: ExperimentConfig, study: StudyConfig) -> Path:
     """Run every phase and write the report; returns the report's path."""
-    from experiments.assembly import build_problem, make_run_ranker
-    from experiments.study.provenance import load_average, probe_hardware
-    from experiments.study.report import write_results
-    from promptopt.config import config_to_dict
-    from promptopt.problem import RecProblem
-
     started = time.perf_counter()
     load_start = load_average()
     work = Path(study.work_dir)
@@ -182,10 +186,6 @@ def run_seed(
     work: Path,
 ) -> dict[str, Any]:
     """LightGCN, then per reward: PPO agents, bandits, gate, evaluation of every selector on test users."""
-    from policies.graph import build_graph
-    from policies.lightgcn import pretrain_from_config
-    from promptopt.bandits import bandit_features
-
     config = dataclasses.replace(config, seed=seed)
     acc = problems["accuracy"]
     seed_dir = work / f"seed{seed}"
@@ -230,9 +230,6 @@ def run_seed(
 
 def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) -> dict[str, Any]:
     """One reward of one seed: train the learned selectors, identify the default, gate, evaluate."""
-    from experiments.selector_factory import SelectorFactory
-    from promptopt.selectors import FixedSelector
-
     acc, config, study, tables = setup.accuracy, setup.config, setup.study, setup.tables
     train, val, test = acc.pool("train"), acc.pool("val"), acc.pool("test")
     sweep = tables[f"train_{reward_name}"]
@@ -273,8 +270,6 @@ def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) ->
     best = FixedSelector(order[0], fallback=order[1:], masks=acc.action_mask, name="best_fixed")
 
     def selectors(period: Period | None) -> list[Any]:
-        from promptopt.selectors import OracleSelector
-
         return [
             factory("random"),
             best,
@@ -307,11 +302,6 @@ def train_ppo_agents(
     Returns:
         Per selector name (``policy``, ``mlp_ppo``): training stats, and the counting ranker.
     """
-    from experiments.assembly import agent_config, make_env
-    from experiments.tracking import Tracker
-    from experiments.training import train_agent
-    from policies.agent import make_agent
-
     stats: dict[str, dict[str, Any]] = {}
     counters: dict[str, CountingRanker] = {}
     for name, kind in PPO_AGENTS.items():
@@ -342,8 +332,6 @@ def train_ppo_agents(
 
 def train_bandits(setup: SeedSetup, problem: Any, train_stats: dict[str, Any]) -> dict[str, Any]:
     """LinUCB and epsilon-greedy on the pool, as many episodes as PPO; their stats go to ``train_stats``."""
-    from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector
-
     config, n_templates = setup.config, setup.accuracy.n_templates
     steps = config.ppo.total_timesteps
     bandits = {}
@@ -366,8 +354,6 @@ def evaluate_on_test(setup: SeedSetup, selectors: Any) -> dict[str, dict[str, An
         setup: The seed.
         selectors: ``period -> selectors`` to evaluate on that target.
     """
-    from promptopt.evaluation import evaluate_selector
-
     results: dict[str, dict[str, Any]] = {}
     test = setup.accuracy.pool("test")
     for period in PERIODS:

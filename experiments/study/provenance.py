@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from promptopt.llm.cache_store import CacheStore
+
 
 def probe_hardware() -> dict[str, Any]:
     """CPU model, cores, OS, Python and torch versions of this machine, and whether it has a GPU."""
@@ -46,8 +48,6 @@ def answer_cache_summary(run: Mapping[str, Any]) -> dict[str, float] | None:
     The study's cache holds exactly the requests its answer tables need, so this is what a run from
     a cold cache pays (``None`` when the cache is off or missing).
     """
-    from promptopt.llm.cache_store import CacheStore
-
     cache = run["config"]["experiment"]["cache"]
     if not cache.get("enabled") or not Path(cache["path"]).is_file():
         return None

@@ -18,7 +18,9 @@ from typing import Any
 
 from experiments.study import markdown
 from experiments.study.markdown import graph_comparison, markdown_table
+from experiments.study.plots import plot_drift, plot_learning_curves, plot_paired, plot_selectors
 from experiments.study.pooled import PooledResults
+from experiments.study.provenance import answer_cache_summary
 from experiments.study.targets import NONINFERIORITY_MARGIN, TargetResults, measure_targets
 
 MET = {True: "**met**", False: "not met"}
@@ -32,8 +34,6 @@ def write_results(run: Mapping[str, Any], study: Any, *, append: bool = True) ->
         study: The :class:`~experiments.study.config.StudyConfig` (output paths, note).
         append: Add this run to the attempts log (``False``: only re-render, e.g. ``--report-from``).
     """
-    from experiments.study.plots import plot_drift, plot_learning_curves, plot_paired, plot_selectors
-
     pooled = PooledResults(run)
     plots_dir = Path(study.plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -120,8 +120,6 @@ def title_section() -> list[str]:
 
 def setup_section(run: Mapping[str, Any]) -> list[str]:
     """Machine, time, ranker and spend, data and split, tasks, templates, rewards, selectors, intervals."""
-    from experiments.study.provenance import answer_cache_summary
-
     cfg, hw, study = run["config"], run["hardware"], run["config"]["study"]
     cold = answer_cache_summary(run)
     exp = cfg["experiment"]

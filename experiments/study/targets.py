@@ -19,6 +19,7 @@ import numpy as np
 from experiments.study.answers import AnswerTable
 from experiments.study.choice_rules import ridge_choices
 from experiments.study.pooled import Interval, PooledResults, difference_of_means_bounds, mean_interval
+from promptopt.profile import PROFILE_FEATURES
 
 NONINFERIORITY_MARGIN = -0.005
 """Target 1: the paired lower bound of policy - best fixed must exceed it."""
@@ -214,8 +215,6 @@ def gains_by_mainstreamness(
         The global best fixed template, the tertiles' names, and per other template its gain in
         each tertile.
     """
-    from promptopt.profile import PROFILE_FEATURES
-
     ids, tables = run["templates"], run["tables"]
     last = AnswerTable.from_json(tables["test_last"]).ndcg
     train = AnswerTable.from_json(tables["train_accuracy"]).ndcg
