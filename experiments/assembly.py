@@ -43,6 +43,13 @@ def build_problem(config: ExperimentConfig) -> tuple[InteractionData, UserSplit,
     """
     data = load_data(config.data)
     s = config.split
+    most_seen = int(data.history_lengths.max(initial=0))
+    if s.n_negatives > data.n_items - most_seen:
+        raise ConfigError(
+            f"split.n_negatives={s.n_negatives} is more than the {data.n_items - most_seen} items the most "
+            f"active user has not interacted with ({data.n_items} items, {most_seen} seen): lower "
+            f"split.n_negatives to at most {max(1, data.n_items - most_seen)}"
+        )
     try:
         split = split_users(data, val_fraction=s.val_fraction, test_fraction=s.test_fraction,
                             min_history=s.min_history, seed=config.seed, max_users=s.max_users)
@@ -69,10 +76,20 @@ def make_simulator(config: ExperimentConfig, problem: RecProblem) -> SimulatedRa
                            seed=config.ranker.seed or 0, profile=problem.profile)
 
 
-def make_run_ranker(config: ExperimentConfig, problem: RecProblem) -> Ranker:
-    """The config's ranker, behind the answer cache and the budget."""
+def make_run_ranker(config: ExperimentConfig, problem: RecProblem, *, run: RunDir | None = None,
+                    phase: str = "run") -> Ranker:
+    """The config's ranker, behind the answer cache and the budget.
+
+    With ``run``, the budget charges the run's ledger (``RUN_DIR/budget.json``) under ``phase``, so
+    its caps hold for the whole run: every phase and every resume spend from one account.
+    """
     b = config.budget
-    budget = Budget.from_config(b) if (b.max_calls, b.max_tokens, b.max_cost) != (None, None, None) else None
+    capped = (b.max_calls, b.max_tokens, b.max_cost) != (None, None, None)
+    budget = None
+    if run is not None and config.cache.enabled:
+        budget = Budget.from_config(b, ledger=run.budget, phase=phase)
+    elif capped:
+        budget = Budget.from_config(b, phase=phase)
     simulator = make_simulator(config, problem) if config.ranker.backend == "simulated" else None
     return make_ranker(config.ranker, cache=config.cache, budget=budget, backend=simulator)
 

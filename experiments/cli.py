@@ -1,8 +1,9 @@
 """The ``promptopt`` command line.
 
 Every sub-command lives in :mod:`experiments.commands`; heavy libraries are imported only when a
-command runs. User errors (:class:`promptopt.errors.PromptoptError`, bad arguments) print one
-line and exit with status 2, never a traceback.
+command runs. User errors (:class:`promptopt.errors.PromptoptError`, an :class:`OSError` such as a
+full disk, bad arguments) print one line and exit with status 2, never a traceback: :func:`main`
+is the one boundary that turns them into that line.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from promptopt.redact import RedactingFilter
+
+    for handler in logging.getLogger().handlers:  # credentials inside URLs never reach a log line
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
@@ -111,19 +117,52 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args._run(args) or 0)
-    except PromptoptError as exc:
-        # One line, whatever the message holds (e.g. a library's multi-line reason inside it).
-        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"promptopt {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         # The reader went away (`promptopt templates list | head`): stop quietly, as Python's docs
         # recommend, instead of a traceback when the interpreter flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except (PromptoptError, OSError) as exc:
+        # The one boundary of user errors: bad input, a server or disk that failed, a budget reached.
+        # A run under way saved its checkpoint before the error reached here (experiments.training).
+        print(f"promptopt {args.command}: error: {error_line(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"promptopt {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+MAX_ERROR_CHARS = 2000
+"""Longest error line printed (a message quoting a huge value is cut, never multi-megabyte)."""
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a user error: the message with line breaks joined, URLs' credentials redacted.
+
+    An :class:`OSError` names the file and, for a full disk or a directory given as a file, the fix.
+    """
+    import errno
+
+    from promptopt.redact import redact_urls
+
+    if isinstance(exc, OSError) and not str(exc).startswith("promptopt"):
+        where = f" {exc.filename!r}" if exc.filename else ""
+        text = f"{exc.strerror}{where}" if exc.strerror else str(exc) or type(exc).__name__
+        hints = {
+            errno.ENOSPC: "free disk space, then continue (a run: promptopt train --resume RUN_DIR; "
+                          "cached answers are reused)",
+            errno.EISDIR: "give a file path, not a directory",
+            errno.EACCES: "check the permissions, or choose another path",
+            errno.ENOENT: "check the path",
+        }
+        if exc.errno in hints:
+            text = f"{text}: {hints[exc.errno]}"
+    else:
+        text = str(exc) or type(exc).__name__
+    message = "; ".join(line.strip() for line in redact_urls(text).splitlines() if line.strip())
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 3] + "..."
+    return message
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ import argparse
 import ast
 import dataclasses
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import promptopt.config as config_module
 from promptopt.config import ExperimentConfig
@@ -47,6 +50,40 @@ def _field_docs() -> dict[str, tuple[str, dict[str, tuple[str, str, str]]]]:
     return out
 
 
+def describe_type(hint: Any) -> str:
+    """A field's annotation as a reader wants it: ``int in [1, 4096]``, ``list of str``, ``a | b``."""
+    import annotated_types as at
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        text = " or ".join(describe_type(a) for a in rest)
+        return f"{text} or null" if len(rest) < len(typing.get_args(hint)) else text
+    if typing.get_origin(hint) is typing.Annotated:
+        base, *meta = typing.get_args(hint)
+        text = describe_type(base)
+        low = next((("[", m.ge) for m in meta if isinstance(m, at.Ge)), None) or next(
+            (("(", m.gt) for m in meta if isinstance(m, at.Gt)), None)
+        high = next(((m.le, "]") for m in meta if isinstance(m, at.Le)), None) or next(
+            ((m.lt, ")") for m in meta if isinstance(m, at.Lt)), None)
+        if low or high:
+            lo = f"{low[0]}{_number(low[1])}" if low else "(-inf"
+            hi = f"{_number(high[0])}{high[1]}" if high else "inf)"
+            text = f"{text} in {lo}, {hi}"
+        min_len = next((m.min_length for m in meta if isinstance(m, at.MinLen)), 0)
+        if min_len:
+            text = f"non-empty {text}"
+        return text
+    if typing.get_origin(hint) is typing.Literal:
+        return " | ".join(str(v) for v in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return f"list of {describe_type(typing.get_args(hint)[0])}"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -60,8 +97,10 @@ def reference() -> str:
         summary, fields = docs[cls.__name__]
         nested: list[tuple[type, str]] = []
         rows = []
+        hints = typing.get_type_hints(cls, include_extras=True)
         for f in dataclasses.fields(cls):
-            kind, default, doc = fields.get(f.name, ("", "", ""))
+            _, default, doc = fields.get(f.name, ("", "", ""))
+            kind = describe_type(hints[f.name])
             if dataclasses.is_dataclass(f.default_factory) if callable(f.default_factory) else False:
                 nested.append((f.default_factory, f"{prefix}{f.name}."))  # type: ignore[arg-type]
                 continue

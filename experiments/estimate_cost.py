@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from experiments.assembly import agent_kinds, build_problem
-from promptopt.config import ExperimentConfig
+from promptopt.config import BudgetConfig, ExperimentConfig
 from promptopt.selector_names import BANDIT_SELECTORS
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,27 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
                     cpe, n_t)
 
 
-def format_estimate(est: Estimate) -> str:
+def budget_warnings(est: Estimate, budget: BudgetConfig) -> list[str]:
+    """One line per budget cap the estimate exceeds (the run would stop there, with a checkpoint).
+
+    The estimate is an upper bound on new calls; answers already in the cache cost nothing, so a
+    warning means the cap *may* be reached, not that it will.
+    """
+    out = []
+    tokens = est.prompt_tokens + est.completion_tokens
+    for cap, need, what in ((budget.max_calls, est.distinct_total, "uncached calls"),
+                            (budget.max_tokens, tokens, "tokens"),
+                            (budget.max_cost, est.cost, "money")):
+        if cap is None or need is None or need <= cap:
+            continue
+        name = {"uncached calls": "max_calls", "tokens": "max_tokens", "money": "max_cost"}[what]
+        shown = f"{need:,.2f}" if what == "money" else f"{need:,}"
+        out.append(f"warning: the run may need up to {shown} {what}, more than budget.{name}={cap}: it would "
+                   "stop there with a checkpoint (resume with a raised cap); raise the cap or shrink the run")
+    return out
+
+
+def format_estimate(est: Estimate, budget: BudgetConfig | None = None) -> str:
     """The table ``promptopt estimate`` prints."""
     header = ("phase", "users", "requests", "distinct <=", "prompt tokens", "completion <=")
     rows: list[Sequence[str]] = [
@@ -190,4 +210,13 @@ def format_estimate(est: Estimate) -> str:
     lines.append("cost: " + (f"{est.cost:.2f} (ranker price table)" if est.cost is not None
                              else "unknown (set ranker.price_prompt_per_1m / price_completion_per_1m)"))
     lines.append("Distinct requests are upper bounds; answers already in the cache cost nothing.")
+    if budget is not None:
+        warnings = budget_warnings(est, budget)
+        lines += warnings or [f"budget: within every cap ({_caps(budget)})"]
     return "\n".join(lines)
+
+
+def _caps(budget: BudgetConfig) -> str:
+    caps = [f"{name}={value}" for name, value in (("max_calls", budget.max_calls),
+            ("max_tokens", budget.max_tokens), ("max_cost", budget.max_cost)) if value is not None]
+    return ", ".join(caps) or "no cap set"

@@ -227,25 +227,27 @@ def usage_by_group(problem: RecProblem, ev: SelectorEvaluation) -> dict[str, dic
 
 
 def summary_keys(evaluation: Mapping[str, Any]) -> dict[str, float]:
-    """Flat ``eval/...`` keys for metrics.json's summary, wandb and sweeps.
+    """Flat keys for metrics.json's summary, wandb and sweeps, named by the split they come from.
 
-    ``eval/<metric>`` is the policy's value (the first of policy, mlp_ppo, best_fixed present);
-    ``eval/<selector>/<metric>`` every selector's.
+    ``<split>/<metric>`` is the policy's value (the first of policy, mlp_ppo, best_fixed present) and
+    ``<split>/<selector>/<metric>`` every selector's, where ``<split>`` is ``val`` (validation users,
+    what sweeps tune on) or ``test`` (held-out users, scored once at the end).
     """
+    split = evaluation.get("split", "test")
     out: dict[str, float] = {}
     methods = evaluation.get("methods", {})
     for name, result in methods.items():
         for metric, cell in result["metrics"].items():
-            out[f"eval/{name}/{metric}"] = cell["mean"]
+            out[f"{split}/{name}/{metric}"] = cell["mean"]
     main = next((n for n in ("policy", "mlp_ppo", "best_fixed") if n in methods), None)
     if main is not None:
         for metric, cell in methods[main]["metrics"].items():
-            out[f"eval/{metric}"] = cell["mean"]
+            out[f"{split}/{metric}"] = cell["mean"]
     if "paired" in evaluation:
-        out["eval/policy_minus_best_fixed"] = evaluation["paired"]["mean_diff"]
-        out["eval/policy_minus_best_fixed_low"] = evaluation["paired"]["low"]
+        out[f"{split}/policy_minus_best_fixed"] = evaluation["paired"]["mean_diff"]
+        out[f"{split}/policy_minus_best_fixed_low"] = evaluation["paired"]["low"]
     for name, drop in (evaluation.get("drop") or {}).items():
-        out[f"eval/{name}/drift_drop"] = drop
+        out[f"{split}/{name}/drift_drop"] = drop
     llm = evaluation.get("llm", {})
     out["llm/eval_calls"] = llm.get("calls", 0)
     out["llm/eval_tokens"] = llm.get("tokens", 0)

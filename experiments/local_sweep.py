@@ -8,6 +8,11 @@ The same ``experiments/sweeps/*.yaml`` serves both ways:
   train -> evaluate -> export run (logged to wandb offline) in ``SWEEP_DIR/trial-NNN``, and a
   leaderboard (CSV + markdown) is written after every trial.
 
+Tuning never sees test users: every trial evaluates on validation users (``eval.split: val``), the
+metric must be a validation (``val/...``) or training (``train/...``) key that the trials report,
+checked before the first trial, and the leaderboard ends with the one command that scores the best
+trial's settings on test users, once. A sweep whose every trial failed exits non-zero.
+
 wandb's search methods map onto optuna samplers: ``grid`` -> ``GridSampler``, ``random`` ->
 ``RandomSampler``, ``bayes`` -> ``TPESampler``. Parameter specs map onto distributions:
 ``value`` (fixed), ``values`` (categorical), ``int_uniform``, ``uniform``, ``q_uniform``,
@@ -35,6 +40,10 @@ from promptopt.errors import ConfigError, PromptoptError
 logger = logging.getLogger(__name__)
 
 _METHODS = ("grid", "random", "bayes")
+TUNING_PREFIXES = ("val/", "train/")
+"""Summary keys a sweep may optimise: validation users' metrics and training statistics."""
+TRIAL_OVERRIDES = ("--eval.split=val",)
+"""Appended to every trial's overrides: trials are evaluated on validation users."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class SweepSpec:
     Attributes:
         name: Sweep name (file stem unless the file has ``name``).
         method: ``grid``, ``random`` or ``bayes``.
-        metric: Summary key to optimise (``eval/ndcg@10``).
+        metric: Summary key to optimise (``val/ndcg@10``: validation users only).
         goal: ``maximize`` or ``minimize``.
         parameters: Dotted config path -> wandb parameter spec.
         fixed: Dotted config path -> value of parameters with a single ``value``.
@@ -82,7 +91,13 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise ConfigError(f"{path}: method must be one of {', '.join(_METHODS)}, got {method!r}")
     metric = raw.get("metric") or {}
     if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
-        raise ConfigError(f"{path}: metric must be a mapping with a name (e.g. eval/ndcg@10)")
+        raise ConfigError(f"{path}: metric must be a mapping with a name (e.g. val/ndcg@10)")
+    if not metric["name"].startswith(TUNING_PREFIXES):
+        raise ConfigError(
+            f"{path}: metric.name {metric['name']!r} is not a validation metric: sweeps tune on validation "
+            "users (val/ndcg@10, val/policy/drift_drop, ...) or training keys (train/...), never on test "
+            "users, who are scored once at the end"
+        )
     goal = metric.get("goal", "maximize")
     if goal not in ("maximize", "minimize"):
         raise ConfigError(f"{path}: metric.goal must be maximize or minimize, got {goal!r}")
@@ -92,6 +107,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
     searched: dict[str, Mapping[str, Any]] = {}
     fixed: dict[str, Any] = {}
     for name, spec in params.items():
+        if name == "eval.split":
+            raise ConfigError(f"{path}: parameters.eval.split cannot be swept: trials evaluate on validation "
+                              "users, and test users are scored once, after the sweep")
         if not isinstance(spec, dict):
             raise ConfigError(f"{path}: parameters.{name} must be a mapping (value, values, min/max)")
         if "value" in spec:
@@ -275,8 +293,12 @@ def ranked(spec: SweepSpec, results: Sequence[TrialResult]) -> list[TrialResult]
     return sorted(results, key=lambda r: (r.value is None, sign * (r.value or 0.0), r.number))
 
 
-def write_leaderboard(spec: SweepSpec, results: Sequence[TrialResult], output_dir: Path) -> tuple[Path, Path]:
-    """``leaderboard.csv`` and ``leaderboard.md`` in ``output_dir``, best trial first."""
+def write_leaderboard(spec: SweepSpec, results: Sequence[TrialResult], output_dir: Path, *,
+                      config_path: str | None = None) -> tuple[Path, Path]:
+    """``leaderboard.csv`` and ``leaderboard.md`` in ``output_dir``, best trial first.
+
+    With ``config_path``, the markdown ends with the command that scores the best trial on test users.
+    """
     names = sorted({k for r in results for k in r.params})
     rows = ranked(spec, results)
     header = ["rank", "trial", spec.metric, "state", *names, "seconds", "run_dir", "error"]
@@ -298,6 +320,12 @@ def write_leaderboard(spec: SweepSpec, results: Sequence[TrialResult], output_di
     failed = [r for r in rows if r.error]
     if failed:
         md += ["", "Failed trials:", ""] + [f"- trial {r.number}: {r.error}" for r in failed]
+    best = next((r for r in rows if r.value is not None), None)
+    if config_path and best is not None:
+        md += ["", f"Every value above is on validation users. Score the best trial ({best.number}) once on "
+               "test users:", "", "```",
+               " ".join(["promptopt train", config_path, "--eval.split=test", *as_overrides(best.params)]),
+               "```"]
     md_path = output_dir / "leaderboard.md"
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
     return csv_path, md_path
@@ -310,16 +338,51 @@ def sweep(file: str | Path, *, count: int, config_path: str | None = None,
     base = config_path or spec.config_path
     if base is None:
         raise ConfigError(f"{file}: its command names no config YAML; pass --config CONFIG")
-    load_config(base)  # fail on a bad base config before the first trial
+    check_metric(spec, load_config(base, TRIAL_OVERRIDES))  # before the first trial
     out = Path(output_dir) if output_dir else default_run_dir(f"sweep-{spec.name}")
 
     def trial(overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
-        config = load_config(base, overrides)
+        config = load_config(base, [*overrides, *TRIAL_OVERRIDES])
         if config.tracking.mode == "online":  # local sweeps log offline; `wandb sync` uploads later
             offline = dataclasses.replace(config.tracking, mode="offline")
             config = dataclasses.replace(config, tracking=offline)
         return run_all(config, run_dir)
 
     results = run_sweep(spec, count=count, output_dir=out, trial_fn=trial, seed=seed)
+    write_leaderboard(spec, results, out, config_path=base)
     logger.info("sweep %s: %d trials in %s", spec.name, len(results), out)
+    if not any(r.state == "complete" for r in results):
+        first = next((r.error for r in results if r.error), "no trial ran")
+        raise ConfigError(f"sweep {spec.name}: every trial failed ({len(results)} of {len(results)}); the "
+                          f"first: {first}; see {out / 'leaderboard.md'}")
     return out
+
+
+def expected_keys(config: Any) -> set[str]:
+    """The summary keys a trial of ``config`` reports (``val/...`` for its evaluation, ``train/...``)."""
+    from promptopt.metrics import METRIC_NAMES
+
+    split = config.eval.split
+    selectors = list(config.eval.selectors)
+    keys = {"train/steps", "train/reward_last"}
+    main = next((n for n in ("policy", "mlp_ppo", "best_fixed") if n in selectors), None)
+    metrics = set(METRIC_NAMES)
+    keys |= {f"{split}/{name}/{m}" for name in selectors for m in metrics}
+    if main is not None:
+        keys |= {f"{split}/{m}" for m in metrics}
+    if config.eval.periods:
+        keys |= {f"{split}/{name}/drift_drop" for name in selectors}
+    if {"policy", "best_fixed"} <= set(selectors):
+        keys |= {f"{split}/policy_minus_best_fixed", f"{split}/policy_minus_best_fixed_low"}
+    return keys
+
+
+def check_metric(spec: SweepSpec, config: Any) -> None:
+    """Refuse a sweep metric its trials will not report (a typo would fail every trial, after paying)."""
+    import difflib
+
+    keys = expected_keys(config)
+    if spec.metric not in keys:
+        close = difflib.get_close_matches(spec.metric, sorted(keys), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(keys)[:12])} ..."
+        raise ConfigError(f"sweep {spec.name}: trials will not report metric {spec.metric!r}; {hint}")

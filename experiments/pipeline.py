@@ -47,8 +47,11 @@ logger = logging.getLogger(__name__)
 @contextlib.contextmanager
 def run_logging(path: Path) -> Iterator[None]:
     """Also write log lines to the run's ``train.log`` while the block runs."""
+    from promptopt.redact import RedactingFilter
+
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
@@ -91,26 +94,32 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
     run = RunDir(Path(output_dir))
     if resume:
         run.require("a run directory to resume")
-    elif run.config.is_file():
-        raise ConfigError(f"{run.root} already holds a run: continue it with `promptopt train --resume "
-                          f"{run.root}` or choose another --output-dir")
-    started = time.perf_counter()
-    # Everything that can fail on bad input (data, catalog, ranker, key) fails before the run
-    # directory is created.
-    data, _split, _catalog, problem = build_problem(config)
-    ranker = make_run_ranker(config, problem)
-    try:
-        run.create()
-        _write_config(run, config)
-        with run_logging(run.log):
-            logger.info("run directory %s", run.root)
-            tracker = tracker_for(run, config, "train")
+    created = run.first_missing()
+    with run.locked():  # a second process on the same directory is refused, naming the first
+        try:
+            if not resume and run.config.is_file():
+                raise ConfigError(f"{run.root} already holds a run: continue it with `promptopt train "
+                                  f"--resume {run.root}`, delete it, or choose another --output-dir")
+            started = time.perf_counter()
+            data, _split, _catalog, problem = build_problem(config)
+            ranker = make_run_ranker(config, problem, run=run, phase="train")
             try:
-                _train_agents(run, config, data, problem, ranker, tracker, started)
+                run.create()
+                _write_config(run, config)
+                with run_logging(run.log):
+                    logger.info("run directory %s", run.root)
+                    tracker = tracker_for(run, config, "train")
+                    try:
+                        _train_agents(run, config, data, problem, ranker, tracker, started)
+                    finally:
+                        tracker.finish()
             finally:
-                tracker.finish()
-    finally:
-        _close(ranker)
+                _close(ranker)
+        except BaseException:
+            # A start that failed before anything worth keeping (bad data, catalog, key) leaves no
+            # directory behind, so a plain re-run works; otherwise the error says how to resume.
+            run.remove_failed_start(created)
+            raise
     return run.root
 
 
@@ -141,10 +150,13 @@ def _train_agents(run: RunDir, config: ExperimentConfig, data: InteractionData, 
 def _write_config(run: RunDir, config: ExperimentConfig) -> None:
     import yaml
 
+    from promptopt.redact import redact_config
+
+    _WRITTEN[run.root.resolve()] = config
     run.config.write_text(
-        "# Resolved config of this run (every field, overrides applied). Re-run with:\n"
-        f"#   promptopt train {run.config}\n"
-        + yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True),
+        "# Resolved config of this run (every field, overrides applied; credentials in URLs redacted).\n"
+        f"# Re-run with:  promptopt train {run.config}\n"
+        + yaml.safe_dump(redact_config(config_to_dict(config)), sort_keys=False, allow_unicode=True),
         encoding="utf-8",
     )
 
@@ -223,8 +235,13 @@ def _train_summary(section: dict[str, Any]) -> dict[str, float]:
             "llm/train_cache_hit_rate": llm.get("cache_hit_rate", 0.0)}
 
 
+_WRITTEN: dict[Path, ExperimentConfig] = {}
+"""Configs this process wrote to run directories: config.yaml has URL credentials redacted, so the
+later phases of the same ``promptopt train`` use the config as given."""
+
+
 def read_config(run: RunDir) -> ExperimentConfig:
-    return load_config(run.config)
+    return _WRITTEN.get(run.root.resolve()) or load_config(run.config)
 
 
 def evaluate(run_dir: str | Path) -> dict[str, Any]:
@@ -237,11 +254,11 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
 
     run = RunDir(Path(run_dir)).require()
     config = read_config(run)
-    with run_logging(run.log):
+    with run.locked(), run_logging(run.log):
         tracker = tracker_for(run, config, "evaluate")
         try:
             _data, _split, _catalog, problem = build_problem(config)
-            ranker = make_run_ranker(config, problem)
+            ranker = make_run_ranker(config, problem, run=run, phase="evaluate")
             bar = tqdm(total=len(config.eval.selectors), desc="evaluate", unit="selector", disable=None,
                        leave=False)
 
@@ -276,7 +293,7 @@ def export(run_dir: str | Path, *, output: str | Path | None = None) -> Path:
     run = RunDir(Path(run_dir)).require()
     config = read_config(run)
     path = Path(output) if output else run.prompts
-    with run_logging(run.log):
+    with run.locked(), run_logging(run.log):
         book = build_book(run, config)
         book.save(path)
         check_no_secrets(path, config)
@@ -312,8 +329,11 @@ def train_from_cli(
             raise ConfigError(
                 "give CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config.yaml)"
             )
+        from experiments.rundir import check_resume_overrides
+
         run = RunDir(Path(resume)).require("a run directory to resume")
         config = load_config(run.config, overrides)
+        check_resume_overrides(load_config(run.config), config, overrides)
         if overrides:
             logger.info("resuming %s with overrides %s", run.root, " ".join(overrides))
         return train(config, run.root, resume=True)

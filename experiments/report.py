@@ -43,6 +43,12 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+def split_label(evaluation: Mapping[str, Any]) -> str:
+    """Which users the numbers come from: ``test users (held out, scored once)`` or ``validation users``."""
+    split = evaluation.get("split", "test")
+    return {"test": "test users (held out)", "val": "validation users (tuning)"}.get(split, f"{split} users")
+
+
 def headline_table(evaluation: Mapping[str, Any]) -> str:
     """The plain-text table the CLI prints: every selector, NDCG@10 with its interval, the rest means."""
     methods = evaluation.get("methods", {})
@@ -55,7 +61,7 @@ def headline_table(evaluation: Mapping[str, Any]) -> str:
         cells = result.get("metrics", {})
         rows.append([name, _cell(cells.get(HEADLINE_METRIC)),
                      *[_cell(cells.get(m), interval=False) for m in others], str(result.get("calls", ""))])
-    title = (f"{evaluation.get('split', 'test')} users: {evaluation.get('n_users', '?')} "
+    title = (f"{split_label(evaluation)}: {evaluation.get('n_users', '?')} "
              f"({evaluation.get('n_bootstrap', '?')} bootstrap resamples)")
     return title + "\n" + _text_table(header, rows)
 
@@ -115,11 +121,13 @@ def write_report(
         lines.append(f"- training wall time: {train['seconds']:.0f} s")
     lines.append("")
     if evaluation:
-        lines += ["## Selectors on held-out users", "", _methods_md(evaluation), "",
-                  "## Policy vs best fixed template", "", _paired_text(evaluation.get("paired")), ""]
+        users = split_label(evaluation)
+        lines += [f"## Selectors on {users}", "", _methods_md(evaluation), "",
+                  f"## Policy vs best fixed template ({users})", "",
+                  _paired_text(evaluation.get("paired")), ""]
         periods = evaluation.get("periods") or {}
         if periods.get("source") and periods.get("target"):
-            lines += ["## Source vs drifted target period", "", _periods_md(evaluation), ""]
+            lines += [f"## Source vs drifted target period ({users})", "", _periods_md(evaluation), ""]
     else:
         lines += ["Not evaluated yet: run `promptopt evaluate RUN_DIR`.", ""]
     lines += ["## LLM spend", "", _spend_md(train, evaluation), ""]
@@ -205,7 +213,7 @@ def print_summary(run_dir: str | Path, metrics: dict[str, Any]) -> None:
         print(headline_table(evaluation))
         paired = evaluation.get("paired")
         if paired:
-            print(f"\npolicy - best_fixed NDCG@10: {paired['mean_diff']:+.4f} "
+            print(f"\npolicy - best_fixed NDCG@10 on {split_label(evaluation)}: {paired['mean_diff']:+.4f} "
                   f"[{paired['low']:+.4f}, {paired['high']:+.4f}] (p = {paired['p_value']:.3g})")
     train_llm = (metrics.get("train") or {}).get("llm") or {}
     eval_llm = (evaluation or {}).get("llm") or {}

@@ -13,20 +13,38 @@
       report.md            the human-readable report
       plots/*.png          learning curve, template usage, methods with intervals, drift
       train.log            the run's log lines
+      budget.json          the run's spend ledger: calls, tokens, money of every phase and resume
+      .lock                held by the promptopt process working in the run (names its pid)
       wandb/               wandb's files (offline runs sync from here)
+
+A run directory is never shared silently: one process at a time holds its lock
+(:meth:`RunDir.locked`), and a resume refuses overrides that change what the run is made of
+(:func:`check_resume_overrides`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from promptopt.errors import ConfigError
+
+IDENTITY_KEYS: tuple[str, ...] = (
+    "seed", "data.", "split.", "templates.", "reward.",
+    "ranker.backend", "ranker.model", "ranker.temperature", "ranker.seed", "ranker.hf_mode",
+    "ranker.embedding_api", "ranker.noise", "ranker.max_tokens",
+)
+"""Config keys (or ``section.`` prefixes) that define what a run is: its users and their split, the
+tasks, the actions, the reward and the black box answering. A resume may change anything else
+(budget, timeouts, concurrency, evaluation and tracking settings)."""
 
 
 def default_run_dir(name: str, root: str | Path = "runs", *, now: datetime | None = None) -> Path:
@@ -87,6 +105,78 @@ class RunDir:
     def wandb(self) -> Path:
         return self.root / "wandb"
 
+    @property
+    def budget(self) -> Path:
+        """The spend ledger of :class:`promptopt.llm.budget.Budget` (every phase, every resume)."""
+        return self.root / "budget.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[RunDir]:
+        """Hold the run's lock while the block runs (creating the directory when missing).
+
+        Raises:
+            ConfigError: Another process holds it; the message names that process's pid.
+        """
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+                raise ConfigError(
+                    f"{self.root} is in use by another promptopt process (pid {holder}, lock "
+                    f"{self.lock_file}): wait for it to finish, or choose another --output-dir"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            try:
+                yield self
+            finally:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # closing releases the lock (so does the process dying)
+
+    def holds_work(self) -> bool:
+        """Whether the run holds anything worth keeping: checkpoints, weights, agents or paid calls."""
+        if self.lightgcn.is_file() or any(self.root.glob("agent*.zip")):
+            return True
+        if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
+            return True
+        try:
+            spent = json.loads(self.budget.read_text(encoding="utf-8")) if self.budget.is_file() else {}
+        except (OSError, ValueError):
+            return True  # cannot tell: keep it
+        return bool(spent.get("calls")) if isinstance(spent, dict) else True
+
+    def first_missing(self) -> Path | None:
+        """The outermost folder of ``root`` (``root`` included) that does not exist yet, if any."""
+        missing = None
+        for path in (self.root, *self.root.parents):
+            if path.exists():
+                break
+            missing = path
+        return missing
+
+    def remove_failed_start(self, created: Path | None) -> bool:
+        """Delete what a failed start created (``created``: see :meth:`first_missing`) when the run holds
+        nothing worth keeping; returns whether it did."""
+        if created is None or not self.root.is_dir() or self.holds_work():
+            return False
+        shutil.rmtree(self.root, ignore_errors=True)
+        for parent in self.root.parents:  # folders made for it (runs/), when nothing else is inside
+            if created != self.root and parent.is_relative_to(created):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
+        return not self.root.exists()
+
     def create(self) -> RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(exist_ok=True)
@@ -126,6 +216,32 @@ class RunDir:
             metrics.setdefault("summary", {}).update(summary)
         write_json(self.metrics, metrics)
         return metrics
+
+
+def check_resume_overrides(old: Any, new: Any, overrides: Any = ()) -> None:
+    """Refuse a resume whose overrides change what the run is made of (:data:`IDENTITY_KEYS`).
+
+    Args:
+        old: The run's config (its ``config.yaml``).
+        new: The same with the resume's overrides applied.
+        overrides: The overrides as given (named in the message).
+
+    Raises:
+        ConfigError: Naming the first identity key whose value changes, with both values.
+    """
+    from promptopt.config import flatten
+
+    before, after = flatten(old), flatten(new)
+    for key in sorted(before):
+        if before[key] == after.get(key):
+            continue
+        if any(key == k or (k.endswith(".") and key.startswith(k)) for k in IDENTITY_KEYS):
+            given = next((o for o in overrides if o.lstrip("-").partition("=")[0] == key), f"--{key}")
+            raise ConfigError(
+                f"cannot resume with {given}: {key} defines the run ({before[key]!r} -> {after.get(key)!r}); "
+                "a resumed run keeps its data, split, seed, templates, reward and model. Start a new run "
+                "with the change instead (promptopt train CONFIG --output-dir NEW_DIR ...)"
+            )
 
 
 def write_json(path: Path, payload: Any) -> Path:

@@ -16,10 +16,12 @@ run goes on without tracking. wandb is imported only here, only when tracking is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,10 @@ def secret_values(extra_env: Sequence[str] = ()) -> tuple[str, ...]:
 def redact(value: Any, secrets: Sequence[str]) -> Any:
     """``value`` with every occurrence of a secret replaced by ``***`` (nested dicts and lists too)."""
     if isinstance(value, str):
+        if "://" in value:
+            from promptopt.redact import redact_urls
+
+            value = redact_urls(value)
         for secret in secrets:
             value = value.replace(secret, "***")
         return value
@@ -110,6 +116,19 @@ class Tracker:
         self.run = None
 
 
+@contextlib.contextmanager
+def _redacted_argv(secrets: Sequence[str]) -> Iterator[None]:
+    """``sys.argv`` with URL credentials and secret values redacted while wandb records it."""
+    from promptopt.redact import redact_urls
+
+    saved = list(sys.argv)
+    sys.argv[:] = [redact(redact_urls(arg), secrets) for arg in saved]
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved
+
+
 def _logged_in() -> bool:
     """Whether wandb has a key: ``WANDB_API_KEY`` or a ``wandb login`` entry in ~/.netrc."""
     if os.environ.get("WANDB_API_KEY"):
@@ -159,22 +178,26 @@ def start_tracking(
     try:
         import wandb
 
+        from promptopt.redact import redact_config
+
         (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
-        run = wandb.init(
-            project=config.project,
-            entity=config.entity,
-            name=run_name,
-            group=group,
-            id=run_id,
-            resume="allow" if run_id else None,
-            dir=str(run_dir),
-            mode=mode,
-            config=redact(dict(run_config), secrets),
-            reinit="finish_previous",
-            # A generous start timeout: on a loaded 2-core machine wandb's service starts slowly.
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False,
-                                    init_timeout=300.0),
-        )
+        run_config = redact_config(dict(run_config))
+        with _redacted_argv(secrets):  # wandb records sys.argv in the run's metadata
+            run = wandb.init(
+                project=config.project,
+                entity=config.entity,
+                name=run_name,
+                group=group,
+                id=run_id,
+                resume="allow" if run_id else None,
+                dir=str(run_dir),
+                mode=mode,
+                config=redact(run_config, secrets),
+                reinit="finish_previous",
+                # A generous start timeout: on a loaded 2-core machine wandb's service starts slowly.
+                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, save_code=False,
+                                        init_timeout=300.0),
+            )
     except Exception as exc:  # never fail a run because wandb is unreachable or broken
         logger.warning("wandb could not start (%s: %s); the run continues without tracking",
                        type(exc).__name__, exc)

@@ -28,7 +28,7 @@ from typing import Any
 
 from experiments.rundir import write_json
 from experiments.tracking import Tracker
-from promptopt.errors import BudgetExceeded, ConfigError, RankerError
+from promptopt.errors import BudgetExceeded, ConfigError, PromptoptError, RankerError
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,10 @@ def _restore(agent: Any, folder: Path, kind: str) -> tuple[Path, TrainingState] 
             "(training then restarts from an older checkpoint or step 0, and cached answers are reused)"
         )
     return None
+
+
+class RunStopped(PromptoptError):
+    """A user error stopped training after its progress was saved; the message says how to go on."""
 
 
 LLM_KEYS: tuple[str, ...] = ("calls", "hits", "tokens", "cost")
@@ -296,6 +300,8 @@ def train_agent(
             says how to continue.
         RankerError: The ranker failed after its retries; a checkpoint was saved first (and every
             answer received is in the cache), and the message says how to continue.
+        RunStopped: Another user error (a damaged or full cache, a full disk) stopped training; a
+            checkpoint was saved first when the disk allowed it.
     """
     if checkpoint_every < 1:
         raise ConfigError(f"ppo.checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -316,23 +322,35 @@ def train_agent(
         try:
             agent.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=found is None,
                         progress_bar=False)
-        except (BudgetExceeded, RankerError, KeyboardInterrupt) as exc:
+        except (PromptoptError, OSError, KeyboardInterrupt) as exc:
+            # Any user error mid-training (budget, server, cache file, full disk, Ctrl-C) keeps the
+            # progress: the last rollout boundary becomes a checkpoint before the error goes on.
             callback.bar.close()
-            path = callback.save_boundary()
+            try:
+                saved = f"checkpoint {callback.save_boundary()}"
+            except (PromptoptError, OSError) as save_exc:
+                saved = (f"the checkpoint could not be saved ({type(save_exc).__name__}: {save_exc}); "
+                         "the last complete checkpoint is used")
+            where = f"stopped PPO {kind} at {callback.boundary.steps}/{total_timesteps} steps, {saved}"
+            run_dir = checkpoint_dir.parent
             if isinstance(exc, BudgetExceeded):
                 raise BudgetExceeded(
-                    f"{exc} — stopped PPO {kind} at {callback.boundary.steps}/{total_timesteps} steps, "
-                    f"checkpoint "
-                    f"{path}; raise the budget and continue with `promptopt train --resume "
-                    f"{checkpoint_dir.parent} --budget.max_calls=N`"
+                    f"{exc} — {where}; raise the budget and continue with `promptopt train --resume "
+                    f"{run_dir} --budget.max_calls=N`"
                 ) from None
             if isinstance(exc, RankerError):  # the server failed for good: keep the progress too
                 raise RankerError(
-                    f"{exc} — stopped PPO {kind} at {callback.boundary.steps}/{total_timesteps} steps, "
-                    f"checkpoint {path}; once the ranker answers again, continue with `promptopt train "
-                    f"--resume {checkpoint_dir.parent}`"
+                    f"{exc} — {where}; once the ranker answers again, continue with `promptopt train "
+                    f"--resume {run_dir}`"
                 ) from exc
-            raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            from experiments.cli import error_line
+
+            raise RunStopped(
+                f"{error_line(exc)} — {where}; fix that and continue with `promptopt train --resume "
+                f"{run_dir}` (cached answers are reused)"
+            ) from exc
     agent.save(output)
     logger.info("PPO %s: %d steps in %.1f s -> %s", kind, state.steps, state.seconds, output)
     return state

@@ -7,6 +7,8 @@ from typing import Literal
 
 import numpy as np
 
+from promptopt.errors import NotEnoughNegatives
+
 NegativeStrategy = Literal["uniform", "popularity"]
 
 
@@ -54,7 +56,7 @@ class CandidateSampler:
         """Candidates in shown order: ``target`` plus negatives outside ``exclude``, shuffled.
 
         Raises:
-            ValueError: Fewer eligible items than ``n_negatives``.
+            NotEnoughNegatives: Fewer eligible items than ``n_negatives`` (a ``ValueError`` too).
         """
         # tolist() turns a seen-items array into Python ints in one call (the per-task hot path).
         banned = set(exclude.tolist()) if isinstance(exclude, np.ndarray) else {int(x) for x in exclude}
@@ -79,9 +81,9 @@ class CandidateSampler:
             eligible = np.setdiff1d(self._pool, np.fromiter(banned | seen, dtype=np.int64))
             missing = self.n_negatives - len(chosen)
             if eligible.size < missing:
-                raise ValueError(
-                    f"only {eligible.size + len(chosen)} eligible negatives for target {target}, "
-                    f"need {self.n_negatives}: lower n_negatives"
+                raise NotEnoughNegatives(
+                    f"only {eligible.size + len(chosen)} eligible negatives for target item {target}, "
+                    f"need {self.n_negatives}: lower split.n_negatives"
                 )
             chosen.extend(int(x) for x in rng.choice(eligible, size=missing, replace=False))
         shown = np.array([int(target), *chosen], dtype=np.int64)

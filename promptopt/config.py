@@ -10,16 +10,41 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
 from promptopt.errors import ConfigError
 from promptopt.selector_names import SELECTOR_NAMES, unknown_selectors
 
-_FORBID = {"extra": "forbid"}
+# Unknown keys fail; nan and inf are refused for every float (no setting means anything with them).
+_FORBID = {"extra": "forbid", "allow_inf_nan": False, "coerce_numbers_to_str": True}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+# Ranges of the numeric settings. Every int and float field of a section uses one of these (or its
+# own Annotated bounds): tests/experiments/test_config_fields.py checks that none is unbounded.
+_MAX_INT = 2**31 - 1
+"""Counts index int32/int64 arrays and torch tensors; nothing sensible is larger."""
+Count = Annotated[int, Ge(1), Le(_MAX_INT)]
+"""A positive count (steps, sizes, epochs)."""
+NonNegCount = Annotated[int, Ge(0), Le(_MAX_INT)]
+Seed = Annotated[int, Ge(0), Le(2**32 - 1)]
+"""numpy's generators take seeds in [0, 2**32)."""
+Share = Annotated[float, Ge(0.0), Le(1.0)]
+"""A share or probability in [0, 1]."""
+Positive = Annotated[float, Gt(0.0), Le(1e12)]
+NonNegative = Annotated[float, Ge(0.0), Le(1e12)]
+Name = Annotated[str, MinLen(1), MaxLen(4096)]
+"""A non-empty string (a name or a path)."""
+SynthSize = Annotated[int, Ge(2), Le(1_000_000)]
+"""Synthetic users / items: the generator holds dense per-user arrays."""
+DriftView = Literal["temporal", "dropout", "truncate", "popular_negatives", "new_items"]
+"""The drift views of :mod:`promptopt.drift` (``DRIFT_VIEWS``)."""
 
 
 def _section(cls: type) -> type:
@@ -32,17 +57,17 @@ def _section(cls: type) -> type:
 class SynthConfig:
     """Sizes of the seeded synthetic dataset (``data.format: synthetic``)."""
 
-    n_users: int = 300
+    n_users: SynthSize = 300
     """Number of users."""
-    n_items: int = 400
+    n_items: SynthSize = 400
     """Number of items."""
-    n_genres: int = 12
+    n_genres: Annotated[int, Ge(1), Le(1000)] = 12
     """Number of genres; each item has one to three."""
-    mean_history: int = 40
+    mean_history: Annotated[int, Ge(1), Le(10_000)] = 40
     """Mean interactions per user (geometric-ish spread, at least 8)."""
-    drift: float = 0.5
+    drift: Share = 0.5
     """Share of users whose genre taste changes during their history (0 = none)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the generator (independent of the experiment seed so data stays fixed)."""
 
 
@@ -54,13 +79,13 @@ class DataConfig:
         "synthetic", "movielens-100k", "movielens-1m", "movielens-latest", "lastfm", "generic"
     ] = "synthetic"
     """Layout of the files at ``path``; ``synthetic`` generates data instead."""
-    path: str | None = None
+    path: Name | None = None
     """Folder holding the dataset's own files (not used for ``synthetic``)."""
     synthetic: SynthConfig = field(default_factory=SynthConfig)
     """Generator settings for ``format: synthetic``."""
-    title_column: str = "title"
+    title_column: Name = "title"
     """Generic layout: column of ``items.csv`` holding the title."""
-    genres_column: str | None = "genres"
+    genres_column: Name | None = "genres"
     """Generic layout: column of ``items.csv`` with ``|``-separated genres (None = none)."""
 
 
@@ -68,33 +93,40 @@ class DataConfig:
 class SplitConfig:
     """Users, targets, candidates and the drift protocol."""
 
-    val_fraction: float = 0.1
+    val_fraction: Annotated[float, Ge(0.0), Lt(1.0)] = 0.1
     """Share of users for validation (LightGCN early stopping)."""
-    test_fraction: float = 0.2
+    test_fraction: Annotated[float, Ge(0.0), Lt(1.0)] = 0.2
     """Share of users held out for testing."""
-    min_history: int = 5
-    """Users with fewer interactions are not used."""
-    max_users: int | None = None
+    min_history: Annotated[int, Ge(2), Le(_MAX_INT)] = 5
+    """Users with fewer interactions are not used (a target needs a history before it)."""
+    max_users: Annotated[int, Ge(3), Le(_MAX_INT)] | None = None
     """Use at most this many users (seeded subsample); None = all."""
-    n_targets: int = 3
+    n_targets: Annotated[int, Ge(1), Le(1000)] = 3
     """Targets per user: the last interaction plus ``n_targets - 1`` earlier ones."""
-    n_negatives: int = 19
-    """Negatives per task (19 gives 20 candidates, as in LLMRank)."""
+    n_negatives: Annotated[int, Ge(1), Le(10_000)] = 19
+    """Negatives per task (19 gives 20 candidates, as in LLMRank); fewer than the catalog's items."""
     negatives: Literal["uniform", "popularity"] = "uniform"
     """How base-view negatives are drawn."""
-    drift_quantile: float = 0.8
+    drift_quantile: Annotated[float, Gt(0.0), Lt(1.0)] = 0.8
     """Global time cut at this quantile of all timestamps: source period before, target after."""
+
+    def __post_init__(self) -> None:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                f"split.val_fraction + split.test_fraction must be < 1 (training users are the rest), "
+                f"got {self.val_fraction} + {self.test_fraction}"
+            )
 
 
 @_section
 class TemplatesConfig:
     """The action catalog."""
 
-    catalog: str = "movies"
+    catalog: Name = "movies"
     """A built-in catalog name (``movies``, ``music``) or the path of a catalog YAML."""
-    include: tuple[str, ...] = ()
+    include: tuple[Name, ...] = ()
     """Keep only templates whose id matches one of these glob patterns (empty = all)."""
-    max_history: int = 50
+    max_history: Annotated[int, Ge(1), Le(10_000)] = 50
     """Upper bound on history items any template lists."""
 
 
@@ -104,42 +136,50 @@ class RankerConfig:
 
     backend: Literal["embedding", "openai", "hf", "simulated"] = "embedding"
     """Which backend ranks the candidates."""
-    model: str = "all-MiniLM-L6-v2"
+    model: Name = "all-MiniLM-L6-v2"
     """Model name (API model id, hub id or local path); the embedded default is MiniLM."""
-    base_url: str | None = None
-    """OpenAI-compatible server URL (None = the official API); credentials never go here."""
-    api_key_env: str = "OPENAI_API_KEY"
+    base_url: Name | None = None
+    """OpenAI-compatible server URL (None = the official API). Keep credentials out of it: any user
+    name, password or key-like query value is redacted wherever the URL is stored or logged."""
+    api_key_env: Name = "OPENAI_API_KEY"
     """Name of the environment variable holding the API key."""
     embedding_api: bool = False
     """embedding backend: call an OpenAI-compatible /v1/embeddings endpoint instead of a local model."""
-    temperature: float = 0.0
+    temperature: Annotated[float, Ge(0.0), Le(100.0)] = 0.0
     """Sampling temperature (0 = greedy)."""
-    seed: int | None = 0
+    seed: Seed | None = 0
     """Decoding seed sent to the server where supported."""
-    max_tokens: int = 256
+    max_tokens: Annotated[int, Ge(1), Le(1_000_000)] = 256
     """Completion token limit."""
-    concurrency: int = 16
+    concurrency: Annotated[int, Ge(1), Le(4096)] = 16
     """Requests in flight at once (API backends)."""
-    timeout_s: float = 60.0
-    """Per-request timeout."""
-    max_retries: int = 5
+    timeout_s: Annotated[float, Gt(0.0), Le(86_400.0)] = 60.0
+    """Wall-clock limit of one request attempt: connect, send and the whole answer (then retried)."""
+    max_retries: Annotated[int, Ge(0), Le(100)] = 5
     """Retries on 429 / 5xx / timeouts, with exponential backoff honouring retry-after."""
-    price_prompt_per_1m: float = 0.0
+    price_prompt_per_1m: NonNegative = 0.0
     """Money per million prompt tokens (0 = unknown)."""
-    price_completion_per_1m: float = 0.0
+    price_completion_per_1m: NonNegative = 0.0
     """Money per million completion tokens."""
     hf_mode: Literal["score", "generate"] = "score"
     """hf backend: candidate log-likelihood scoring or free generation then parsing."""
-    device: str = "auto"
-    """hf / embedding: torch device (auto = CUDA when present)."""
-    dtype: str = "auto"
-    """hf: torch dtype (auto, float32, bfloat16, float16)."""
-    batch_size: int = 32
+    device: Name = "auto"
+    """hf / embedding: torch device: auto (CUDA when present), cpu, cuda, cuda:N or mps."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """hf: torch dtype."""
+    batch_size: Annotated[int, Ge(1), Le(1_000_000)] = 32
     """Local backends: requests per forward pass."""
-    noise: float = 0.05
+    noise: Annotated[float, Ge(0.0), Le(1000.0)] = 0.05
     """simulated backend: noise of the ranking quality."""
 
     def __post_init__(self) -> None:
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"ranker.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.base_url is not None and not re.match(r"(?i)https?://[^/\s]", self.base_url):
+            from promptopt.redact import redact_url
+
+            raise ConfigError(f"ranker.base_url must be an http:// or https:// URL, got "
+                              f"{redact_url(self.base_url)!r}")
         # A key pasted here by mistake would be echoed by "variable ... is not set": refuse it unseen.
         if not isinstance(self.api_key_env, str) or not _ENV_NAME.fullmatch(self.api_key_env):
             raise ConfigError(
@@ -154,7 +194,7 @@ class CacheConfig:
 
     enabled: bool = True
     """Wrap the ranker in the SQLite cache."""
-    path: str = "runs/cache.sqlite"
+    path: Name = "runs/cache.sqlite"
     """SQLite file shared by runs (answers are keyed by ranker identity + request)."""
 
 
@@ -162,15 +202,15 @@ class CacheConfig:
 class BudgetConfig:
     """Spending caps of a run (None = no cap)."""
 
-    max_calls: int | None = None
-    """Uncached ranker calls."""
-    max_tokens: int | None = None
-    """Prompt + completion tokens of uncached calls."""
-    max_cost: float | None = None
-    """Money, from the ranker's price table."""
+    max_calls: NonNegCount | None = None
+    """Uncached ranker calls of the whole run (every phase, every resume)."""
+    max_tokens: Annotated[int, Ge(0)] | None = None
+    """Prompt + completion tokens of the run's uncached calls."""
+    max_cost: NonNegative | None = None
+    """Money of the run's uncached calls, from the ranker's price table (which must be set)."""
 
 
-DRIFT_VIEWS: tuple[str, ...] = ("temporal", "dropout", "truncate", "popular_negatives", "new_items")
+DRIFT_VIEWS: tuple[str, ...] = typing.get_args(DriftView)
 """Names of the drift views ``reward.views`` may select; :mod:`promptopt.drift` builds each."""
 
 
@@ -178,21 +218,21 @@ DRIFT_VIEWS: tuple[str, ...] = ("temporal", "dropout", "truncate", "popular_nega
 class RewardConfig:
     """Accuracy plus robustness under drift."""
 
-    metric: str = "ndcg@10"
-    """Accuracy metric: ndcg@k, hit@k or mrr."""
-    robust_weight: float = 0.0
+    metric: Name = "ndcg@10"
+    """Accuracy metric: ndcg@k, hit@k, recall@k or mrr."""
+    robust_weight: Share = 0.0
     """w in total = (1 - w) * accuracy + w * robustness (0 = accuracy only)."""
-    views: tuple[str, ...] = ("temporal", "dropout", "popular_negatives")
+    views: tuple[DriftView, ...] = ("temporal", "dropout", "popular_negatives")
     """Drift views scored besides the base view when robust_weight > 0."""
     aggregate: Literal["mean_std", "worst", "cvar"] = "mean_std"
     """How per-view scores become the robustness term."""
-    std_penalty: float = 1.0
+    std_penalty: Annotated[float, Ge(0.0), Le(1000.0)] = 1.0
     """lambda of mean - lambda * std."""
-    cvar_alpha: float = 0.5
+    cvar_alpha: Annotated[float, Gt(0.0), Le(1.0)] = 0.5
     """CVaR: mean of the worst alpha share of views."""
-    dropout: float = 0.3
+    dropout: Annotated[float, Ge(0.0), Lt(1.0)] = 0.3
     """History-dropout view: share of history items removed."""
-    bootstrap: int = 1
+    bootstrap: Annotated[int, Ge(1), Le(1000)] = 1
     """Shuffled candidate orders per view, averaged (position-bias control)."""
 
     def __post_init__(self) -> None:
@@ -224,6 +264,9 @@ class RewardConfig:
             raise ConfigError(f"reward.cvar_alpha must be in (0, 1], got {self.cvar_alpha}")
         if self.aggregate not in ("mean_std", "worst", "cvar"):
             raise ConfigError(f"reward.aggregate must be mean_std, worst or cvar, got {self.aggregate!r}")
+        if self.robust_weight > 0 and not self.views:
+            raise ConfigError("reward.robust_weight > 0 needs at least one drift view in reward.views "
+                              f"({', '.join(DRIFT_VIEWS)})")
 
 
 @_section
@@ -232,7 +275,7 @@ class EnvConfig:
 
     action_space: Literal["discrete", "multidiscrete"] = "discrete"
     """One action per template, or one per slot."""
-    n_envs: int = 8
+    n_envs: Annotated[int, Ge(1), Le(4096)] = 8
     """Sub-environments of the batched vector env (one ranker call per step for all)."""
     mask_invalid: bool = True
     """Expose action masks for templates a user cannot fill."""
@@ -244,25 +287,25 @@ class PolicyConfig:
 
     kind: Literal["lightgcn_mlp", "mlp"] = "lightgcn_mlp"
     """Graph embedding + profile statistics, or profile statistics only (the ablation)."""
-    embedding_dim: int = 64
+    embedding_dim: Annotated[int, Ge(1), Le(16_384)] = 64
     """LightGCN embedding size."""
-    n_layers: int = 2
+    n_layers: Annotated[int, Ge(1), Le(64)] = 2
     """LightGCN propagation layers."""
-    bpr_epochs: int = 200
+    bpr_epochs: Annotated[int, Ge(1), Le(1_000_000)] = 200
     """Maximum BPR pretraining epochs."""
-    bpr_lr: float = 0.01
+    bpr_lr: Annotated[float, Gt(0.0), Le(100.0)] = 0.01
     """BPR learning rate."""
-    bpr_batch_size: int = 2048
+    bpr_batch_size: Count = 2048
     """BPR batch size (positive interactions)."""
-    bpr_patience: int = 10
+    bpr_patience: Annotated[int, Ge(1), Le(1_000_000)] = 10
     """Early stopping: epochs without a better validation recall@20."""
     finetune_graph: bool = False
     """Back-propagate PPO losses into the LightGCN embeddings."""
-    hidden: tuple[int, ...] = (64,)
-    """MLP layers of the features extractor."""
-    pi: tuple[int, ...] = (64,)
+    hidden: Annotated[tuple[Annotated[int, Ge(1), Le(65_536)], ...], MinLen(1), MaxLen(64)] = (64,)
+    """MLP layers of the features extractor (at least one)."""
+    pi: Annotated[tuple[Annotated[int, Ge(1), Le(65_536)], ...], MaxLen(64)] = (64,)
     """Actor head layers."""
-    vf: tuple[int, ...] = (64,)
+    vf: Annotated[tuple[Annotated[int, Ge(1), Le(65_536)], ...], MaxLen(64)] = (64,)
     """Critic head layers."""
     maskable: bool = True
     """Use sb3-contrib MaskablePPO with the env's action masks."""
@@ -272,29 +315,29 @@ class PolicyConfig:
 class PPOConfig:
     """stable-baselines3 PPO hyper-parameters, by their SB3 names."""
 
-    total_timesteps: int = 4096
+    total_timesteps: Count = 4096
     """Environment steps (one user each)."""
-    learning_rate: float = 3e-4
+    learning_rate: Annotated[float, Gt(0.0), Le(10.0)] = 3e-4
     """Adam step size."""
-    n_steps: int = 64
+    n_steps: Annotated[int, Ge(1), Le(1_000_000)] = 64
     """Steps per sub-environment per rollout."""
-    batch_size: int = 64
-    """Minibatch size."""
-    n_epochs: int = 10
+    batch_size: Annotated[int, Ge(2), Le(_MAX_INT)] = 64
+    """Minibatch size (SB3 normalises advantages per minibatch, so at least 2)."""
+    n_epochs: Annotated[int, Ge(1), Le(10_000)] = 10
     """Passes over each rollout."""
-    gamma: float = 0.0
+    gamma: Share = 0.0
     """Discount; episodes are one step long, so it does not matter."""
-    gae_lambda: float = 0.95
+    gae_lambda: Share = 0.95
     """GAE lambda."""
-    clip_range: float = 0.2
+    clip_range: Annotated[float, Gt(0.0), Le(100.0)] = 0.2
     """PPO clip range."""
-    ent_coef: float = 0.01
+    ent_coef: Annotated[float, Ge(0.0), Le(100.0)] = 0.01
     """Entropy bonus."""
-    vf_coef: float = 0.5
+    vf_coef: Annotated[float, Ge(0.0), Le(100.0)] = 0.5
     """Critic loss weight."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: Annotated[float, Gt(0.0), Le(1e6)] = 0.5
     """Gradient clipping."""
-    checkpoint_every: int = 1024
+    checkpoint_every: Count = 1024
     """Save a resumable checkpoint every this many steps."""
 
 
@@ -303,20 +346,21 @@ class EvalConfig:
     """The evaluation protocol."""
 
     split: Literal["val", "test"] = "test"
-    """Users the selectors are compared on."""
-    selectors: tuple[str, ...] = SELECTOR_NAMES
+    """Users the selectors are compared on. Tuning (sweeps) uses ``val``; ``test`` users are scored
+    once, at the end, and every reported number is keyed by the split it comes from."""
+    selectors: Annotated[tuple[Name, ...], MinLen(1)] = SELECTOR_NAMES
     """Selectors to compare (names as in the report)."""
-    n_bootstrap: int = 1000
+    n_bootstrap: Annotated[int, Ge(1), Le(1_000_000)] = 1000
     """Bootstrap resamples for intervals."""
-    confidence: float = 0.95
+    confidence: Annotated[float, Gt(0.0), Lt(1.0)] = 0.95
     """Interval coverage."""
-    epsilon: float = 0.1
+    epsilon: Share = 0.1
     """epsilon-greedy exploration rate."""
-    linucb_alpha: float = 1.0
+    linucb_alpha: Annotated[float, Ge(0.0), Le(1e6)] = 1.0
     """LinUCB exploration width."""
-    bandit_steps: int | None = None
+    bandit_steps: Count | None = None
     """Training episodes of the epsilon-greedy and LinUCB baselines (None = ppo.total_timesteps)."""
-    fixed_users: int | None = None
+    fixed_users: Count | None = None
     """Training users every template is scored on to pick the best fixed template (None = all)."""
     periods: bool = True
     """Also compare selectors on each user's source-period and drifted target-period target."""
@@ -346,9 +390,9 @@ class TrackingConfig:
     """Log to wandb (offline unless mode says otherwise)."""
     mode: Literal["offline", "online", "disabled"] = "offline"
     """wandb mode; online needs WANDB_API_KEY in the environment."""
-    project: str = "promptopt"
+    project: Name = "promptopt"
     """wandb project."""
-    entity: str | None = None
+    entity: Name | None = None
     """wandb entity (team); None = default."""
 
 
@@ -356,9 +400,9 @@ class TrackingConfig:
 class ExperimentConfig:
     """Everything one run needs."""
 
-    name: str = "run"
+    name: Annotated[str, MinLen(1), MaxLen(200)] = "run"
     """Run name (run directory prefix)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of splits, candidates, PPO and baselines."""
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -373,6 +417,20 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+    def __post_init__(self) -> None:
+        r = self.ranker
+        if self.budget.max_cost is not None and r.backend != "openai":
+            raise ConfigError(
+                f"budget.max_cost={self.budget.max_cost} caps money, but ranker.backend {r.backend!r} has no "
+                "price table (only the openai backend is priced): cap budget.max_calls / max_tokens instead"
+            )
+        if self.budget.max_cost is not None and not (r.price_prompt_per_1m or r.price_completion_per_1m):
+            raise ConfigError(
+                f"budget.max_cost={self.budget.max_cost} caps money, but ranker.price_prompt_per_1m and "
+                "ranker.price_completion_per_1m are 0, so every call would count as free: set the prices "
+                "of your model, or cap budget.max_calls / max_tokens instead"
+            )
 
 
 # ---------------------------------------------------------------------- parsing
@@ -404,8 +462,20 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "config") -> Exper
         path = ".".join(str(p) for p in err["loc"])
         if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             raise ConfigError(f"{source}: unknown key {path!r}{_suggest(path)}") from None
-        got = err.get("input")
-        raise ConfigError(f"{source}: {path}: {err['msg']} (got {got!r})") from None
+        got = _short(err.get("input"))
+        raise ConfigError(f"{source}: {path}: {err['msg']} (got {got})") from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an error line stays one readable line)."""
+    import reprlib
+
+    from promptopt.redact import redact_urls
+
+    short = reprlib.Repr()  # keyword arguments need Python 3.12
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 3, 6, 6, limit, limit
+    text = redact_urls(short.repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _suggest(path: str) -> str:

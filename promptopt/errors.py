@@ -19,6 +19,10 @@ class ConfigError(PromptoptError):
     """A configuration key is unknown, has the wrong type or an invalid value."""
 
 
+class NotEnoughNegatives(ConfigError, ValueError):
+    """A user has fewer unseen items than ``split.n_negatives`` (a ``ValueError`` for library callers)."""
+
+
 class TemplateError(PromptoptError):
     """A template names an unknown field or a slot value has the wrong type."""
 

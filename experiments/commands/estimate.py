@@ -18,5 +18,5 @@ def run(args: argparse.Namespace) -> int:
     from promptopt.config import load_config
 
     config = load_config(args.config, args.overrides)
-    print(format_estimate(estimate(config, sample=args.sample)))
+    print(format_estimate(estimate(config, sample=args.sample), config.budget))
     return 0

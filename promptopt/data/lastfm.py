@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Literal
 
 from promptopt.data.assemble import InteractionRows, UnknownItems, assemble
 from promptopt.data.interactions import InteractionData
-from promptopt.data.textfile import parse_float, parse_int, read_table, require_file
+from promptopt.data.textfile import parse_int, parse_rating, parse_year, read_table, require_file
 from promptopt.errors import ConfigError, DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -94,12 +95,13 @@ def load_lastfm(
         if tag not in tag_names:
             raise DataFormatError(f"{tagged_path}, line {number}: tagID {tag!r} is not in {tags_path}")
         try:
-            moment = datetime(parse_int(tagged_path, number, year, "year"),
+            moment = datetime(parse_year(tagged_path, number, year, "year"),
                               parse_int(tagged_path, number, month, "month"),
                               parse_int(tagged_path, number, day, "day"), tzinfo=timezone.utc)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise DataFormatError(
-                f"{tagged_path}, line {number}: day/month/year {day}/{month}/{year} is not a date ({exc})"
+                f"{tagged_path}, line {number}: day/month/year {day[:20]}/{month[:20]}/{year[:20]} is not a "
+                f"date ({exc})"
             ) from None
         artist = artist.strip()
         tag_counts[artist][tag] += 1
@@ -149,7 +151,8 @@ def _weight_quintiles(path: Path) -> dict[tuple[str, str], float]:
     for number, (user, artist, weight) in read_table(
         path, "\t", 3, "latin-1", "userID, artistID, weight", header=("userID", "artistID", "weight")
     ):
-        weights[user.strip()].append((parse_float(path, number, weight, "weight"), artist.strip()))
+        listened = parse_rating(path, number, weight, "weight", low=0.0, high=math.inf)
+        weights[user.strip()].append((listened, artist.strip()))
     result: dict[tuple[str, str], float] = {}
     for user, pairs in weights.items():
         values = sorted(w for w, _ in pairs)

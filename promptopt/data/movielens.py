@@ -10,20 +10,22 @@ read from the title's trailing ``(YYYY)``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from promptopt.data.assemble import InteractionRows, assemble, year_from_title
 from promptopt.data.interactions import InteractionData
 from promptopt.data.textfile import (
-    parse_float,
     parse_int,
+    parse_rating,
     parse_timestamp,
     read_csv,
     read_table,
     require_file,
 )
 from promptopt.errors import DataFormatError
+
+_STARS = {"low": 1.0, "high": 5.0}
+"""MovieLens-100K and 1M ratings: whole stars from 1 to 5."""
 
 # MovieLens-1M's users.dat stores codes; the release README gives their meaning.
 ML1M_AGES: dict[str, str] = {
@@ -101,7 +103,7 @@ def load_movielens_100k(path: str | Path) -> InteractionData:
     for number, (user, item, rating, ts) in read_table(
         data_path, "\t", 4, "latin-1", "user id, item id, rating, timestamp"
     ):
-        rows.append(user.strip(), item.strip(), parse_float(data_path, number, rating, "rating"),
+        rows.append(user.strip(), item.strip(), parse_rating(data_path, number, rating, "rating", **_STARS),
                     parse_timestamp(data_path, number, ts), number)
     return assemble(
         "ml-100k", items=items, items_path=item_path, rows=rows, item_extra={"url": urls},
@@ -159,7 +161,8 @@ def load_movielens_1m(path: str | Path) -> InteractionData:
     for number, (user, movie, rating, ts) in read_table(
         ratings_path, "::", 4, "latin-1", "UserID::MovieID::Rating::Timestamp"
     ):
-        rows.append(user.strip(), movie.strip(), parse_float(ratings_path, number, rating, "Rating"),
+        rows.append(user.strip(), movie.strip(),
+                    parse_rating(ratings_path, number, rating, "Rating", **_STARS),
                     parse_timestamp(ratings_path, number, ts, "Timestamp"), number)
     return assemble(
         "ml-1m", items=items, items_path=movies_path, rows=rows, users=users, users_path=users_path,
@@ -201,9 +204,7 @@ def load_movielens_latest(path: str | Path) -> InteractionData:
     rows = InteractionRows(ratings_path)
     u, m, r, t = col["userId"], col["movieId"], col["rating"], col["timestamp"]
     for number, fields in rating_rows:
-        rating = parse_float(ratings_path, number, fields[r], "rating")
-        if not math.isfinite(rating):
-            raise DataFormatError(f"{ratings_path}, line {number}: rating must be finite, got {fields[r]!r}")
+        rating = parse_rating(ratings_path, number, fields[r], "rating", low=0.5, high=5.0)
         rows.append(fields[u].strip(), fields[m].strip(), rating,
                     parse_timestamp(ratings_path, number, fields[t]), number)
     name = folder.resolve().name if folder.resolve().name.startswith("ml-latest") else "ml-latest"

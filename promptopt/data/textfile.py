@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +41,8 @@ def require_file(folder: Path, name: str, what: str) -> Path:
 
 
 def read_text(path: Path, encoding: str, what: str) -> str:
-    """The whole file decoded strictly with ``encoding`` (a UTF-8 byte-order mark is dropped).
+    """The whole file decoded strictly with ``encoding`` (a UTF-8 byte-order mark is dropped, whatever
+    the encoding: read as Latin-1 it would become ``ï»¿`` glued to the first id, a phantom user).
 
     Args:
         path: The file.
@@ -58,7 +60,7 @@ def read_text(path: Path, encoding: str, what: str) -> str:
         raise DataFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not raw.strip():
         raise DataFormatError(f"{path}: file is empty (expected {what})")
-    if raw.startswith(b"\xef\xbb\xbf") and encoding.replace("-", "").lower() == "utf8":
+    if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
         return raw.decode(encoding)
@@ -169,6 +171,12 @@ def read_csv(path: Path, what: str, *, required: Sequence[str], encoding: str = 
         header = [h.strip() for h in next(reader)]
     except csv.Error as exc:
         raise DataFormatError(f"{path}, line 1: malformed CSV header ({exc}); expected {what}") from None
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:  # csv would keep one of them silently
+        raise DataFormatError(
+            f"{path}, line 1: column {', '.join(map(repr, repeated))} appears more than once in the header; "
+            f"rename or remove the extra column (expected {what})"
+        )
     missing = [name for name in required if name not in header]
     if missing:
         hint = ""
@@ -220,6 +228,27 @@ def parse_float(path: Path, number: int, value: str, column: str, *, unit: str =
         raise DataFormatError(
             f"{path}, {unit} {number}: {column} must be a number, got {value[:40]!r}"
         ) from None
+
+
+def parse_rating(path: Path, number: int, value: str, column: str, *, low: float, high: float,
+                 unit: str = "line") -> float:
+    """A rating within the release's scale ``[low, high]``; nan, infinities and ``-99`` are errors."""
+    rating = parse_float(path, number, value, column, unit=unit)
+    if not (math.isfinite(rating) and low <= rating <= high):
+        raise DataFormatError(
+            f"{path}, {unit} {number}: {column} must be a number from {low:g} to {high:g}, got {value[:40]!r}"
+        )
+    return rating
+
+
+def parse_year(path: Path, number: int, value: str, column: str = "year", *, unit: str = "line") -> int:
+    """A calendar year from 1 to 4999 (timestamps stop at the year 5000; a loader drops years before
+    1970, which Unix time cannot hold)."""
+    year = parse_int(path, number, value, column, unit=unit)
+    if not 1 <= year < 5000:
+        raise DataFormatError(f"{path}, {unit} {number}: {column} must be a year from 1 to 4999, "
+                              f"got {value[:40]!r}")
+    return year
 
 
 def parse_timestamp(path: Path, number: int, value: str, column: str = "timestamp", *,

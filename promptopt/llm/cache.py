@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from promptopt.errors import RankerError
+from promptopt.errors import BudgetExceeded, RankerError
 from promptopt.llm.budget import Budget, RankerStats
 from promptopt.llm.cache_store import SCHEMA_VERSION, CacheError, CacheStore, CacheSummary, canonical_json
 from promptopt.llm.types import Ranker, RankRequest, RankResponse, TokenUsage
@@ -225,23 +225,30 @@ class CachedRanker:
         if not first_of:
             return [r for r in results if r is not None]
 
-        to_send = list(first_of.values())
-        allowed = len(to_send)
-        if self.budget is not None:
-            if self.budget.exhausted():
-                raise self.budget.exceeded_error(pending=len(to_send), saved=0)
-            allowed = self.budget.reserve(len(to_send))
-        sent, pending = to_send[:allowed], to_send[allowed:]
-        fetched = self._fetch(sent, requests, keys) if sent else {}
+        pending = list(first_of.values())
+        fetched: dict[str, RankResponse] = {}
+        error: BudgetExceeded | None = None
+        try:
+            while pending:
+                # The budget may allow part of the batch: what the calls, tokens and money left pay for
+                # (the first call of a run alone, to learn what a call costs); then ask again.
+                allowed = len(pending) if self.budget is None else self.budget.reserve(len(pending))
+                if allowed == 0:
+                    assert self.budget is not None
+                    error = self.budget.exceeded_error(pending=len(pending), saved=len(fetched))
+                    break
+                sent, pending = pending[:allowed], pending[allowed:]
+                fetched.update(self._fetch(sent, requests, keys))
+                if self.budget is not None and self.budget.overspent():
+                    error = self.budget.exceeded_error(pending=len(pending), saved=len(fetched))
+                    break
+        finally:  # answers already fetched are kept even when a later part of the batch fails
+            self._remember({k: replace(r, cached=True) for k, r in fetched.items()})
+        if error is not None:
+            raise error
         for i, key in enumerate(keys):
             if results[i] is None and key in fetched:
                 results[i] = fetched[key]
-        self._remember({k: replace(r, cached=True) for k, r in fetched.items()})
-        if self.budget is not None:
-            if pending:
-                raise self.budget.exceeded_error(pending=len(pending), saved=len(sent))
-            if self.budget.overspent():
-                raise self.budget.exceeded_error(pending=0, saved=len(sent))
         return [r for r in results if r is not None]
 
     def _fetch(
@@ -275,17 +282,21 @@ class CachedRanker:
     ) -> dict[str, RankResponse]:
         cost_of = getattr(self.backend, "cost_of", None)
         rows = []
+        charges: list[tuple[TokenUsage, float]] = []
         usage = TokenUsage()
         total_cost = 0.0
         for i, response in answers.items():
             response = replace(response, cached=False)
             cost = float(cost_of(response.usage)) if callable(cost_of) else 0.0
             rows.append((keys[i], self._identity_json, requests[i], response, cost))
+            charges.append((response.usage, cost))
             usage = usage + response.usage
             total_cost += cost
-        self.store.put_many(rows)
-        if self.budget is not None:
-            self.budget.charge(usage, total_cost)
+        try:
+            self.store.put_many(rows)
+        finally:  # answers that arrived were paid for, even when the cache cannot keep them
+            if self.budget is not None:
+                self.budget.charge_answers(charges)
         self._add(
             RankerStats(calls=len(answers) + failures, failures=failures).with_usage(usage, total_cost)
         )

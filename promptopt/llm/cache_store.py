@@ -9,6 +9,7 @@ reads and writes through :class:`CacheStore`; ``promptopt cache stats|export|cle
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -42,6 +43,19 @@ _ABANDONED: list[sqlite3.Connection] = []
 
 class CacheError(PromptoptError):
     """A cache file is missing, unreadable or not a promptopt answer cache."""
+
+
+def _cache_failure(path: Path, exc: sqlite3.Error) -> CacheError:
+    """A one-line :class:`CacheError` for an SQLite failure on an open cache, saying what to do."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, sqlite3.OperationalError) and "full" in reason:
+        return CacheError(f"cache {str(path)!r}: the disk is full ({reason}); free space (or set cache.path "
+                          "to another disk) and continue with --resume: answers already stored are kept")
+    damaged = any(word in reason for word in ("malformed", "not a database", "corrupt"))
+    if damaged or type(exc) is sqlite3.DatabaseError:
+        return CacheError(f"cache {str(path)!r} is damaged ({reason}): restore a copy, or move it aside to "
+                          "start a new cache (its answers would be asked again), then continue with --resume")
+    return CacheError(f"cache {str(path)!r}: {reason}")
 
 
 def canonical_json(value: Any) -> str:
@@ -86,7 +100,11 @@ class CacheStore:
                 f"no cache file at {str(self.path)!r}; check the path (cache.path in the config)"
             )
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CacheError(f"cannot create the folder of cache {str(self.path)!r}: "
+                                 f"{exc.strerror or exc}") from None
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -130,6 +148,8 @@ class CacheStore:
                         )
             except sqlite3.DatabaseError as exc:
                 raise CacheError(f"cannot open cache {str(self.path)!r}: {exc}") from None
+            except OSError as exc:  # the folder cannot be made or read
+                raise CacheError(f"cannot open cache {str(self.path)!r}: {exc.strerror or exc}") from None
             self._conn, self._pid = conn, os.getpid()
             return conn
 
@@ -147,13 +167,19 @@ class CacheStore:
         unique = list(dict.fromkeys(keys))
         with self._lock:
             conn = self._connection()
-            for start in range(0, len(unique), 500):
-                chunk = unique[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, response in conn.execute(
-                    f"SELECT key, response FROM answers WHERE key IN ({marks})", chunk
-                ):
-                    found[key] = json.loads(response)
+            try:
+                for start in range(0, len(unique), 500):
+                    chunk = unique[start:start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for key, response in conn.execute(
+                        f"SELECT key, response FROM answers WHERE key IN ({marks})", chunk
+                    ):
+                        found[key] = json.loads(response)
+            except sqlite3.Error as exc:
+                raise _cache_failure(self.path, exc) from None
+            except ValueError as exc:  # a row whose JSON is not JSON: the file was edited or damaged
+                raise CacheError(f"cache {str(self.path)!r} is damaged (a stored answer is not JSON: {exc}); "
+                                 "restore a copy or move it aside, then continue with --resume") from None
         return found
 
     def put_many(self, rows: Sequence[tuple[str, str, RankRequest, RankResponse, float]]) -> int:
@@ -177,9 +203,12 @@ class CacheStore:
                 conn.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?)", values)
                 inserted = conn.total_changes - before
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _cache_failure(self.path, exc) from None
                 raise
         return inserted
 

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from promptopt.errors import ConfigError
+from promptopt.redact import MARK
 
 if TYPE_CHECKING:
     from promptopt.config import CacheConfig, RankerConfig
@@ -51,6 +52,13 @@ def make_ranker(
         raise ConfigError(
             f"ranker.backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}"
         )
+    if config.base_url is not None and MARK in config.base_url:
+        raise ConfigError(
+            f"ranker.base_url {config.base_url!r} lost its credentials when the run's config.yaml was "
+            "written (they are never stored): continue with `promptopt train --resume RUN_DIR "
+            "--ranker.base_url=URL` (it also evaluates and exports), or keep keys out of URLs: put "
+            "the key in the environment variable named by ranker.api_key_env"
+        )
     cached = cache is not None and cache.enabled
     if budget is not None and not cached and any(
         cap is not None for cap in (budget.max_calls, budget.max_tokens, budget.max_cost)
@@ -60,6 +68,8 @@ def make_ranker(
             "set cache.enabled: true or remove the budget caps"
         )
     if backend is None:
+        if config.backend == "hf" or (config.backend == "embedding" and not config.embedding_api):
+            check_device(config.device)
         backend = _backend(config)
     if not cached:
         return backend
@@ -68,6 +78,28 @@ def make_ranker(
 
     logger.info("ranker %s cached in %s", dict(backend.identity), cache.path)
     return CachedRanker(backend, cache.path, budget=budget)
+
+
+def check_device(device: str) -> None:
+    """Refuse a torch device this machine does not have (``cuda`` without a CUDA GPU, ``cuda:3`` of two).
+
+    Raises:
+        ConfigError: Naming ``ranker.device``, what the machine has, and the fix.
+    """
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or a CPU-only torch)"
+            raise ConfigError(f"ranker.device={device!r} but this machine has {have}: use ranker.device: "
+                              "auto (a GPU when there is one) or cpu")
+    elif device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("ranker.device='mps' but Apple's MPS backend is not available here: use "
+                          "ranker.device: auto or cpu")
 
 
 def _backend(config: RankerConfig) -> Ranker:

@@ -50,6 +50,10 @@ class _BadAnswer(Exception):
     """A 200 answer without a usable message (malformed JSON, no choices, empty content)."""
 
 
+class _WallClockTimeout(Exception):
+    """An attempt (connect, send and the whole answer) took longer than ``timeout_s``."""
+
+
 class OpenAIRanker:
     """A frozen chat model behind an OpenAI-compatible API, asked to rank each request's candidates.
 
@@ -64,7 +68,8 @@ class OpenAIRanker:
             differ); None sends none.
         max_tokens: Completion token limit.
         concurrency: Requests in flight at once.
-        timeout_s: Seconds before one attempt is abandoned (and retried).
+        timeout_s: Wall-clock seconds one attempt may take, from connecting to the last byte of the
+            answer (a server trickling bytes cannot stretch it); then it is abandoned and retried.
         max_retries: Retries per request after the first attempt.
         price_prompt_per_1m: Money per million prompt tokens (for budgets and reports).
         price_completion_per_1m: Money per million completion tokens.
@@ -237,9 +242,15 @@ class OpenAIRanker:
                     async with semaphore:
                         self._count("calls")
                         start = time.perf_counter()
-                        raw = await client.post("/chat/completions", cast_to=bytes, body=body)
+                        # httpx's timeout applies per read: the whole request needs its own clock.
+                        try:
+                            raw = await asyncio.wait_for(
+                                client.post("/chat/completions", cast_to=bytes, body=body), self.timeout_s
+                            )
+                        except asyncio.TimeoutError:
+                            raise _WallClockTimeout() from None
                         latency = time.perf_counter() - start
-                    content, usage = _read_answer(raw)
+                    content, usage = self._usage_checked(*_read_answer(raw), request)
         except Exception as exc:
             reason = _describe(exc, self.timeout_s)
             self._count("failures", f"error:{_kind(exc)}")
@@ -250,6 +261,22 @@ class OpenAIRanker:
         return RankResponse(
             ranking=ranking, raw_text=content, usage=usage, latency_s=latency, parse=parse, unparsed=unparsed
         )
+
+    def _usage_checked(
+        self, content: str, usage: TokenUsage | None, request: RankRequest
+    ) -> tuple[str, TokenUsage]:
+        """The answer's usage, or an estimate (4 characters a token) when the server reported none or
+        nonsense (negative, not a number): token and money caps must never count a call as free."""
+        if usage is not None:
+            return content, usage
+        with self._lock:
+            first = not self._counts["usage_estimated"]
+            self._counts["usage_estimated"] += 1
+        if first:
+            logger.warning("server %s reported no valid token usage; counting about 4 characters per token "
+                           "so token and money budgets still hold", self.base_url)
+        prompt = sum(len(text) for _, text in request.messages)
+        return content, TokenUsage(prompt_tokens=-(-prompt // 4), completion_tokens=-(-len(content) // 4))
 
     def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff with equal jitter, or the server's ``retry-after`` when it sent one."""
@@ -373,7 +400,8 @@ class _LoopThread:
             self._loop.close()
 
 
-def _read_answer(raw: bytes) -> tuple[str, TokenUsage]:
+def _read_answer(raw: bytes) -> tuple[str, TokenUsage | None]:
+    """The answer's text and usage (None when the usage is missing, negative or not a number)."""
     try:
         payload = json.loads(raw)
     except ValueError:
@@ -387,18 +415,20 @@ def _read_answer(raw: bytes) -> tuple[str, TokenUsage]:
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str) or not content.strip():
         raise _BadAnswer("answer has empty content")
-    usage = payload.get("usage") or {}
-    return content, TokenUsage(
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-    )
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return content, None
+    counts = [usage.get("prompt_tokens"), usage.get("completion_tokens", 0)]
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        return content, None
+    return content, TokenUsage(prompt_tokens=counts[0], completion_tokens=counts[1])
 
 
 def _is_transient(exc: BaseException) -> bool:
     """429, 408, 409, 5xx, timeouts, connection errors and unusable answers are worth another try."""
     import openai
 
-    if isinstance(exc, _BadAnswer | openai.APIConnectionError | json.JSONDecodeError):
+    if isinstance(exc, _BadAnswer | _WallClockTimeout | openai.APIConnectionError | json.JSONDecodeError):
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
@@ -408,7 +438,7 @@ def _is_transient(exc: BaseException) -> bool:
 def _kind(exc: BaseException | None) -> str:
     import openai
 
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError | _WallClockTimeout):
         return "timeout"
     if isinstance(exc, openai.APIConnectionError):
         return "connection"
@@ -423,7 +453,7 @@ def _describe(exc: BaseException | None, timeout_s: float) -> str:
     """One line naming the failure (status, timeout, connection) without request bodies or keys."""
     import openai
 
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError | _WallClockTimeout):
         return f"timed out after {timeout_s:g} s"
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__

@@ -50,9 +50,9 @@ def files(tmp_path: Path) -> dict[str, str]:
     broken_yaml = tmp_path / "broken.yaml"
     broken_yaml.write_text("ppo: [unclosed\n")
     bad_sweep = tmp_path / "sweep.yaml"
-    bad_sweep.write_text("method: annealing\nmetric: {name: eval/ndcg@10}\nparameters: {seed: {value: 1}}\n")
+    bad_sweep.write_text("method: annealing\nmetric: {name: val/ndcg@10}\nparameters: {seed: {value: 1}}\n")
     grid_sweep = tmp_path / "grid.yaml"
-    grid_sweep.write_text("method: grid\nmetric: {name: eval/ndcg@10}\n"
+    grid_sweep.write_text("method: grid\nmetric: {name: val/ndcg@10}\n"
                           "parameters: {ppo.learning_rate: {min: 0.1, max: 0.2}}\n")
     bad_book = tmp_path / "prompts.json"
     bad_book.write_text(json.dumps({"schema_version": "1.0"}))

@@ -41,3 +41,21 @@ def test_estimate_counts_phases_and_bounds_a_real_run(tmp_path, tiny_config) -> 
     with sqlite3.connect(tmp_path / "cache.sqlite") as db:
         sent = db.execute("select count(*) from answers").fetchone()[0]
     assert 0 < sent <= est.distinct_total
+
+
+def test_estimate_warns_when_it_exceeds_the_budget(tmp_path, tiny_config, capsys) -> None:
+    """`promptopt estimate` says which cap the run may reach, and says nothing when all fit."""
+    from experiments.cli import main
+
+    path = tiny_config(tmp_path, policy={"kind": "mlp"})
+    assert main(["estimate", str(path), "--sample", "20", "--budget.max_calls=70"]) == 0
+    out = capsys.readouterr().out
+    est = estimate(load_config(path), sample=20)
+    assert est.distinct_total > 70
+    assert (f"warning: the run may need up to {est.distinct_total:,} uncached calls, more than "
+            "budget.max_calls=70") in out
+    big = est.distinct_total + est.prompt_tokens + 10
+    assert main(["estimate", str(path), "--sample", "20", f"--budget.max_calls={big}",
+                 f"--budget.max_tokens={big}"]) == 0
+    out = capsys.readouterr().out
+    assert "warning" not in out and f"budget: within every cap (max_calls={big}, max_tokens={big})" in out

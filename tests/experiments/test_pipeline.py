@@ -94,7 +94,8 @@ def test_evaluation_compares_every_selector_on_the_same_users(finished_run) -> N
     assert periods["source"]["n_users"] + periods["target"]["n_users"] >= evaluation["n_users"] // 2
     assert set(evaluation["drop"]) == set(SELECTORS)
     summary = metrics["summary"]
-    assert summary["eval/ndcg@10"] == methods["policy"]["metrics"]["ndcg@10"]["mean"]
+    assert summary["test/ndcg@10"] == methods["policy"]["metrics"]["ndcg@10"]["mean"]  # keyed by its split
+    assert not any(k.startswith(("eval/", "val/")) for k in summary)
     assert summary["train/steps"] == 256
     scan = evaluation["template_scan"]
     best = max((r for r in scan if r["mean_reward"] is not None), key=lambda r: r["mean_reward"])
@@ -169,14 +170,16 @@ class CountingRanker:
 
 
 def _patch_ranker(monkeypatch, sessions: list[CountingRanker], stop_after: int | None) -> None:
-    def make(config, problem):
+    def make(config, problem, *, run=None, phase="run"):
         from promptopt.llm.budget import Budget
         from promptopt.llm.cache import CachedRanker
 
         backend = assembly.make_simulator(config, problem)
         counting = CountingRanker(backend, stop_after=stop_after if not sessions else None)
         sessions.append(counting)
-        return CachedRanker(counting, config.cache.path, budget=Budget.from_config(config.budget))
+        ledger = run.budget if run is not None else None
+        return CachedRanker(counting, config.cache.path,
+                            budget=Budget.from_config(config.budget, ledger=ledger, phase=phase))
 
     monkeypatch.setattr(pipeline, "make_run_ranker", make)
 
@@ -259,7 +262,7 @@ def test_api_key_never_reaches_an_output_file(tmp_path, monkeypatch) -> None:
         )
         run_dir = tmp_path / "run"
         summary = pipeline.run_all(load_config(path), run_dir)
-        assert "eval/ndcg@10" in summary
+        assert "test/ndcg@10" in summary
         assert server.last_authorization == f"Bearer {FAKE_KEY}", "the key was really used"
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" for p in files) and (run_dir / "prompts.json").is_file()

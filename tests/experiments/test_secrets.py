@@ -25,10 +25,11 @@ KEY_ENV = "PROMPTOPT_SECRETS_TEST_KEY"
 PIECES = (FAKE_KEY, "SECRET-1234567890", "1234567890abcdef", FAKE_KEY[::-1])
 
 
-def _promptopt(*argv: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+def _promptopt(*argv: str, cwd: Path, env: dict[str, str],
+               code: int = 0) -> subprocess.CompletedProcess[bytes]:
     result = subprocess.run([sys.executable, "-m", "promptopt", "-v", *argv], cwd=cwd, env=env,
                             capture_output=True, timeout=600, check=False)
-    assert result.returncode == 0, (argv, result.stderr.decode(errors="replace")[-3000:])
+    assert result.returncode == code, (argv, result.stderr.decode(errors="replace")[-3000:])
     return result
 
 
@@ -101,3 +102,55 @@ def test_a_key_pasted_into_api_key_env_is_refused_without_echoing_it(tmp_path: P
     )
     assert not any(piece in result.stdout + result.stderr for piece in PIECES)
     assert not (tmp_path / "runs").exists()
+
+
+URL_KEY = "urlsecret-9f8e7d6c5b4a"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_a_key_inside_the_server_url_reaches_no_file_log_or_output(tmp_path: Path, form: str) -> None:
+    """``http://user:KEY@host/v1`` or ``...?api-key=KEY``: config.yaml, logs, wandb (its recorded
+    command line and config), metrics, report and prompt book hold the URL redacted.
+
+    The official client cannot send requests to a base URL with a query (it appends the path after
+    it), so that run fails on its first call: its error line, log and files are searched all the same.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, KEY_ENV: FAKE_KEY, "HOME": str(home), "WANDB_MODE": "offline",
+           "WANDB_CONFIG_DIR": str(home / ".config" / "wandb"), "WANDB_CACHE_DIR": str(home / ".cache"),
+           "WANDB_DATA_DIR": str(home / ".data")}
+    env.pop("WANDB_API_KEY", None)
+    with LocalOpenAIServer() as server:
+        host = server.base_url.split("://", 1)[1]
+        url = (f"http://someone:{URL_KEY}@{host}" if form == "userinfo"
+               else f"{server.base_url}?api-version=2024&api-key={URL_KEY}")
+        raw = tiny_config_dict(
+            tmp_path,
+            ranker={"backend": "openai", "model": "local-test", "base_url": url, "api_key_env": KEY_ENV,
+                    "concurrency": 4},
+            policy={"kind": "mlp"},
+            ppo={"total_timesteps": 64, "n_steps": 8, "checkpoint_every": 32},
+            eval={"selectors": ["random", "best_fixed", "policy"], "n_bootstrap": 50},
+            tracking={"wandb": True, "mode": "offline", "project": "promptopt-secrets"},
+        )
+        config = tmp_path / "url.yaml"
+        config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        # The URL also on the command line, as a sweep or a user would pass it (wandb records argv).
+        result = _promptopt("train", str(config), "--output-dir", "run", f"--ranker.base_url={url}",
+                            cwd=tmp_path, env=env, code=0 if form == "userinfo" else 2)
+        if form == "userinfo":
+            assert server.stats().succeeded > 0, "the run really used the server"
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != config]
+    assert any(p.suffix == ".wandb" for p in files) and (tmp_path / "run" / "train.log").is_file()
+    if form == "userinfo":
+        assert (tmp_path / "run" / "prompts.json").is_file()
+    else:
+        assert b"promptopt train: error: " in result.stderr
+    leaks = [str(p.relative_to(tmp_path)) for p in files if URL_KEY.encode() in p.read_bytes()]
+    leaks += [stream for stream, text in (("stdout", result.stdout), ("stderr", result.stderr))
+              if URL_KEY.encode() in text]
+    assert leaks == []
+    stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["ranker"]["base_url"]
+    assert "***" in stored and host.split(":")[0] in stored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import runpy
 import subprocess
 import sys
@@ -95,7 +96,7 @@ def test_as_overrides_round_trips_through_the_config() -> None:
 
 def _sweep_file(tmp_path: Path, **fields) -> Path:
     raw = {"program": "experiments/train.py", "method": "random",
-           "metric": {"name": "eval/ndcg@10", "goal": "maximize"},
+           "metric": {"name": "val/ndcg@10", "goal": "maximize"},
            "parameters": {"ppo.learning_rate": {"distribution": "log_uniform_values",
                                                 "min": 1e-4, "max": 1e-2}},
            "command": ["${env}", "${interpreter}", "${program}", "cfg.yaml", "${args}"]}
@@ -113,7 +114,10 @@ def _sweep_file(tmp_path: Path, **fields) -> Path:
         ({"parameters": {"ppo.n_steps": {"distribution": "normal", "min": 1, "max": 2}}},
          "parameters.ppo.n_steps: distribution 'normal' is not supported"),
         ({"parameters": {"ppo.n_steps": {"min": 1}}}, "parameters.ppo.n_steps needs"),
-        ({"method": "grid"}, "grid search needs a values list for parameters.ppo.learning_rate"),
+            ({"method": "grid"}, "grid search needs a values list for parameters.ppo.learning_rate"),
+        ({"metric": {"name": "test/ndcg@10"}}, "is not a validation metric: sweeps tune on validation users"),
+        ({"metric": {"name": "eval/ndcg@10"}}, "is not a validation metric"),
+        ({"parameters": {"eval.split": {"values": ["val", "test"]}}}, "eval.split cannot be swept"),
     ],
 )
 def test_bad_sweep_files_fail_at_load(tmp_path, fields, message) -> None:
@@ -122,7 +126,7 @@ def test_bad_sweep_files_fail_at_load(tmp_path, fields, message) -> None:
 
 
 def test_grid_runs_each_point_once_and_records_failures(tmp_path) -> None:
-    path = _sweep_file(tmp_path, method="grid", metric={"name": "eval/drop", "goal": "minimize"},
+    path = _sweep_file(tmp_path, method="grid", metric={"name": "val/drop", "goal": "minimize"},
                        parameters={"reward.robust_weight": {"values": [0.0, 0.3, 0.6]},
                                    "reward.aggregate": {"values": ["mean_std", "worst"]},
                                    "seed": {"value": 5}})
@@ -135,7 +139,7 @@ def test_grid_runs_each_point_once_and_records_failures(tmp_path) -> None:
         if "--reward.aggregate=worst" in overrides and "--reward.robust_weight=0.6" in overrides:
             raise ConfigError("this trial fails")
         weight = float(next(o for o in overrides if "robust_weight" in o).split("=")[1])
-        return {"eval/drop": 1.0 - weight + (0.01 if "worst" in " ".join(overrides) else 0.0)}
+        return {"val/drop": 1.0 - weight + (0.01 if "worst" in " ".join(overrides) else 0.0)}
 
     results = run_sweep(spec, count=50, output_dir=tmp_path / "out", trial_fn=trial)
     assert len(results) == 6, "a grid stops when every point has run"
@@ -147,17 +151,17 @@ def test_grid_runs_each_point_once_and_records_failures(tmp_path) -> None:
     assert [r["rank"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
     assert rows[0]["reward.robust_weight"] == "0.6" and rows[0]["reward.aggregate"] == "mean_std"
     assert rows[-1]["state"] == "failed" and rows[-1]["error"] == "this trial fails"
-    values = [float(r["eval/drop"]) for r in rows if r["state"] == "complete"]
+    values = [float(r["val/drop"]) for r in rows if r["state"] == "complete"]
     assert values == sorted(values)
     markdown = (tmp_path / "out" / "leaderboard.md").read_text()
-    assert "minimize `eval/drop`" in markdown and "trial" in markdown and "this trial fails" in markdown
+    assert "minimize `val/drop`" in markdown and "trial" in markdown and "this trial fails" in markdown
 
 
 def test_a_trial_without_the_metric_fails_that_trial(tmp_path) -> None:
     spec = load_sweep(_sweep_file(tmp_path))
-    results = run_sweep(spec, count=2, output_dir=tmp_path / "out", trial_fn=lambda o, d: {"eval/other": 1.0})
+    results = run_sweep(spec, count=2, output_dir=tmp_path / "out", trial_fn=lambda o, d: {"val/other": 1.0})
     assert [r.state for r in results] == ["failed", "failed"]
-    assert "did not report the sweep metric 'eval/ndcg@10'" in results[0].error
+    assert "did not report the sweep metric 'val/ndcg@10'" in results[0].error
 
 
 @pytest.mark.slow
@@ -177,11 +181,53 @@ def test_local_sweep_runs_three_full_trials(tmp_path, monkeypatch, tiny_config) 
     with (out / "leaderboard.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and all(r["state"] == "complete" for r in rows), rows
-    values = [float(r["eval/ndcg@10"]) for r in rows]
+    values = [float(r["val/ndcg@10"]) for r in rows]
     assert values == sorted(values, reverse=True)
+    best = rows[0]
+    command = (out / "leaderboard.md").read_text().split("```")[1].strip()
+    assert command.startswith(f"promptopt train {config} --eval.split=test")
+    assert f"--ppo.ent_coef={best['ppo.ent_coef']}" in command
     for row in rows:
         trial_dir = Path(row["run_dir"])
+        metrics = json.loads((trial_dir / "metrics.json").read_text())
+        assert metrics["evaluation"]["split"] == "val", "trials never score test users"
+        assert not any(k.startswith("test/") for k in metrics["summary"])
         assert (trial_dir / "prompts.json").is_file()
         assert list((trial_dir / "wandb").glob("offline-run-*")), "each trial logs to wandb offline"
         trained = load_config(trial_dir / "config.yaml")
         assert f"{trained.ppo.learning_rate:.6g}" == f"{float(row['ppo.learning_rate']):.6g}"
+
+
+def test_the_metric_name_is_checked_before_the_first_trial(tmp_path, tiny_config) -> None:
+    """A typo in metric.name fails at once, naming the closest key, before any trial is paid for."""
+    from experiments.local_sweep import sweep as run_local_sweep
+
+    config = tiny_config(tmp_path)
+    sweep = _sweep_file(tmp_path, metric={"name": "val/ndcg@01"},
+                        command=["${env}", "${interpreter}", "${program}", str(config), "${args}"])
+    with pytest.raises(ConfigError, match=r"will not report metric 'val/ndcg@01'; did you mean .*ndcg@10"):
+        run_local_sweep(sweep, count=3, output_dir=tmp_path / "sweep")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_whose_every_trial_failed_exits_non_zero(tmp_path, tiny_config, capsys) -> None:
+    from experiments.cli import main
+
+    # Every trial asks for more negatives than the data has: a user error per trial, after loading.
+    config = tiny_config(tmp_path, split={"n_negatives": 500})
+    sweep = _sweep_file(tmp_path, command=["${env}", "${interpreter}", "${program}", str(config), "${args}"])
+    code = main(["sweep", str(sweep), "--count", "2", "--output-dir", str(tmp_path / "sweep")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "every trial failed (2 of 2)" in err and "split.n_negatives=500" in err
+    assert "failed" in (tmp_path / "sweep" / "leaderboard.md").read_text()
+
+
+@pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_sweeps_tune_on_validation_users(path: Path) -> None:
+    from experiments.local_sweep import check_metric
+
+    spec = load_sweep(path)
+    raw = yaml.safe_load(path.read_text())
+    assert spec.metric.startswith("val/") and "--eval.split=val" in raw["command"]
+    check_metric(spec, load_config(ROOT / spec.config_path, ["--eval.split=val"]))

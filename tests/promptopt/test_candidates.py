@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from promptopt.candidates import CandidateSampler
+from promptopt.errors import ConfigError
 from promptopt.splits import TaskBuilder, split_users
 
 
@@ -84,7 +85,9 @@ def test_item_pool_restricts_negatives() -> None:
 
 def test_too_few_eligible_items_is_a_clear_error() -> None:
     sampler = CandidateSampler(10, n_negatives=9)
-    with pytest.raises(ValueError, match="eligible negatives for target 0, need 9: lower n_negatives"):
+    with pytest.raises(ValueError, match=r"for target item 0, need 9: lower split\.n_negatives"):
+        sampler.sample(0, {1, 2}, np.random.default_rng(0))
+    with pytest.raises(ConfigError):  # a user error: one line from the CLI, a checkpoint mid-training
         sampler.sample(0, {1, 2}, np.random.default_rng(0))
 
 

@@ -326,7 +326,7 @@ def test_utf8_files_reject_undecodable_bytes_with_the_line(tmp_path: Path) -> No
 @pytest.mark.parametrize(("ratings", "message"), [
     ("userId;movieId;rating;timestamp\n1;1;4;5\n", r"ratings\.csv, line 1: header has no column .*';'-sep"),
     ("userId,movieId,rating,timestamp\n1,1,4\n", r"ratings\.csv, line 2: expected 4 comma-separated .*trunc"),
-    ("userId,movieId,rating,timestamp\n1,1,nan,5\n", r"ratings\.csv, line 2: rating must be finite"),
+    ("userId,movieId,rating,timestamp\n1,1,nan,5\n", r"ratings\.csv, line 2: rating must be a number from"),
 ])
 def test_latest_csv_errors(tmp_path: Path, ratings: str, message: str) -> None:
     with pytest.raises(DataFormatError, match=message):

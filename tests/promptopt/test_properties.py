@@ -193,18 +193,29 @@ def test_wrong_types_are_config_errors_naming_the_key(path: str, value: object) 
 
 def _field_types(path: str) -> tuple[type, ...]:
     """The Python types a config field's annotation allows (tuples are flattened as lists)."""
+    import types
+    import typing
+
     cls: object = ExperimentConfig
     *parents, leaf = path.split(".")
     for part in parents:
         cls = type(getattr(cls() if isinstance(cls, type) else cls, part))
-    annotation = str(next(f.type for f in dataclasses.fields(cls) if f.name == leaf))
-    names = {"int": int, "float": (int, float), "str": str, "bool": bool, "None": type(None), "tuple": list}
-    if annotation.startswith("Literal"):
-        return (str,)
+    hint = typing.get_type_hints(cls, include_extras=True)[leaf]
     found: list[type] = []
-    for name, kind in names.items():
-        if re.search(rf"\b{name}\b", annotation.split("[", 1)[0] if name != "None" else annotation):
-            found.extend(kind if isinstance(kind, tuple) else (kind,))
+    todo = [hint]
+    while todo:
+        hint = todo.pop()
+        origin = typing.get_origin(hint)
+        if origin in (typing.Union, types.UnionType):
+            todo.extend(typing.get_args(hint))
+        elif origin is typing.Annotated:
+            todo.append(typing.get_args(hint)[0])
+        elif origin is typing.Literal:
+            found.append(str)
+        elif origin is tuple:
+            found.append(list)
+        else:
+            found.extend({int: (int,), float: (int, float)}.get(hint, (hint,)))
     return tuple(found)
 
 

@@ -46,29 +46,32 @@ def test_call_cap_trims_the_batch_saves_it_then_stops(tmp_path: Path) -> None:
     assert [r.cached for r in out] == [True] * 5 + [False] * 3
 
 
-def test_token_cap_raises_after_the_batch_that_passed_it(tmp_path: Path) -> None:
+def test_token_cap_sends_only_the_calls_the_tokens_left_pay_for(tmp_path: Path) -> None:
     backend = CountingRanker()
-    budget = Budget(max_tokens=20)
+    budget = Budget(max_tokens=40)
     ranker = CachedRanker(backend, tmp_path / "c.sqlite", budget=budget)
     per_request = 9 + 3  # nine prompt words, three candidates
-    ranker.rank(_requests(1))  # 12 tokens: under the cap
-    with pytest.raises(BudgetExceeded, match="max_tokens=20"):
-        ranker.rank(_requests(3, tag="more"))  # 36 more tokens: saved, then stop
-    assert backend.sent == 4
-    assert budget.spent.tokens == 4 * per_request
+    # Nothing measured yet: one call is sent alone to learn what a call costs, then the 28 tokens
+    # left pay for the other two calls of 12.
+    assert len(ranker.rank(_requests(3))) == 3
+    assert [len(b) for b in backend.batches] == [1, 2] and budget.spent.tokens == 3 * per_request
+    with pytest.raises(BudgetExceeded, match=r"max_tokens=40.*5 request\(s\) were not sent"):
+        ranker.rank(_requests(5, tag="more"))  # 4 tokens left: not one more call
+    assert backend.sent == 3
+    assert budget.spent.tokens == 3 * per_request <= 40  # never above the cap when calls cost the same
     with pytest.raises(BudgetExceeded):
         ranker.rank(_requests(1, tag="new"))
-    assert backend.sent == 4  # refused before calling
+    assert backend.sent == 3  # refused before calling
 
 
 def test_cost_cap_uses_the_backend_price_table(tmp_path: Path) -> None:
     backend = PricedRanker()
-    budget = Budget(max_cost=15.0)
+    budget = Budget(max_cost=30.0)
     ranker = CachedRanker(backend, tmp_path / "c.sqlite", budget=budget)
     ranker.rank(_requests(1))
     assert ranker.stats.cost == pytest.approx(9.0)  # prompt "q 0: rank\n1. a\n2. b\n3. c" has 9 words
-    with pytest.raises(BudgetExceeded, match="max_cost=15"):
-        ranker.rank(_requests(2, tag="x"))
+    with pytest.raises(BudgetExceeded, match="max_cost=30"):
+        ranker.rank(_requests(4, tag="x"))  # 21 money left: two more calls of 9
     assert budget.spent.cost == pytest.approx(27.0)
     assert sum(row["cost"] for row in CacheStore(tmp_path / "c.sqlite").rows()) == pytest.approx(27.0)
 
