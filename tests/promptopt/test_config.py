@@ -31,7 +31,9 @@ BAD_REWARDS = [
 def test_a_bad_reward_fails_at_load_naming_the_key(values, message) -> None:
     raw = config_to_dict(ExperimentConfig())
     raw["reward"].update(values)
-    with pytest.raises(ConfigError, match=f"^c.yaml: {message}") as info:
+    key = next(iter(values))
+    # At load the field's declared range or choices may speak first (pydantic), naming the key.
+    with pytest.raises(ConfigError, match=rf"^c\.yaml: reward\.{key}\b") as info:
         config_from_dict(raw, source="c.yaml")
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match=f"^{message}"):  # also built in code (study variants, tests)
@@ -42,7 +44,8 @@ def test_a_bad_override_fails_before_any_work(tmp_path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("reward:\n  robust_weight: 0.5\n", encoding="utf-8")
     assert load_config(path).reward.robust_weight == 0.5
-    with pytest.raises(ConfigError, match=r"run.yaml: reward.robust_weight must be in \[0, 1\], got 2"):
+    expected = r"run.yaml: reward.robust_weight: Input should be less than or equal to 1 \(got 2\)"
+    with pytest.raises(ConfigError, match=expected):
         load_config(path, ["--reward.robust_weight=2"])
 
 
