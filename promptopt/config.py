@@ -1,8 +1,14 @@
 """One frozen dataclass tree per experiment, parsed from YAML only at the edge (CLI, scripts).
 
 Field paths are the names sweeps and command-line overrides use: ``ppo.learning_rate``,
-``reward.robust_weight``. Unknown keys and values of the wrong type fail with the key's path.
+``reward.robust_weight``. Unknown keys and values of the wrong type fail with the key's path, and
+so do values outside a field's range: every numeric field declares its bounds in its annotation
+(``Annotated[int, Ge(1), Le(4096)]``), every choice is a ``Literal``, and rules between fields live
+in the section's ``__post_init__``, so every command rejects the same inputs when the config loads.
 Library functions take the sub-config they need, never the whole tree.
+
+The file is longer than most (about 600 lines) because it is the whole tree, one docstring per
+field, which ``experiments.config_reference`` turns into the documented reference.
 """
 
 from __future__ import annotations
