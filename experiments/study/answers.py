@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from promptopt.llm.types import Ranker
+from promptopt.problem import Episode, Period, RecProblem
+
 logger = logging.getLogger("promptopt.study")
 
 
@@ -58,16 +61,20 @@ def _none_to_nan(rows: list) -> np.ndarray:
 
 
 def score_table(
-    problem: Any,
-    ranker: Any,
+    problem: RecProblem,
+    ranker: Ranker,
     users: np.ndarray,
     *,
-    period: str | None = None,
+    period: Period | None = None,
     back: int | None = None,
     chunk: int = 512,
     label: str = "",
 ) -> AnswerTable:
     """Score every valid template for ``users`` on their episode target.
+
+    Every (user, valid template) pair is one :class:`~promptopt.runner.Episode`, scored by the
+    library's batching loop (:meth:`RecProblem.run_episodes`), ``chunk // calls_per_episode``
+    episodes per ranker call.
 
     Args:
         problem: The problem (tasks, masks, requests, scoring).
@@ -76,38 +83,34 @@ def score_table(
         period: The user's latest target in this drift period instead.
         back: The target ``back`` items before the user's last one instead (users with too short a
             history get no row values).
-        chunk: Requests per ranker call.
+        chunk: Requests per ranker call (at most; a whole number of episodes).
         label: Names the table in progress lines.
     """
-    # One of the project's copies of the batching loop: it becomes a call of the library's loop
-    # once the RecProblem split provides one.
     users = np.asarray(users, dtype=np.int64)
     n, n_t = users.size, problem.n_templates
     ndcg, reward = np.full((n, n_t), np.nan), np.full((n, n_t), np.nan)
-    plan: list[tuple[int, int, list, int]] = []
-    batch: list = []
+    cells: list[tuple[int, int]] = []
+    episodes: list[Episode] = []
     for i, user in enumerate(users):
         row = None if back is None else problem.data.history_length(int(user)) - 1 - back
-        if row is not None and row < 1:
-            continue
-        tasks = problem.tasks(int(user), period=period, row=row)
-        if not tasks:
-            continue
-        mask = problem.action_mask(int(user), period=period, row=row)
-        for t in np.flatnonzero(mask):
-            plan.append((i, int(t), tasks, len(batch)))
-            batch += problem.requests(tasks, int(t))
-    started, responses = time.perf_counter(), []
-    for start in range(0, len(batch), chunk):
-        responses += ranker.rank(batch[start : start + chunk])
+        if (row is not None and row < 1) or problem.key(int(user), period=period, row=row)[1] < 0:
+            continue  # no such target: the row stays nan
+        for template in np.flatnonzero(problem.action_mask(int(user), period=period, row=row)):
+            cells.append((i, int(template)))
+            episodes.append(Episode(int(user), int(template), period=period, row=row))
+    # Every planned episode sends calls_per_episode requests, so a call holds at most `chunk`.
+    per_call = max(1, chunk // problem.calls_per_episode)
+    started, outcomes = time.perf_counter(), []
+    for start in range(0, len(episodes), per_call):
+        outcomes += problem.run_episodes(episodes[start : start + per_call], ranker)
         logger.info(
-            "answers %s: %d/%d requests (%.1f s)",
+            "answers %s: %d/%d episodes (%.1f s)",
             label,
-            len(responses),
-            len(batch),
+            len(outcomes),
+            len(episodes),
             time.perf_counter() - started,
         )
-    for row, template, tasks, first in plan:
-        breakdown, per_view = problem.score(tasks, responses[first : first + len(tasks)])
-        ndcg[row, template], reward[row, template] = per_view["base"]["ndcg@10"], breakdown.total
+    for (i, template), outcome in zip(cells, outcomes):
+        assert outcome is not None  # only episodes with a target and a valid template were planned
+        ndcg[i, template], reward[i, template] = outcome.metrics["base"]["ndcg@10"], outcome.reward.total
     return AnswerTable(users, ndcg, reward)
