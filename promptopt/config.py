@@ -65,11 +65,11 @@ class SynthConfig:
 
     n_users: SynthSize = 300
     """Number of users."""
-    n_items: SynthSize = 400
+    n_items: Annotated[int, Ge(30), Le(1_000_000)] = 400
     """Number of items."""
-    n_genres: Annotated[int, Ge(1), Le(1000)] = 12
-    """Number of genres; each item has one to three."""
-    mean_history: Annotated[int, Ge(1), Le(10_000)] = 40
+    n_genres: Annotated[int, Ge(2), Le(16)] = 12
+    """Number of genres (of the generator's 16); each item has one to three."""
+    mean_history: Annotated[int, Ge(8), Le(10_000)] = 40
     """Mean interactions per user (geometric-ish spread, at least 8)."""
     drift: Share = 0.5
     """Share of users whose genre taste changes during their history (0 = none)."""

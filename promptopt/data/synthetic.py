@@ -127,7 +127,7 @@ def make_synthetic(
     genre_matrix = np.zeros((n_items, n_genres))
     for item in range(n_items):
         k = int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))
-        chosen = sorted(rng.choice(n_genres, size=k, replace=False))
+        chosen = sorted(rng.choice(n_genres, size=min(k, n_genres), replace=False))
         genre_matrix[item, chosen] = 1.0
         item_genres.append(tuple(genres[g] for g in chosen))
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
