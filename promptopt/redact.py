@@ -32,23 +32,36 @@ def redact_url(url: str) -> str:
 
     Works on the text, not on a parse: everything before the last ``@`` is user information (also
     when a password holds ``/``, ``?`` or ``#``, or the port is malformed), and the rest of the URL is
-    kept byte for byte.
+    kept byte for byte. When that last ``@`` lies inside the query (``?token=ab@cd``), the value it
+    split is hidden too, so no part of a credential survives (the host is lost in that rare case).
     """
     scheme, sep, rest = url.partition("://")
     if not sep or not _SCHEME.fullmatch(scheme):
         return url
+    prefix = scheme + sep
     if "@" in rest:  # a password may hold '/', '?' or '#': everything up to the last '@' goes
-        rest = f"{MARK}@{rest.rpartition('@')[2]}"
+        dropped, _, rest = rest.rpartition("@")
+        prefix += f"{MARK}@"
+        if "?" in dropped:
+            # The last '@' sat inside the query (``?token=ab@cd&x=1``), so the kept text starts in
+            # the middle of a query value that may be a credential: hide that value, then treat
+            # the remaining pairs as the query.
+            end = re.search(r"[&#]", rest)
+            rest = MARK + (rest[end.start():] if end else "")
+            if end is None or rest[len(MARK)] == "#":
+                return prefix + rest
+            query, hash_, fragment = rest.partition("#")
+            return prefix + _QUERY_PAIR.sub(_hide_pair, query) + hash_ + fragment
     match = _PARTS.match(rest)
     assert match is not None  # every string matches
     authority_path, query, fragment = match.groups()
-    prefix = scheme + sep
     if query:
-        def hide(m: re.Match[str]) -> str:
-            return f"{m.group(1)}{m.group(2)}={MARK}" if _CREDENTIAL_NAME.search(m.group(2)) else m.group(0)
-
-        query = _QUERY_PAIR.sub(hide, query)
+        query = _QUERY_PAIR.sub(_hide_pair, query)
     return f"{prefix}{authority_path}{query or ''}{fragment or ''}"
+
+
+def _hide_pair(m: re.Match[str]) -> str:
+    return f"{m.group(1)}{m.group(2)}={MARK}" if _CREDENTIAL_NAME.search(m.group(2)) else m.group(0)
 
 
 def redact_urls(text: str) -> str:
