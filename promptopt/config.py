@@ -169,10 +169,20 @@ class RankerConfig:
     """Money per million completion tokens."""
     hf_mode: Literal["score", "generate"] = "score"
     """hf backend: candidate log-likelihood scoring or free generation then parsing."""
+    api_mode: Literal["chat", "score"] = "chat"
+    """openai backend: chat completions then parsing, or label log-likelihoods from /v1/completions
+    (echo + logprobs; falls back to chat, saying so, where the server cannot)."""
+    gguf_file: Name | None = None
+    """hf: the .gguf file inside the folder ranker.model (ranker.model may also be the .gguf file itself,
+    or a packaged model: smollm2-135m-instruct)."""
+    length_normalize: Literal["none", "titles", "all"] = "titles"
+    """Score modes: whose label log-probabilities are averaged over their tokens instead of summed."""
+    prompt_style: Literal["chat", "plain"] = "chat"
+    """hf: the tokenizer's chat template, or the plain prompt (what a completions endpoint scores)."""
     device: Name = "auto"
     """hf / embedding: torch device: auto (CUDA when present), cpu, cuda, cuda:N or mps."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """hf: torch dtype."""
+    """hf: torch dtype (auto = bfloat16 on CUDA; on CPU only where a start-up probe shows it faster)."""
     batch_size: Annotated[int, Ge(1), Le(1_000_000)] = 32
     """Local backends: requests per forward pass."""
     noise: Annotated[float, Ge(0.0), Le(1000.0)] = 0.05

