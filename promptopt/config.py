@@ -172,6 +172,9 @@ class RankerConfig:
     api_mode: Literal["chat", "score"] = "chat"
     """openai backend: chat completions then parsing, or label log-likelihoods from /v1/completions
     (echo + logprobs; falls back to chat, saying so, where the server cannot)."""
+    tokenizer: Name | None = None
+    """openai score mode: render prompts with this model's chat template (packaged model, .gguf file,
+    tokenizer folder or cached hub id); None = the plain prompt."""
     gguf_file: Name | None = None
     """hf: the .gguf file inside the folder ranker.model (ranker.model may also be the .gguf file itself,
     or a packaged model: smollm2-135m-instruct)."""

@@ -5,7 +5,10 @@
 thread, so ``rank`` works the same from scripts, threads, notebooks and SubprocVecEnv workers. Each
 request is retried (tenacity: exponential backoff with jitter, ``retry-after`` honoured) on 429, 5xx,
 timeouts, dropped connections and malformed or empty answers; the client's own retries are off so
-every attempt is counted here. A request that still fails makes the batch raise
+every attempt is counted here. With ``api_mode="score"`` the candidates' labels are scored through
+``/v1/completions`` (echo + logprobs, see :mod:`promptopt.llm.openai_scoring`) instead of asking for
+a ranking; a server that cannot do it is detected once, at construction, and the ranker falls back
+to chat completions with one warning line. A request that still fails makes the batch raise
 :class:`~promptopt.llm.cache.PartialBatchError` carrying every answer that did arrive, which
 :class:`~promptopt.llm.cache.CachedRanker` saves before reporting the error.
 
@@ -17,20 +20,29 @@ attribute, not part of ``identity``, not logged and not pickled.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import logging
 import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from promptopt.errors import ConfigError, RankerError
 from promptopt.llm.cache import PartialBatchError
+from promptopt.llm.openai_http import (
+    Failure,
+    LoopThread,
+    WallClockTimeout,
+    describe_failure,
+    failure_kind,
+    is_transient,
+    read_answer,
+    retry_after_s,
+)
 from promptopt.llm.parsing import parse_ranking
+from promptopt.llm.score_labels import LENGTH_NORMALIZE, plain_prompt
 from promptopt.llm.types import RankRequest, RankResponse, TokenUsage
 from promptopt.llm.urls import public_url
 
@@ -39,19 +51,14 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
     from promptopt.config import RankerConfig
+    from promptopt.llm.chat_template import ChatTemplate
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["DEFAULT_BASE_URL", "OpenAIRanker", "public_url"]
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _T = TypeVar("_T")
-
-
-class _BadAnswer(Exception):
-    """A 200 answer without a usable message (malformed JSON, no choices, empty content)."""
-
-
-class _WallClockTimeout(Exception):
-    """An attempt (connect, send and the whole answer) took longer than ``timeout_s``."""
 
 
 class OpenAIRanker:
@@ -75,9 +82,16 @@ class OpenAIRanker:
         price_completion_per_1m: Money per million completion tokens.
         backoff_s: First backoff; doubles on each retry, with jitter, up to ``max_backoff_s``.
         max_backoff_s: Longest wait between attempts (also caps a server's ``retry-after``).
+        api_mode: ``"chat"`` (ask for a ranking, parse it) or ``"score"`` (label log-likelihoods
+            from ``/v1/completions``; checked against the server at construction, see above).
+        tokenizer: ``score`` mode: render prompts with this model's chat template (a packaged model,
+            ``.gguf`` file, tokenizer folder or cached hub id); None sends the plain prompt.
+        length_normalize: ``score`` mode: whose label scores are averaged over their tokens
+            (``"titles"``, ``"all"``, ``"none"``), as in the hf backend.
 
     Raises:
-        RankerError: The key's environment variable is unset or empty.
+        RankerError: The key's environment variable is unset or empty, or (score mode) the server
+            cannot be reached to check it.
         ConfigError: A numeric setting is out of range.
     """
 
@@ -97,6 +111,9 @@ class OpenAIRanker:
         price_completion_per_1m: float = 0.0,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        api_mode: Literal["chat", "score"] = "chat",
+        tokenizer: str | None = None,
+        length_normalize: str = "titles",
     ) -> None:
         checks = (
             ("concurrency", concurrency, concurrency >= 1, ">= 1"),
@@ -113,6 +130,13 @@ class OpenAIRanker:
                 raise ConfigError(f"ranker.{name} must be {rule}, got {value}")
         if not model:
             raise ConfigError("ranker.model must name the model to call, got an empty string")
+        if api_mode not in ("chat", "score"):
+            raise ConfigError(f"ranker.api_mode must be 'chat' or 'score', got {api_mode!r}")
+        if length_normalize not in LENGTH_NORMALIZE:
+            raise ConfigError(
+                f"ranker.length_normalize must be one of {', '.join(LENGTH_NORMALIZE)}, "
+                f"got {length_normalize!r}"
+            )
         if not os.environ.get(api_key_env):
             raise RankerError(
                 f"environment variable {api_key_env} is not set or empty: export your API key in it "
@@ -135,10 +159,26 @@ class OpenAIRanker:
         self.max_backoff_s = float(max_backoff_s)
         self._rng = random.Random()
         self._counts: Counter[str] = Counter()
-        self._runtime: _LoopThread | None = None
+        self._runtime: LoopThread | None = None
         self._client: AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
+        self.api_mode = api_mode
+        self.length_normalize = length_normalize
+        self.chat_template: ChatTemplate | None = None
+        if api_mode == "score":
+            if tokenizer is not None:
+                from promptopt.llm.chat_template import ChatTemplate
+                from promptopt.llm.hf_loading import hub_offline
+
+                self.chat_template = ChatTemplate.from_model(tokenizer, offline=hub_offline())
+            problem = self._run(self._probe_scoring())
+            if problem is not None:
+                logger.warning(
+                    "openai ranker: %s cannot score labels: %s; ranking by chat completions instead "
+                    "(set ranker.api_mode: chat to silence this)", self.base_url, problem,
+                )
+                self.api_mode = "chat"
 
     @classmethod
     def from_config(cls, config: RankerConfig) -> OpenAIRanker:
@@ -149,6 +189,7 @@ class OpenAIRanker:
             concurrency=config.concurrency, timeout_s=config.timeout_s, max_retries=config.max_retries,
             price_prompt_per_1m=config.price_prompt_per_1m,
             price_completion_per_1m=config.price_completion_per_1m,
+            api_mode=config.api_mode, tokenizer=config.tokenizer, length_normalize=config.length_normalize,
         )
 
     def __repr__(self) -> str:
@@ -159,7 +200,20 @@ class OpenAIRanker:
 
     @property
     def identity(self) -> Mapping[str, Any]:
-        """Backend, model, decoding parameters and the server URL without credentials; never the key."""
+        """Backend, model, decoding parameters and the server URL without credentials; never the key.
+
+        In score mode: the mode, the normalisation and the chat template's hash instead of decoding
+        parameters (scores are deterministic).
+        """
+        if self.api_mode == "score":
+            return {
+                "backend": "openai",
+                "model": self.model,
+                "api_mode": "score",
+                "length_normalize": self.length_normalize,
+                "chat_template": self.chat_template.sha256 if self.chat_template else None,
+                "base_url": self.base_url,
+            }
         return {
             "backend": "openai",
             "model": self.model,
@@ -210,17 +264,53 @@ class OpenAIRanker:
             )
         return [completed[i] for i in range(len(requests))]
 
-    async def _rank_all(self, requests: list[RankRequest]) -> list[RankResponse | _Failure | BaseException]:
+    async def _rank_all(self, requests: list[RankRequest]) -> list[RankResponse | Failure | BaseException]:
         client, semaphore = self._async_client()
         return await asyncio.gather(
             *(self._rank_one(client, semaphore, r) for r in requests), return_exceptions=True
         )
 
-    async def _rank_one(
-        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, request: RankRequest
-    ) -> RankResponse | _Failure:
+    async def _call(
+        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, path: str, body: dict[str, Any],
+        read: Callable[[bytes], _T],
+    ) -> tuple[_T, float]:
+        """POST ``body`` with retries on transient errors; ``read`` turns the raw answer into a value."""
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(is_transient),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with semaphore:
+                    self._count("calls")
+                    start = time.perf_counter()
+                    # httpx's timeout applies per read: the whole request needs its own clock.
+                    try:
+                        raw = await asyncio.wait_for(
+                            client.post(path, cast_to=bytes, body=body), self.timeout_s
+                        )
+                    except asyncio.TimeoutError:
+                        raise WallClockTimeout() from None
+                    latency = time.perf_counter() - start
+                value = read(raw)
+        return value, latency
+
+    def _failure(self, exc: BaseException) -> Failure:
+        reason = describe_failure(exc, self.timeout_s)
+        self._count("failures", f"error:{failure_kind(exc)}")
+        logger.debug("request to %s failed for good: %s", self.base_url, reason)
+        return Failure(reason)
+
+    async def _rank_one(
+        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, request: RankRequest
+    ) -> RankResponse | Failure:
+        if self.api_mode == "score":
+            return await self._score_one(client, semaphore, request)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": role, "content": content} for role, content in request.messages],
@@ -229,38 +319,38 @@ class OpenAIRanker:
         }
         if self.seed is not None:
             body["seed"] = self.seed + request.sample_id
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(_is_transient),
-            before_sleep=self._before_retry,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    async with semaphore:
-                        self._count("calls")
-                        start = time.perf_counter()
-                        # httpx's timeout applies per read: the whole request needs its own clock.
-                        try:
-                            raw = await asyncio.wait_for(
-                                client.post("/chat/completions", cast_to=bytes, body=body), self.timeout_s
-                            )
-                        except asyncio.TimeoutError:
-                            raise _WallClockTimeout() from None
-                        latency = time.perf_counter() - start
-                    content, usage = self._usage_checked(*_read_answer(raw), request)
+            (content, usage), latency = await self._call(
+                client, semaphore, "/chat/completions", body,
+                lambda raw: self._usage_checked(*read_answer(raw), request),
+            )
         except Exception as exc:
-            reason = _describe(exc, self.timeout_s)
-            self._count("failures", f"error:{_kind(exc)}")
-            logger.debug("request to %s failed for good: %s", self.base_url, reason)
-            return _Failure(reason)
+            return self._failure(exc)
         self._count("succeeded")
         ranking, parse, unparsed = parse_ranking(content, request)
         return RankResponse(
             ranking=ranking, raw_text=content, usage=usage, latency_s=latency, parse=parse, unparsed=unparsed
         )
+
+    # -- score mode ------------------------------------------------------------------------------
+
+    def score_prompt(self, request: RankRequest) -> str:
+        """The text the labels continue: the chat template's rendering (``tokenizer``) or the plain prompt."""
+        if self.chat_template is not None:
+            return self.chat_template.render(request.messages)
+        return plain_prompt(request)
+
+    async def _score_one(
+        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, request: RankRequest
+    ) -> RankResponse | Failure:
+        from promptopt.llm.openai_scoring import score_request
+
+        return await score_request(self, client, semaphore, request)
+
+    async def _probe_scoring(self) -> str | None:
+        from promptopt.llm.openai_scoring import probe_scoring
+
+        return await probe_scoring(self)
 
     def _usage_checked(
         self, content: str, usage: TokenUsage | None, request: RankRequest
@@ -281,7 +371,7 @@ class OpenAIRanker:
     def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff with equal jitter, or the server's ``retry-after`` when it sent one."""
         exc = state.outcome.exception() if state.outcome is not None else None
-        retry_after = _retry_after_s(exc)
+        retry_after = retry_after_s(exc)
         if retry_after is not None:
             return min(retry_after, self.max_backoff_s) * (1.0 + 0.1 * self._rng.random())
         ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1))
@@ -289,8 +379,10 @@ class OpenAIRanker:
 
     def _before_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        self._count("retries", f"error:{_kind(exc)}")
-        logger.debug("retrying a request to %s after %s", self.base_url, _describe(exc, self.timeout_s))
+        self._count("retries", f"error:{failure_kind(exc)}")
+        logger.debug(
+            "retrying a request to %s after %s", self.base_url, describe_failure(exc, self.timeout_s)
+        )
 
     def _count(self, *names: str) -> None:
         with self._lock:
@@ -313,7 +405,7 @@ class OpenAIRanker:
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         with self._lock:
             if self._runtime is None or not self._runtime.alive():  # first use, or a forked child
-                self._runtime = _LoopThread()
+                self._runtime = LoopThread()
                 self._client = None
                 self._semaphore = None
             runtime = self._runtime
@@ -367,121 +459,3 @@ class OpenAIRanker:
         self._lock = threading.Lock()
 
 
-class _Failure(str):
-    """The reason a request failed for good (a string, so ``rank`` can tell it from an answer)."""
-
-
-class _LoopThread:
-    """An asyncio event loop running forever in a daemon thread of the current process."""
-
-    def __init__(self) -> None:
-        self._pid = os.getpid()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="OpenAIRanker-loop", daemon=True)
-        self._thread.start()
-
-    def alive(self) -> bool:
-        return self._pid == os.getpid() and self._thread.is_alive()
-
-    def run(self, coroutine: Awaitable[_T]) -> _T:
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("OpenAIRanker.rank was called from inside its own event loop")
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-
-def _read_answer(raw: bytes) -> tuple[str, TokenUsage | None]:
-    """The answer's text and usage (None when the usage is missing, negative or not a number)."""
-    try:
-        payload = json.loads(raw)
-    except ValueError:
-        raise _BadAnswer(f"malformed JSON answer ({len(raw)} bytes)") from None
-    if not isinstance(payload, dict):
-        raise _BadAnswer("answer is not a JSON object")
-    choices = payload.get("choices")
-    if not choices or not isinstance(choices, list):
-        raise _BadAnswer("answer has no choices")
-    message = choices[0].get("message") if isinstance(choices[0], dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, str) or not content.strip():
-        raise _BadAnswer("answer has empty content")
-    usage = payload.get("usage")
-    if not isinstance(usage, dict):
-        return content, None
-    counts = [usage.get("prompt_tokens"), usage.get("completion_tokens", 0)]
-    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-        return content, None
-    return content, TokenUsage(prompt_tokens=counts[0], completion_tokens=counts[1])
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """429, 408, 409, 5xx, timeouts, connection errors and unusable answers are worth another try."""
-    import openai
-
-    if isinstance(exc, _BadAnswer | _WallClockTimeout | openai.APIConnectionError | json.JSONDecodeError):
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return False
-
-
-def _kind(exc: BaseException | None) -> str:
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError | _WallClockTimeout):
-        return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection"
-    if isinstance(exc, openai.APIStatusError):
-        return str(exc.status_code)
-    if isinstance(exc, _BadAnswer | ValueError):
-        return "bad_answer"
-    return type(exc).__name__ if exc is not None else "unknown"
-
-
-def _describe(exc: BaseException | None, timeout_s: float) -> str:
-    """One line naming the failure (status, timeout, connection) without request bodies or keys."""
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError | _WallClockTimeout):
-        return f"timed out after {timeout_s:g} s"
-    if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__
-        return f"connection error ({type(cause).__name__ if cause else 'no answer'})"
-    if isinstance(exc, openai.APIStatusError):
-        hint = " (check the key in the environment variable)" if exc.status_code in (401, 403) else ""
-        return f"HTTP {exc.status_code} {type(exc).__name__}{hint}"
-    if isinstance(exc, _BadAnswer):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _retry_after_s(exc: BaseException | None) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date) of an error answer."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    try:
-        if headers.get("retry-after-ms") is not None:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000)
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
