@@ -28,7 +28,8 @@ import functools
 import json
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from promptopt.errors import RankerError
 from promptopt.llm.openai_http import Failure, describe_failure
@@ -38,7 +39,7 @@ from promptopt.llm.types import ParseStats, RankRequest, RankResponse, TokenUsag
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-    from promptopt.llm.openai_backend import OpenAIRanker
+_T = TypeVar("_T")
 
 ALIGNMENT_TOLERANCE = 0.05
 """Largest |echoed - generated| log-probability of the probe token for a server to count as aligned."""
@@ -47,6 +48,28 @@ PROBE_MESSAGES: tuple[tuple[str, str], ...] = (
     ("user", "Count from one to ten in words: one, two, three,"),
 )
 """The probe's conversation: short, and its next token is predictable for any language model."""
+
+
+class ScoringHost(Protocol):
+    """What score mode needs of :class:`~promptopt.llm.openai_backend.OpenAIRanker` (its HTTP side)."""
+
+    model: str
+    base_url: str
+    timeout_s: float
+    length_normalize: str
+
+    def score_prompt(self, request: RankRequest) -> str: ...
+
+    def _async_client(self) -> tuple[AsyncOpenAI, asyncio.Semaphore]: ...
+
+    async def _call(
+        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, path: str, body: dict[str, Any],
+        read: Callable[[bytes], _T],
+    ) -> tuple[_T, float]: ...
+
+    def _failure(self, exc: BaseException) -> Failure: ...
+
+    def _count(self, *names: str) -> None: ...
 
 
 class ScoringUnsupported(Exception):
@@ -132,7 +155,7 @@ def alignment_problem(generated: tuple[str, float], echoed: list[float]) -> str 
 
 
 async def score_request(
-    ranker: OpenAIRanker, client: AsyncOpenAI, semaphore: asyncio.Semaphore, request: RankRequest
+    ranker: ScoringHost, client: AsyncOpenAI, semaphore: asyncio.Semaphore, request: RankRequest
 ) -> RankResponse | Failure:
     """One ``/completions`` call per candidate; the ranking sorts the label scores (ties: shown order).
 
@@ -169,7 +192,7 @@ async def score_request(
     )
 
 
-async def probe_scoring(ranker: OpenAIRanker) -> str | None:
+async def probe_scoring(ranker: ScoringHost) -> str | None:
     """Why ``ranker``'s server cannot score labels, or None: one token generated, then the same token echoed.
 
     Raises:
