@@ -247,7 +247,8 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
                       "completion_tokens": outcome.usage.completion_tokens},
             "cache_hit": outcome.calls > 0 and outcome.cached == outcome.calls,
             "parse": {"found": outcome.parse.found, "duplicates": outcome.parse.duplicates,
-                      "hallucinated": outcome.parse.hallucinated, "missing": outcome.parse.missing},
+                      "hallucinated": outcome.parse.hallucinated, "missing": outcome.parse.missing,
+                      "grounded": outcome.parse.grounded},
             "invalid_action": not outcome.valid,
             "action_mask": self._mask.copy(),
         }

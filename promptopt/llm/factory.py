@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from promptopt.errors import ConfigError
+from promptopt.llm.grounding import make_grounder
 from promptopt.redact import MARK
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ def _backend(config: RankerConfig) -> Ranker:
             batch_size=config.batch_size, max_new_tokens=config.max_tokens,
             temperature=config.temperature, seed=config.seed or 0, gguf_file=config.gguf_file,
             length_normalize=config.length_normalize, prompt_style=config.prompt_style,
+            grounder=make_grounder(config.grounding, config.grounding_model),
         )
     from promptopt.llm.embedding_backend import EmbeddingRanker
 

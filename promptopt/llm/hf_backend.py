@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from promptopt.errors import RankerError
+from promptopt.llm.grounding import Grounder
 from promptopt.llm.hf_loading import DTYPES, hub_offline, load_causal_lm, model_fingerprint, resolve_device
 from promptopt.llm.hf_scoring import LabelScorer
 from promptopt.llm.model_files import ModelLocation, locate_model
@@ -50,6 +51,8 @@ class HFRanker:
             a folder written by ``save_pretrained``, a ``.gguf`` file, or a packaged model name
             (``smollm2-135m-instruct``, see :data:`promptopt.llm.model_files.PACKAGED_MODELS`).
         gguf_file: The GGUF file's name when ``model_name_or_path`` is the folder holding it.
+        grounder: ``generate`` mode: grounds answer items that match no candidate
+            (:mod:`promptopt.llm.grounding`); None counts them as hallucinated.
         mode: ``"score"`` (label log-likelihood) or ``"generate"`` (free text, then parsing).
         device: ``"auto"`` (CUDA when present, else CPU), or a torch device string.
         dtype: ``"auto"`` (bfloat16 on CUDA when supported, float16 on other CUDA; on CPU bfloat16
@@ -86,6 +89,7 @@ class HFRanker:
         length_normalize: LengthNormalize = "titles",
         prompt_style: PromptStyle = "chat",
         gguf_file: str | None = None,
+        grounder: Grounder | None = None,
     ) -> None:
         _check_settings(mode, length_normalize, max_new_tokens, temperature)
         if dtype not in DTYPES:
@@ -101,6 +105,7 @@ class HFRanker:
         self.seed = int(seed)
         self.length_normalize: LengthNormalize = length_normalize
         self.prompt_style: PromptStyle = prompt_style
+        self.grounder = grounder
         self.device = resolve_device(device)
         location = locate_model(model_name_or_path, gguf_file)
         self._load(location, dtype, hub_offline() if local_files_only is None else local_files_only)
@@ -163,6 +168,8 @@ class HFRanker:
             ident.update(max_new_tokens=self.max_new_tokens, temperature=self.temperature)
             if self.temperature > 0:
                 ident["seed"] = self.seed
+            if self.grounder is not None:
+                ident["grounding"] = getattr(self.grounder, "identity", type(self.grounder).__name__)
         else:
             ident["length_normalize"] = self.length_normalize
         return ident
@@ -290,7 +297,7 @@ class HFRanker:
                 if eos is not None and eos in new:
                     completion = new[:new.index(eos) + 1]
                 text = self.tokenizer.decode(completion, skip_special_tokens=True)
-                ranking, stats, unparsed = parse_ranking(text, request)
+                ranking, stats, unparsed = parse_ranking(text, request, self.grounder)
                 responses.append(RankResponse(
                     ranking=ranking,
                     raw_text=text,

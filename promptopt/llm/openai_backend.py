@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from promptopt.errors import ConfigError, RankerError
 from promptopt.llm.cache import PartialBatchError
+from promptopt.llm.grounding import Grounder, make_grounder
 from promptopt.llm.openai_http import (
     Failure,
     LoopThread,
@@ -88,6 +89,8 @@ class OpenAIRanker:
             ``.gguf`` file, tokenizer folder or cached hub id); None sends the plain prompt.
         length_normalize: ``score`` mode: whose label scores are averaged over their tokens
             (``"titles"``, ``"all"``, ``"none"``), as in the hf backend.
+        grounder: ``chat`` mode: grounds answer items that match no candidate
+            (:mod:`promptopt.llm.grounding`); None counts them as hallucinated.
 
     Raises:
         RankerError: The key's environment variable is unset or empty, or (score mode) the server
@@ -114,6 +117,7 @@ class OpenAIRanker:
         api_mode: Literal["chat", "score"] = "chat",
         tokenizer: str | None = None,
         length_normalize: str = "titles",
+        grounder: Grounder | None = None,
     ) -> None:
         checks = (
             ("concurrency", concurrency, concurrency >= 1, ">= 1"),
@@ -164,6 +168,7 @@ class OpenAIRanker:
         self._semaphore: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
         self.api_mode = api_mode
+        self.grounder = grounder
         self.length_normalize = length_normalize
         self.chat_template: ChatTemplate | None = None
         if api_mode == "score":
@@ -190,6 +195,7 @@ class OpenAIRanker:
             price_prompt_per_1m=config.price_prompt_per_1m,
             price_completion_per_1m=config.price_completion_per_1m,
             api_mode=config.api_mode, tokenizer=config.tokenizer, length_normalize=config.length_normalize,
+            grounder=make_grounder(config.grounding, config.grounding_model),
         )
 
     def __repr__(self) -> str:
@@ -214,7 +220,7 @@ class OpenAIRanker:
                 "chat_template": self.chat_template.sha256 if self.chat_template else None,
                 "base_url": self.base_url,
             }
-        return {
+        ident: dict[str, Any] = {
             "backend": "openai",
             "model": self.model,
             "temperature": self.temperature,
@@ -222,6 +228,9 @@ class OpenAIRanker:
             "max_tokens": self.max_tokens,
             "base_url": self.base_url,
         }
+        if self.grounder is not None:
+            ident["grounding"] = getattr(self.grounder, "identity", type(self.grounder).__name__)
+        return ident
 
     @property
     def counters(self) -> dict[str, int]:
@@ -327,7 +336,7 @@ class OpenAIRanker:
         except Exception as exc:
             return self._failure(exc)
         self._count("succeeded")
-        ranking, parse, unparsed = parse_ranking(content, request)
+        ranking, parse, unparsed = parse_ranking(content, request, self.grounder)
         return RankResponse(
             ranking=ranking, raw_text=content, usage=usage, latency_s=latency, parse=parse, unparsed=unparsed
         )

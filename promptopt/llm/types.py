@@ -36,12 +36,16 @@ class ParseStats:
         duplicates: Mentions of a candidate already recognised.
         hallucinated: Mentions that match no candidate (out-of-range index, unknown title).
         missing: Candidates not recognised, appended in shown order.
+        grounded: List items that matched no candidate by number or title and were grounded to the
+            nearest unplaced candidate by embedding similarity (BIGRec's second step; off by default).
+            Counted in neither ``found`` nor ``hallucinated``.
     """
 
     found: int = 0
     duplicates: int = 0
     hallucinated: int = 0
     missing: int = 0
+    grounded: int = 0
 
     @property
     def complete(self) -> bool:
@@ -53,6 +57,7 @@ class ParseStats:
             self.duplicates + other.duplicates,
             self.hallucinated + other.hallucinated,
             self.missing + other.missing,
+            self.grounded + other.grounded,
         )
 
 
@@ -189,7 +194,8 @@ class RankResponse:
                       "completion_tokens": self.usage.completion_tokens},
             "latency_s": self.latency_s,
             "parse": {"found": self.parse.found, "duplicates": self.parse.duplicates,
-                      "hallucinated": self.parse.hallucinated, "missing": self.parse.missing},
+                      "hallucinated": self.parse.hallucinated, "missing": self.parse.missing,
+                      **({"grounded": self.parse.grounded} if self.parse.grounded else {})},
             "unparsed": list(self.unparsed),
             "scores": None if self.scores is None else list(self.scores),
         }
