@@ -28,6 +28,7 @@ import numpy as np
 
 from experiments.assembly import agent_kinds, build_problem
 from promptopt.config import BudgetConfig, ExperimentConfig
+from promptopt.errors import PromptoptError
 from promptopt.selector_names import BANDIT_SELECTORS
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,16 @@ def approx_tokens(text: str) -> int:
 
 def _token_counter(config: ExperimentConfig) -> tuple[Callable[[str], int], str]:
     if config.ranker.backend == "hf":
+        from promptopt.llm.model_files import locate_model
+
+        try:
+            location = locate_model(config.ranker.model, config.ranker.gguf_file)
+        except PromptoptError:
+            location = None
+        if location is not None and location.gguf_file:
+            # transformers rebuilds a GGUF file's tokenizer from the whole file (a minute or more).
+            logger.info("not loading the GGUF tokenizer of %s (slow); using chars/4", location.name)
+            return approx_tokens, "approx. chars/4"
         try:
             from transformers import AutoTokenizer
 
