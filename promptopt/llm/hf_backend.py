@@ -134,16 +134,28 @@ class HFRanker:
         length_normalize: LengthNormalize | None = None,
         max_new_tokens: int | None = None,
         temperature: float | None = None,
+        dtype: str | None = None,
     ) -> HFRanker:
         """A ranker sharing this one's loaded model and tokenizer with other scoring or decoding settings.
 
         Loading a model takes seconds to minutes (a GGUF file is dequantised); comparing modes on the
-        same model should not pay it twice. The variant's identity reflects its own settings.
+        same model should not pay it twice. The variant's identity reflects its own settings. A
+        different ``dtype`` (``"float32"``, ``"bfloat16"``, ``"float16"``) copies the weights once.
 
         Raises:
-            ValueError: A bad mode, normalisation, token limit or temperature.
+            ValueError: A bad mode, normalisation, token limit, temperature or dtype.
         """
         other = copy.copy(self)
+        if dtype is not None and dtype != str(self.torch_dtype).removeprefix("torch."):
+            import torch
+
+            if dtype not in DTYPES or dtype == "auto":
+                raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+            other.torch_dtype = getattr(torch, dtype)
+            other.model = copy.deepcopy(self.model).to(other.torch_dtype)
+            other.scorer = LabelScorer(
+                other.model, int(self.tokenizer.pad_token_id), self.device, self.batch_size
+            )
         other.mode = self.mode if mode is None else mode
         other.length_normalize = self.length_normalize if length_normalize is None else length_normalize
         other.max_new_tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens

@@ -267,3 +267,19 @@ def test_bfloat16_probe_measures_a_positive_ratio() -> None:
 
     ratio = cpu_bfloat16_speedup(64, 128, rows=16, repeats=2)
     assert ratio > 0 and math.isfinite(ratio)
+
+
+def test_variant_shares_weights_or_copies_them_for_another_dtype(tiny_models) -> None:
+    ranker = _ranker(str(tiny_models["llama"]), length_normalize="none")
+    generator = ranker.variant(mode="generate", max_new_tokens=8)
+    assert generator.model is ranker.model and generator.identity["mode"] == "generate"
+    half = ranker.variant(dtype="bfloat16")
+    assert half.model is not ranker.model and next(half.model.parameters()).dtype == torch.bfloat16
+    assert next(ranker.model.parameters()).dtype == torch.float32  # the original is untouched
+    assert half.identity["dtype"] == "bfloat16" != ranker.identity["dtype"]
+    requests = _requests()
+    assert half.score(requests)[0] == pytest.approx(ranker.score(requests)[0], abs=0.5)
+    with pytest.raises(ValueError, match="dtype"):
+        ranker.variant(dtype="int8")
+    with pytest.raises(ValueError, match="mode"):
+        ranker.variant(mode="chat")  # type: ignore[arg-type]
