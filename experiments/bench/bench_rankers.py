@@ -364,11 +364,14 @@ def _bench_llamacpp(args: argparse.Namespace, model_file: Path, requests: list) 
                              tokenizer="smollm2-135m-instruct", concurrency=1, timeout_s=600)
         scored = requests[: max(1, n // 4)]
         score_s = _median_seconds(lambda: score.rank(scored), 1) if score.api_mode == "score" else None
-    rows: list[Row] = [("SmolLM2 llama.cpp server chat, 64 tokens (Q4_1)", f"{n / chat_s:,.2f} req/s", "", "", "")]
+    rows: list[Row] = [
+        ("SmolLM2 llama.cpp server chat, 64 tokens (Q4_1)", f"{n / chat_s:,.2f} req/s", "", "", ""),
+    ]
     if score_s is None:
         return [*rows, ("SmolLM2 llama.cpp server score", "none", "the alignment probe failed", "", "")]
-    return [*rows, (f"SmolLM2 llama.cpp server score, {len(scored)} req", f"{len(scored) / score_s:,.3f} req/s",
-                    f"{chat_s / n / (score_s / len(scored)):.2f}x chat", "", "")]
+    per_request = score_s / len(scored)
+    return [*rows, (f"SmolLM2 llama.cpp server score, {len(scored)} req", f"{1 / per_request:,.3f} req/s",
+                    f"{chat_s / n / per_request:.2f}x chat", "", "")]
 
 
 def _table(rows: list[Row]) -> str:
