@@ -229,9 +229,10 @@ def usage_by_group(problem: RecProblem, ev: SelectorEvaluation) -> dict[str, dic
 def summary_keys(evaluation: Mapping[str, Any]) -> dict[str, float]:
     """Flat keys for metrics.json's summary, wandb and sweeps, named by the split they come from.
 
-    ``<split>/<metric>`` is the policy's value (the first of policy, mlp_ppo, best_fixed present) and
-    ``<split>/<selector>/<metric>`` every selector's, where ``<split>`` is ``val`` (validation users,
-    what sweeps tune on) or ``test`` (held-out users, scored once at the end).
+    ``<split>/<metric>`` is the policy's value (the first of policy, mlp_ppo, best_fixed present),
+    ``<split>/<selector>/<metric>`` every selector's and ``<split>/ref_<name>/<metric>`` the reference
+    rows', where ``<split>`` is ``val`` (validation users, what sweeps tune on) or ``test`` (held-out
+    users, scored once at the end).
     """
     split = evaluation.get("split", "test")
     out: dict[str, float] = {}
@@ -248,6 +249,9 @@ def summary_keys(evaluation: Mapping[str, Any]) -> dict[str, float]:
         out[f"{split}/policy_minus_best_fixed_low"] = evaluation["paired"]["low"]
     for name, drop in (evaluation.get("drop") or {}).items():
         out[f"{split}/{name}/drift_drop"] = drop
+    for name, result in (evaluation.get("reference") or {}).items():
+        for metric, cell in result["metrics"].items():
+            out[f"{split}/ref_{name}/{metric}"] = cell["mean"]
     llm = evaluation.get("llm", {})
     out["llm/eval_calls"] = llm.get("calls", 0)
     out["llm/eval_tokens"] = llm.get("tokens", 0)

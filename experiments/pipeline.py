@@ -24,6 +24,7 @@ from experiments.assembly import agent_config, agent_kinds, build_problem, make_
 from experiments.evaluate_run import run_protocol, summary_keys
 from experiments.export_run import build_book, check_no_secrets
 from experiments.plots import write_run_plots
+from experiments.reference_rows import reference_rows
 from experiments.report import write_report
 from experiments.rundir import RunDir, default_run_dir
 from experiments.selector_factory import SelectorFactory
@@ -276,6 +277,7 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
                 _close(ranker)
             if factory.scan:
                 evaluation["template_scan"] = factory.scan
+            evaluation["reference"] = reference_rows(config, problem, run.lightgcn)
             metrics = run.update_metrics("evaluation", evaluation, summary=summary_keys(evaluation))
             plots = write_run_plots(run, metrics)
             write_report(run.report, config=config_to_dict(config), metrics=metrics,

@@ -61,6 +61,11 @@ def headline_table(evaluation: Mapping[str, Any]) -> str:
         cells = result.get("metrics", {})
         rows.append([name, _cell(cells.get(HEADLINE_METRIC)),
                      *[_cell(cells.get(m), interval=False) for m in others], str(result.get("calls", ""))])
+    # Rankings made without the LLM on the same tasks (experiments.reference_rows): compare with these first.
+    for name, result in evaluation.get("reference", {}).items():
+        cells = result.get("metrics", {})
+        rows.append([f"ref: {name}", _cell(cells.get(HEADLINE_METRIC)),
+                     *[_cell(cells.get(m), interval=False) for m in others], "0 (no LLM)"])
     title = (f"{split_label(evaluation)}: {evaluation.get('n_users', '?')} "
              f"({evaluation.get('n_bootstrap', '?')} bootstrap resamples)")
     return title + "\n" + _text_table(header, rows)
@@ -157,9 +162,12 @@ def _methods_md(evaluation: Mapping[str, Any]) -> str:
     rows = [[f"`{name}`", *[_cell(r.get("metrics", {}).get(m)) for m in METRIC_NAMES],
              str(r.get("calls", "")), str(r.get("tokens", ""))]
             for name, r in evaluation.get("methods", {}).items()]
+    rows += [[f"ref: `{name}`", *[_cell(r.get("metrics", {}).get(m)) for m in METRIC_NAMES], "0", "0"]
+             for name, r in evaluation.get("reference", {}).items()]
     note = (f"{evaluation.get('n_users')} {evaluation.get('split', 'test')} users; mean "
             f"[{conf}% bootstrap interval, {evaluation.get('n_bootstrap')} resamples]; every selector "
-            "ranks identical tasks and shown orders.")
+            "ranks identical tasks and shown orders. `ref:` rows rank the same base tasks without the "
+            "LLM: training-graph popularity and the run's own LightGCN (user . item).")
     return note + "\n\n" + _md_table(header, rows)
 
 
