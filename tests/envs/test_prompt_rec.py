@@ -170,7 +170,7 @@ def test_step_reward_and_info_match_the_problem(problem) -> None:
     assert info["calls"] == 3 and ranker.calls == 1
     assert info["usage"]["prompt_tokens"] > 0 and info["usage"]["completion_tokens"] == 15
     assert info["cache_hit"] is False and info["invalid_action"] is False
-    assert set(info["parse"]) == {"found", "duplicates", "hallucinated", "missing"}
+    assert set(info["parse"]) == {"found", "duplicates", "hallucinated", "missing", "grounded"}
     assert info["period"] in ("source", "target")
 
 
