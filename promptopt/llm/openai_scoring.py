@@ -3,10 +3,10 @@
 For each candidate the ranker sends the prompt text followed by the candidate's label
 (:func:`promptopt.llm.score_labels.label_text`) with ``echo: true, logprobs: 1, max_tokens: 1,
 temperature: 0``; the server returns every prompt token with its log-probability, and the label's
-score is the sum (or mean, see ``length_normalize``) over the tokens that start inside the label::
+score is the sum (or mean, see ``length_normalize``) over the echoed tokens that spell the label,
+found from the end of the echo (:func:`read_label_logprobs`)::
 
-    prompt text ............................| label ........| generated token (ignored)
-    text_offset:                             ^ start        ^ end
+    prompt tokens ..........................| label tokens |  generated token (ignored)
 
 OpenAI's own chat models have no such endpoint, vLLM and llama.cpp's server do. A completions
 endpoint scores exactly the text it is sent, so the chat template (if any) is rendered on the client
@@ -89,8 +89,8 @@ def completion_body(model: str, text: str, *, echo: bool) -> dict[str, Any]:
     return body
 
 
-def _logprobs(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The first choice's ``logprobs`` object and the answer's usage, or :class:`ScoringUnsupported`."""
+def _logprobs(raw: bytes) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The first choice's ``logprobs``, the usage and the choice's text (or :class:`ScoringUnsupported`)."""
     try:
         payload = json.loads(raw)
     except ValueError:
@@ -101,34 +101,58 @@ def _logprobs(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     logprobs = choices[0].get("logprobs")
     if not isinstance(logprobs, dict) or not isinstance(logprobs.get("token_logprobs"), list):
         raise ScoringUnsupported("the completions answer has no token log-probabilities")
-    for key in ("tokens", "text_offset"):
-        if not isinstance(logprobs.get(key), list) or len(logprobs[key]) != len(logprobs["token_logprobs"]):
-            raise ScoringUnsupported(f"the completions answer's logprobs.{key} is missing or misaligned")
-    return logprobs, payload.get("usage") or {}
+    tokens = logprobs.get("tokens")
+    if not isinstance(tokens, list) or len(tokens) != len(logprobs["token_logprobs"]):
+        raise ScoringUnsupported("the completions answer's logprobs.tokens is missing or misaligned")
+    text = choices[0].get("text")
+    return logprobs, payload.get("usage") or {}, text if isinstance(text, str) else ""
 
 
-def read_span_logprobs(raw: bytes, start: int, end: int) -> tuple[list[float], TokenUsage]:
-    """Log-probabilities of the echoed tokens that start in characters ``[start, end)`` of the prompt.
+def read_label_logprobs(raw: bytes, prompt: str, label: str) -> tuple[list[float], TokenUsage]:
+    """Log-probabilities of the echoed tokens spelling ``label``, the end of the text sent (prompt + label).
+
+    The label's tokens are found from the end of the echoed token list (after the generated token),
+    by their text, not by ``text_offset``: llama-cpp-python counts offsets in the text without
+    special tokens (``<|im_start|>``), so its offsets do not index the prompt that was sent. A token
+    straddling the prompt/label boundary ("\n1") counts as part of the label.
 
     Raises:
-        ScoringUnsupported: No log-probabilities, no token in the span, or a null log-probability in it
-            (the server did not echo the prompt).
+        ScoringUnsupported: No log-probabilities, an answer that does not echo the prompt, tokens that
+            do not spell the label, or a null log-probability among them.
     """
-    logprobs, usage = _logprobs(raw)
+    logprobs, usage, text = _logprobs(raw)
+    sent = prompt + label
+    if not text.startswith(sent):
+        raise ScoringUnsupported("the answer does not echo the prompt (is echo supported?)")
+    tokens = [t if isinstance(t, str) else "" for t in logprobs["tokens"]]
+    end = len(tokens)
+    while end > 0 and tokens[end - 1] == "":  # an end-of-text token generated after the label
+        end -= 1
+    generated, spelled, last = text[len(sent):], "", end
+    while end > 0 and len(spelled) < len(generated):
+        end -= 1
+        spelled = tokens[end] + spelled
+    if spelled != generated:
+        # llama-cpp-python leaves the generated token out of the echo when the prompt does not start
+        # with BOS (and reads every value one position late: the alignment probe catches that).
+        end = last
+    start, spelled = end, ""
+    while start > 0 and len(spelled) < len(label):
+        start -= 1
+        spelled = tokens[start] + spelled
+    if not label or not spelled.endswith(label):
+        raise ScoringUnsupported(f"the echoed tokens do not end with the label {label!r}")
     values: list[float] = []
-    for offset, value in zip(logprobs["text_offset"], logprobs["token_logprobs"]):
-        if isinstance(offset, int) and start <= offset < end:
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                raise ScoringUnsupported("the server returned no log-probability for an echoed prompt token")
-            values.append(float(value))
-    if not values:
-        raise ScoringUnsupported("the answer echoes no prompt token in the label (is echo supported?)")
+    for value in logprobs["token_logprobs"][start:end]:
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise ScoringUnsupported("the server returned no log-probability for an echoed prompt token")
+        values.append(float(value))
     return values, TokenUsage(prompt_tokens=int(usage.get("prompt_tokens") or 0))
 
 
 def read_generated(raw: bytes) -> tuple[str, float]:
     """The text and log-probability of the one token generated (a non-echo answer)."""
-    logprobs, _ = _logprobs(raw)
+    logprobs, _, _ = _logprobs(raw)
     if not logprobs["tokens"] or not isinstance(logprobs["token_logprobs"][0], int | float):
         raise ScoringUnsupported("the completions answer has no generated token with a log-probability")
     return str(logprobs["tokens"][0]), float(logprobs["token_logprobs"][0])
@@ -167,7 +191,7 @@ async def score_request(
     outcomes = await asyncio.gather(*(
         ranker._call(
             client, semaphore, "/completions", completion_body(ranker.model, text + label, echo=True),
-            functools.partial(read_span_logprobs, start=len(text), end=len(text) + len(label)),
+            functools.partial(read_label_logprobs, prompt=text, label=label),
         )
         for label in labels
     ), return_exceptions=True)
@@ -206,9 +230,9 @@ async def probe_scoring(ranker: ScoringHost) -> str | None:
         generated, _ = await ranker._call(
             client, semaphore, "/completions", completion_body(ranker.model, text, echo=False), read_generated
         )
-        echoed, _ = await ranker._call(
+        (echoed, _), _ = await ranker._call(
             client, semaphore, "/completions", completion_body(ranker.model, text + generated[0], echo=True),
-            functools.partial(read_span_logprobs, start=len(text), end=len(text) + len(generated[0])),
+            functools.partial(read_label_logprobs, prompt=text, label=generated[0]),
         )
     except ScoringUnsupported as exc:
         return str(exc)

@@ -21,9 +21,10 @@ from tests.promptopt.llm.smollm2_requests import capital_request, movie_requests
 
 pytestmark = pytest.mark.slow
 
-SCORE_TOLERANCE = 0.35
-"""Largest |server - hf| label log-probability seen plus margin: the server runs the Q4_1 weights
-with llama.cpp's kernels, transformers the dequantised float32 weights (measured: see docs/rankers_api.md)."""
+SCORE_TOLERANCE = 0.5
+"""Largest |server - hf| label score allowed. Measured: 0.10 (index labels) and 0.16 (length-normalised
+titles); per echoed token up to 0.39 (median 0.06). The server runs the Q4_1 weights with llama.cpp's
+kernels, transformers the dequantised float32 weights (docs/rankers_api.md)."""
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,9 @@ def test_generation_through_the_server_parses_into_permutations(server, local_ke
 
 def test_score_mode_agrees_with_the_hf_backend(server, local_key, smollm2_hf, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="promptopt.llm.openai_backend"):
-        ranker = _ranker(server, local_key, api_mode="score", tokenizer="smollm2-135m-instruct")
+        # llama-cpp-python answers one request at a time: one in flight, so none waits past its timeout.
+        ranker = _ranker(server, local_key, api_mode="score", tokenizer="smollm2-135m-instruct",
+                         concurrency=1, timeout_s=600.0)
     assert ranker.api_mode == "score", caplog.text  # the alignment probe passed
     assert ranker.identity["api_mode"] == "score" and ranker.identity["chat_template"]
     requests = [capital_request(), movie_requests()[0]]
@@ -79,15 +82,16 @@ def test_score_mode_agrees_with_the_hf_backend(server, local_key, smollm2_hf, ca
         worst = max(abs(x - y) for x, y in zip(a.scores, b.scores))
         assert worst <= SCORE_TOLERANCE, (a.scores, b.scores)
         assert a.ranking[:2] == b.ranking[:2]
-    # One HTTP call per candidate, plus the two of the probe.
+    # One HTTP call per candidate, plus the two of the probe; nothing retried.
     assert ranker.counters["calls"] == 2 + sum(len(r.candidate_ids) for r in requests)
+    assert ranker.counters.get("retries", 0) == 0
 
 
 def test_misaligned_echo_logprobs_fall_back_to_chat_with_one_line(server, local_key, caplog) -> None:
     # Without the chat template the prompt does not start with SmolLM2's BOS token, and
     # llama-cpp-python reads every echoed token's log-probability one position late.
     with caplog.at_level(logging.WARNING, logger="promptopt.llm.openai_backend"):
-        ranker = _ranker(server, local_key, api_mode="score")
+        ranker = _ranker(server, local_key, api_mode="score", concurrency=1, timeout_s=600.0)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "misaligned" in warnings[0].getMessage()
     assert ranker.api_mode == "chat" and "api_mode" not in ranker.identity

@@ -15,43 +15,50 @@ from promptopt.llm.openai_scoring import (
     alignment_problem,
     completion_body,
     read_generated,
-    read_span_logprobs,
+    read_label_logprobs,
 )
 from promptopt.testing import LocalOpenAIServer
 
 
 def _answer(tokens: list[str], logprobs: list[float | None], **usage: int) -> bytes:
-    offsets, at = [], 0
-    for token in tokens:
-        offsets.append(at)
-        at += len(token)
     return json.dumps({
         "choices": [{"text": "".join(tokens), "logprobs": {
-            "tokens": tokens, "token_logprobs": logprobs, "text_offset": offsets,
-            "top_logprobs": [None] * len(tokens),
+            "tokens": tokens, "token_logprobs": logprobs,
+            # llama-cpp-python counts offsets without special tokens; nothing here reads them.
+            "text_offset": [0] * len(tokens), "top_logprobs": [None] * len(tokens),
         }}],
         "usage": usage,
     }).encode()
 
 
-def test_span_logprobs_are_the_tokens_that_start_inside_the_label() -> None:
-    # prompt "Pick:\n" (6 chars), label "12" (2 tokens), then one generated token.
-    raw = _answer(["Pick", ":\n", "1", "2", "\n"], [None, -2.0, -0.5, -1.5, -0.1], prompt_tokens=4)
-    values, usage = read_span_logprobs(raw, start=6, end=8)
-    assert values == [-0.5, -1.5] and usage.prompt_tokens == 4
-    assert read_span_logprobs(raw, start=4, end=6)[0] == [-2.0]
+def test_label_logprobs_are_the_echoed_tokens_that_spell_the_label() -> None:
+    # prompt "<s>Pick:\n", label "12" (2 tokens), then one generated token "\n".
+    raw = _answer(["<s>", "Pick", ":\n", "1", "2", "\n"], [None, -3.0, -2.0, -0.5, -1.5, -0.1],
+                  prompt_tokens=5)
+    values, usage = read_label_logprobs(raw, prompt="<s>Pick:\n", label="12")
+    assert values == [-0.5, -1.5] and usage.prompt_tokens == 5
+    # A token that straddles the prompt/label boundary belongs to the label; an end token is skipped.
+    raw = _answer(["Pick", ":", "\n1", ""], [None, -2.0, -0.7, -0.2])
+    assert read_label_logprobs(raw, prompt="Pick:\n", label="1")[0] == [-0.7]
 
 
 @pytest.mark.parametrize(("raw", "match"), [
     (b"not json", "malformed"),
     (json.dumps({"choices": []}).encode(), "no choices"),
     (json.dumps({"choices": [{"text": "x", "logprobs": None}]}).encode(), "no token log-probabilities"),
-    (_answer(["a", "b"], [None, None]), "no log-probability"),
-    (_answer(["abc"], [-1.0]), "echoes no prompt token"),
+    (_answer(["ab", "c"], [None, None]), "no log-probability"),
+    (_answer(["x", "y", "z"], [-1.0, -1.0, -1.0]), "does not echo"),
 ])
 def test_unusable_answers_are_scoring_unsupported(raw: bytes, match: str) -> None:
     with pytest.raises(ScoringUnsupported, match=match):
-        read_span_logprobs(raw, start=1, end=2)
+        read_label_logprobs(raw, prompt="ab", label="c")
+
+
+def test_tokens_that_do_not_spell_the_label_are_refused() -> None:
+    raw = json.loads(_answer(["a", "b", "d"], [None, -1.0, -1.0]))
+    raw["choices"][0]["text"] = "abc"
+    with pytest.raises(ScoringUnsupported, match="do not end with the label"):
+        read_label_logprobs(json.dumps(raw).encode(), prompt="ab", label="c")
 
 
 def test_generated_token_and_the_alignment_rule() -> None:
