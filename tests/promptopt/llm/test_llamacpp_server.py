@@ -40,8 +40,11 @@ def local_key(monkeypatch) -> str:
 
 
 def _ranker(server, key, **kwargs) -> OpenAIRanker:
+    # llama-cpp-python answers one request at a time: with one in flight, none waits past its timeout
+    # in the server's queue (and is retried, paying twice) on a busy machine.
     kwargs.setdefault("max_tokens", 48)
-    kwargs.setdefault("timeout_s", 120.0)
+    kwargs.setdefault("timeout_s", 600.0)
+    kwargs.setdefault("concurrency", 1)
     return OpenAIRanker("smollm2", base_url=server.base_url, api_key_env=key, backoff_s=0.2, **kwargs)
 
 
@@ -65,9 +68,7 @@ def test_generation_through_the_server_parses_into_permutations(server, local_ke
 
 def test_score_mode_agrees_with_the_hf_backend(server, local_key, smollm2_hf, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="promptopt.llm.openai_backend"):
-        # llama-cpp-python answers one request at a time: one in flight, so none waits past its timeout.
-        ranker = _ranker(server, local_key, api_mode="score", tokenizer="smollm2-135m-instruct",
-                         concurrency=1, timeout_s=600.0)
+        ranker = _ranker(server, local_key, api_mode="score", tokenizer="smollm2-135m-instruct")
     assert ranker.api_mode == "score", caplog.text  # the alignment probe passed
     assert ranker.identity["api_mode"] == "score" and ranker.identity["chat_template"]
     requests = [capital_request(), movie_requests()[0]]
@@ -91,7 +92,7 @@ def test_misaligned_echo_logprobs_fall_back_to_chat_with_one_line(server, local_
     # Without the chat template the prompt does not start with SmolLM2's BOS token, and
     # llama-cpp-python reads every echoed token's log-probability one position late.
     with caplog.at_level(logging.WARNING, logger="promptopt.llm.openai_backend"):
-        ranker = _ranker(server, local_key, api_mode="score", concurrency=1, timeout_s=600.0)
+        ranker = _ranker(server, local_key, api_mode="score")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "misaligned" in warnings[0].getMessage()
     assert ranker.api_mode == "chat" and "api_mode" not in ranker.identity
