@@ -34,3 +34,13 @@ def capital_request() -> RankRequest:
         "What is the capital of France? Answer with the city's name only.",
         [1, 2, 3, 4], ["Paris", "Banana", "Keyboard", "Seventeen"], output_format="title",
     )
+
+
+def capital_index_request() -> RankRequest:
+    """The same question with numbered candidates and index labels."""
+    options = ["Banana", "Paris", "Keyboard", "Seventeen"]
+    listing = "\n".join(f"{i + 1}. {o}" for i, o in enumerate(options))
+    return RankRequest.from_prompt(
+        f"What is the capital of France?\n{listing}\nAnswer with the number only.",
+        [1, 2, 3, 4], options,
+    )
