@@ -183,7 +183,7 @@ class RankerConfig:
     grounding: Literal["none", "embedding"] = "none"
     """Generation: ground answer items that match no candidate to the nearest unplaced one by embedding
     similarity (BIGRec's second step), counted as parse.grounded; none = they count as hallucinated."""
-    grounding_model: str = "all-MiniLM-L6-v2"
+    grounding_model: Name = "all-MiniLM-L6-v2"
     """grounding: the sentence-transformers model (the default is the packaged MiniLM)."""
     prompt_style: Literal["chat", "plain"] = "chat"
     """hf: the tokenizer's chat template, or the plain prompt (what a completions endpoint scores)."""
