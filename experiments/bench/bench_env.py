@@ -21,7 +21,7 @@ second; ``wall steps/s`` is the best repeat's wall-clock rate beside it. The unc
 once (every step encodes a prompt) and are noisy: they show the env's share is small next to a
 real model call, not a precise ratio.
 
-Targets (issue 4): ``env / ranker <= 1.20``; ``>= 10,000`` steps/s for the single env with the
+Targets: ``env / ranker <= 1.20``; ``>= 10,000`` steps/s for the single env with the
 simulated ranker. Actions are random valid templates (drawn from pre-computed per-user lists, so
 the agent costs nothing). Data: the seeded synthetic dataset (no download).
 
