@@ -1,4 +1,4 @@
-"""``promptopt study CONFIG``: the multi-seed study (does per-user prompt choice pay on real data?); writes docs/RESULTS.md and its plots.
+"""``promptopt study CONFIG``: the multi-seed study on real data; writes docs/RESULTS.md and its plots.
 
 Examples::
 
