@@ -1,11 +1,12 @@
 """Rank with any OpenAI-compatible chat-completions server: OpenAI, vLLM, Ollama, llama.cpp server.
 
-:class:`OpenAIRanker` sends a batch of requests in parallel through the official ``openai`` client
-(``AsyncOpenAI``, bounded by an ``asyncio.Semaphore``) on an event loop of its own in a background
-thread, so ``rank`` works the same from scripts, threads, notebooks and SubprocVecEnv workers. Each
-request is retried (tenacity: exponential backoff with jitter, ``retry-after`` honoured) on 429, 5xx,
-timeouts, dropped connections and malformed or empty answers; the client's own retries are off so
-every attempt is counted here. With ``api_mode="score"`` the candidates' labels are scored through
+:class:`OpenAIRanker` sends a batch of requests in parallel through its
+:class:`~promptopt.llm.openai_transport.Transport` (the official ``AsyncOpenAI`` client, bounded by
+an ``asyncio.Semaphore``, on an event loop of its own in a background thread, so ``rank`` works the
+same from scripts, threads, notebooks and SubprocVecEnv workers). Each request is retried (tenacity:
+exponential backoff with jitter, ``retry-after`` honoured) on 429, 5xx, timeouts, dropped connections
+and malformed or empty answers; the client's own retries are off so every attempt is counted.
+With ``api_mode="score"`` the candidates' labels are scored through
 ``/v1/completions`` (echo + logprobs, see :mod:`promptopt.llm.openai_scoring`) instead of asking for
 a ranking; a server that cannot do it is detected once, at construction, and the ranker falls back
 to chat completions with one warning line. A request that still fails makes the batch raise
@@ -22,35 +23,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from promptopt.errors import ConfigError, RankerError
 from promptopt.llm.cache import PartialBatchError
 from promptopt.llm.grounding import Grounder, make_grounder
-from promptopt.llm.openai_http import (
-    Failure,
-    LoopThread,
-    WallClockTimeout,
-    describe_failure,
-    failure_kind,
-    is_transient,
-    read_answer,
-    retry_after_s,
-)
+from promptopt.llm.openai_http import Failure, read_answer
+from promptopt.llm.openai_transport import Transport
 from promptopt.llm.parsing import parse_ranking
 from promptopt.llm.score_labels import LENGTH_NORMALIZE, plain_prompt
 from promptopt.llm.types import RankRequest, RankResponse, TokenUsage
 from promptopt.llm.urls import public_url
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-    from tenacity import RetryCallState
-
     from promptopt.config import RankerConfig
     from promptopt.llm.chat_template import ChatTemplate
 
@@ -59,7 +46,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_BASE_URL", "OpenAIRanker", "public_url"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_T = TypeVar("_T")
 
 
 class OpenAIRanker:
@@ -148,25 +134,16 @@ class OpenAIRanker:
                 "ranker.api_key_env to the variable that holds it"
             )
         self.model = model
-        self.api_key_env = api_key_env
-        self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        self.base_url = public_url(self._base_url)
         self.temperature = float(temperature)
         self.seed = seed
         self.max_tokens = int(max_tokens)
-        self.concurrency = int(concurrency)
-        self.timeout_s = float(timeout_s)
-        self.max_retries = int(max_retries)
         self.price_prompt_per_1m = float(price_prompt_per_1m)
         self.price_completion_per_1m = float(price_completion_per_1m)
-        self.backoff_s = float(backoff_s)
-        self.max_backoff_s = float(max_backoff_s)
-        self._rng = random.Random()
-        self._counts: Counter[str] = Counter()
-        self._runtime: LoopThread | None = None
-        self._client: AsyncOpenAI | None = None
-        self._semaphore: asyncio.Semaphore | None = None
-        self._lock = threading.Lock()
+        self.transport = Transport(
+            base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL, api_key_env,
+            concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries, backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+        )
         self.api_mode = api_mode
         self.grounder = grounder
         self.length_normalize = length_normalize
@@ -177,7 +154,7 @@ class OpenAIRanker:
                 from promptopt.llm.hf_loading import hub_offline
 
                 self.chat_template = ChatTemplate.from_model(tokenizer, offline=hub_offline())
-            problem = self._run(self._probe_scoring())
+            problem = self.transport.run(self._probe_scoring())
             if problem is not None:
                 logger.warning(
                     "openai ranker: %s cannot score labels: %s; ranking by chat completions instead "
@@ -197,6 +174,21 @@ class OpenAIRanker:
             api_mode=config.api_mode, tokenizer=config.tokenizer, length_normalize=config.length_normalize,
             grounder=make_grounder(config.grounding, config.grounding_model),
         )
+
+    # The transport's settings, readable (and, for the retry count, adjustable) on the ranker.
+    base_url = property(lambda self: self.transport.base_url, doc="The server URL without credentials.")
+    api_key_env = property(lambda self: self.transport.api_key_env, doc="The key's environment variable.")
+    concurrency = property(lambda self: self.transport.concurrency, doc="Requests in flight at once.")
+    timeout_s = property(lambda self: self.transport.timeout_s, doc="Wall-clock seconds per attempt.")
+
+    @property
+    def max_retries(self) -> int:
+        """Retries per request after the first attempt."""
+        return self.transport.max_retries
+
+    @max_retries.setter
+    def max_retries(self, value: int) -> None:
+        self.transport.max_retries = int(value)
 
     def __repr__(self) -> str:
         return (
@@ -236,8 +228,7 @@ class OpenAIRanker:
     def counters(self) -> dict[str, int]:
         """``calls`` (HTTP attempts), ``retries``, ``succeeded``, ``failures`` (requests given up), and
         ``error:<kind>`` per kind of failed attempt (``error:429``, ``error:timeout``, ...)."""
-        with self._lock:
-            return dict(self._counts)
+        return self.transport.counters
 
     def cost_of(self, usage: TokenUsage) -> float:
         """Money of one answer's usage from the price table."""
@@ -258,7 +249,7 @@ class OpenAIRanker:
         if not requests:
             return []
         before = self.counters
-        outcomes = self._run(self._rank_all(list(requests)))
+        outcomes = self.transport.run(self._rank_all(list(requests)))
         completed = {i: o for i, o in enumerate(outcomes) if isinstance(o, RankResponse)}
         failed = {i: str(o) for i, o in enumerate(outcomes) if not isinstance(o, RankResponse)}
         self._log_batch(len(requests), before)
@@ -274,52 +265,13 @@ class OpenAIRanker:
         return [completed[i] for i in range(len(requests))]
 
     async def _rank_all(self, requests: list[RankRequest]) -> list[RankResponse | Failure | BaseException]:
-        client, semaphore = self._async_client()
-        return await asyncio.gather(
-            *(self._rank_one(client, semaphore, r) for r in requests), return_exceptions=True
-        )
+        return await asyncio.gather(*(self._rank_one(r) for r in requests), return_exceptions=True)
 
-    async def _call(
-        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, path: str, body: dict[str, Any],
-        read: Callable[[bytes], _T],
-    ) -> tuple[_T, float]:
-        """POST ``body`` with retries on transient errors; ``read`` turns the raw answer into a value."""
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(is_transient),
-            before_sleep=self._before_retry,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                async with semaphore:
-                    self._count("calls")
-                    start = time.perf_counter()
-                    # httpx's timeout applies per read: the whole request needs its own clock.
-                    try:
-                        raw = await asyncio.wait_for(
-                            client.post(path, cast_to=bytes, body=body), self.timeout_s
-                        )
-                    except asyncio.TimeoutError:
-                        raise WallClockTimeout() from None
-                    latency = time.perf_counter() - start
-                value = read(raw)
-        return value, latency
-
-    def _failure(self, exc: BaseException) -> Failure:
-        reason = describe_failure(exc, self.timeout_s)
-        self._count("failures", f"error:{failure_kind(exc)}")
-        logger.debug("request to %s failed for good: %s", self.base_url, reason)
-        return Failure(reason)
-
-    async def _rank_one(
-        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, request: RankRequest
-    ) -> RankResponse | Failure:
+    async def _rank_one(self, request: RankRequest) -> RankResponse | Failure:
         if self.api_mode == "score":
-            return await self._score_one(client, semaphore, request)
+            from promptopt.llm.openai_scoring import score_request
+
+            return await score_request(self, request)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": role, "content": content} for role, content in request.messages],
@@ -329,13 +281,12 @@ class OpenAIRanker:
         if self.seed is not None:
             body["seed"] = self.seed + request.sample_id
         try:
-            (content, usage), latency = await self._call(
-                client, semaphore, "/chat/completions", body,
-                lambda raw: self._usage_checked(*read_answer(raw), request),
+            (content, usage), latency = await self.transport.call(
+                "/chat/completions", body, lambda raw: self._usage_checked(*read_answer(raw), request)
             )
         except Exception as exc:
-            return self._failure(exc)
-        self._count("succeeded")
+            return self.transport.failure(exc)
+        self.transport.count("succeeded")
         ranking, parse, unparsed = parse_ranking(content, request, self.grounder)
         return RankResponse(
             ranking=ranking, raw_text=content, usage=usage, latency_s=latency, parse=parse, unparsed=unparsed
@@ -349,13 +300,6 @@ class OpenAIRanker:
             return self.chat_template.render(request.messages)
         return plain_prompt(request)
 
-    async def _score_one(
-        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, request: RankRequest
-    ) -> RankResponse | Failure:
-        from promptopt.llm.openai_scoring import score_request
-
-        return await score_request(self, client, semaphore, request)
-
     async def _probe_scoring(self) -> str | None:
         from promptopt.llm.openai_scoring import probe_scoring
 
@@ -368,35 +312,11 @@ class OpenAIRanker:
         nonsense (negative, not a number): token and money caps must never count a call as free."""
         if usage is not None:
             return content, usage
-        with self._lock:
-            first = not self._counts["usage_estimated"]
-            self._counts["usage_estimated"] += 1
-        if first:
+        if self.transport.count_first("usage_estimated"):
             logger.warning("server %s reported no valid token usage; counting about 4 characters per token "
                            "so token and money budgets still hold", self.base_url)
         prompt = sum(len(text) for _, text in request.messages)
         return content, TokenUsage(prompt_tokens=-(-prompt // 4), completion_tokens=-(-len(content) // 4))
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff with equal jitter, or the server's ``retry-after`` when it sent one."""
-        exc = state.outcome.exception() if state.outcome is not None else None
-        retry_after = retry_after_s(exc)
-        if retry_after is not None:
-            return min(retry_after, self.max_backoff_s) * (1.0 + 0.1 * self._rng.random())
-        ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1))
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-
-    def _before_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        self._count("retries", f"error:{failure_kind(exc)}")
-        logger.debug(
-            "retrying a request to %s after %s", self.base_url, describe_failure(exc, self.timeout_s)
-        )
-
-    def _count(self, *names: str) -> None:
-        with self._lock:
-            for name in names:
-                self._counts[name] += 1
 
     def _log_batch(self, n: int, before: Mapping[str, int]) -> None:
         after = self.counters
@@ -409,62 +329,12 @@ class OpenAIRanker:
             errors or "no errors", {k: v for k, v in after.items() if not k.startswith("error:")},
         )
 
-    # -- event loop and client ---------------------------------------------------------------------
-
-    def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        with self._lock:
-            if self._runtime is None or not self._runtime.alive():  # first use, or a forked child
-                self._runtime = LoopThread()
-                self._client = None
-                self._semaphore = None
-            runtime = self._runtime
-        return runtime.run(coroutine)
-
-    def _async_client(self) -> tuple[AsyncOpenAI, asyncio.Semaphore]:
-        """The client and semaphore of this event loop (made on first use, inside the loop)."""
-        if self._client is None or self._semaphore is None:
-            from openai import AsyncOpenAI
-
-            for name in ("httpx", "httpx2"):  # one INFO line per HTTP request drowns a run's own log
-                if logging.getLogger(name).level == logging.NOTSET:
-                    logging.getLogger(name).setLevel(logging.WARNING)
-            key = os.environ.get(self.api_key_env)
-            if not key:
-                raise RankerError(f"environment variable {self.api_key_env} is not set or empty")
-            self._client = AsyncOpenAI(
-                api_key=key, base_url=self._base_url, timeout=self.timeout_s, max_retries=0
-            )
-            self._semaphore = asyncio.Semaphore(self.concurrency)
-        return self._client, self._semaphore
-
     def close(self) -> None:
         """Close the HTTP client and stop the event loop thread (a later ``rank`` starts new ones)."""
-        with self._lock:
-            runtime, client = self._runtime, self._client
-            self._runtime = self._client = self._semaphore = None
-        if runtime is not None and runtime.alive():
-            if client is not None:
-                try:
-                    runtime.run(client.close())
-                except Exception:  # closing is best effort
-                    logger.debug("closing the OpenAI client failed", exc_info=True)
-            runtime.stop()
+        self.transport.close()
 
     def __enter__(self) -> OpenAIRanker:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __getstate__(self) -> dict[str, Any]:  # for SubprocVecEnv: the child makes its own loop/client
-        state = self.__dict__.copy()
-        for name in ("_runtime", "_client", "_semaphore", "_lock"):
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._runtime = self._client = self._semaphore = None
-        self._lock = threading.Lock()
-
-

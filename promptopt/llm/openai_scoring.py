@@ -28,8 +28,7 @@ import functools
 import json
 import math
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promptopt.errors import RankerError
 from promptopt.llm.openai_http import Failure, describe_failure
@@ -37,9 +36,7 @@ from promptopt.llm.score_labels import label_text, normalizes
 from promptopt.llm.types import ParseStats, RankRequest, RankResponse, TokenUsage
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-
-_T = TypeVar("_T")
+    from promptopt.llm.openai_transport import Transport
 
 ALIGNMENT_TOLERANCE = 0.05
 """Largest |echoed - generated| log-probability of the probe token for a server to count as aligned."""
@@ -51,7 +48,7 @@ PROBE_MESSAGES: tuple[tuple[str, str], ...] = (
 
 
 class ScoringHost(Protocol):
-    """What score mode needs of :class:`~promptopt.llm.openai_backend.OpenAIRanker` (its HTTP side)."""
+    """What score mode needs of :class:`~promptopt.llm.openai_backend.OpenAIRanker` (transport, labels)."""
 
     model: str
     base_url: str
@@ -60,16 +57,8 @@ class ScoringHost(Protocol):
 
     def score_prompt(self, request: RankRequest) -> str: ...
 
-    def _async_client(self) -> tuple[AsyncOpenAI, asyncio.Semaphore]: ...
-
-    async def _call(
-        self, client: AsyncOpenAI, semaphore: asyncio.Semaphore, path: str, body: dict[str, Any],
-        read: Callable[[bytes], _T],
-    ) -> tuple[_T, float]: ...
-
-    def _failure(self, exc: BaseException) -> Failure: ...
-
-    def _count(self, *names: str) -> None: ...
+    @property
+    def transport(self) -> Transport: ...
 
 
 class ScoringUnsupported(Exception):
@@ -178,9 +167,7 @@ def alignment_problem(generated: tuple[str, float], echoed: list[float]) -> str 
     return None
 
 
-async def score_request(
-    ranker: ScoringHost, client: AsyncOpenAI, semaphore: asyncio.Semaphore, request: RankRequest
-) -> RankResponse | Failure:
+async def score_request(ranker: ScoringHost, request: RankRequest) -> RankResponse | Failure:
     """One ``/completions`` call per candidate; the ranking sorts the label scores (ties: shown order).
 
     A candidate whose call fails for good fails the request (the cache keeps the batch's other answers).
@@ -189,15 +176,15 @@ async def score_request(
     labels = [label_text(request, j) for j in range(len(request.candidate_ids))]
     start = time.perf_counter()
     outcomes = await asyncio.gather(*(
-        ranker._call(
-            client, semaphore, "/completions", completion_body(ranker.model, text + label, echo=True),
+        ranker.transport.call(
+            "/completions", completion_body(ranker.model, text + label, echo=True),
             functools.partial(read_label_logprobs, prompt=text, label=label),
         )
         for label in labels
     ), return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
-            return ranker._failure(outcome)
+            return ranker.transport.failure(outcome)
     latency = time.perf_counter() - start
     average = normalizes(ranker.length_normalize, request)
     scores: list[float] = []
@@ -205,7 +192,7 @@ async def score_request(
     for (values, usage), _ in outcomes:  # type: ignore[misc]
         scores.append(sum(values) / len(values) if average else sum(values))
         prompt_tokens += usage.prompt_tokens
-    ranker._count("succeeded")
+    ranker.transport.count("succeeded")
     order = sorted(range(len(scores)), key=lambda j: -scores[j])
     return RankResponse(
         ranking=tuple(request.candidate_ids[j] for j in order),
@@ -224,14 +211,13 @@ async def probe_scoring(ranker: ScoringHost) -> str | None:
     """
     import openai
 
-    client, semaphore = ranker._async_client()
     text = ranker.score_prompt(RankRequest(messages=PROBE_MESSAGES, candidate_ids=(), candidate_texts=()))
     try:
-        generated, _ = await ranker._call(
-            client, semaphore, "/completions", completion_body(ranker.model, text, echo=False), read_generated
+        generated, _ = await ranker.transport.call(
+            "/completions", completion_body(ranker.model, text, echo=False), read_generated
         )
-        (echoed, _), _ = await ranker._call(
-            client, semaphore, "/completions", completion_body(ranker.model, text + generated[0], echo=True),
+        (echoed, _), _ = await ranker.transport.call(
+            "/completions", completion_body(ranker.model, text + generated[0], echo=True),
             functools.partial(read_label_logprobs, prompt=text, label=generated[0]),
         )
     except ScoringUnsupported as exc:

@@ -121,14 +121,14 @@ def test_killed_server_loses_nothing_paid_and_a_restart_is_retried(server, local
         restarted.set()
 
     thread = threading.Thread(target=restart)
-    before_retry = backend._before_retry
+    before_retry = backend.transport.before_retry
 
     def restart_on_first_retry(state) -> None:
         before_retry(state)
         if thread.ident is None:
             thread.start()
 
-    backend._before_retry = restart_on_first_retry  # type: ignore[method-assign]
+    backend.transport.before_retry = restart_on_first_retry  # type: ignore[method-assign]
     try:
         out = cached.rank([first, second, third])
     finally:
