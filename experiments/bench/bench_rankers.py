@@ -314,7 +314,7 @@ def bench_smollm2(args: argparse.Namespace) -> list[Row]:
     """SmolLM2-135M-Instruct: hf score (float32, bfloat16), hf generate, and the llama.cpp server."""
     try:
         from promptopt.llm.hf_backend import HFRanker
-        from promptopt.llm.hf_loading import cpu_bfloat16_speedup
+        from promptopt.llm.hf_loading import probe_cpu_bfloat16
         from promptopt.llm.model_files import packaged_model_file
 
         model_file = packaged_model_file("smollm2-135m-instruct")
@@ -332,14 +332,17 @@ def bench_smollm2(args: argparse.Namespace) -> list[Row]:
     bf16_s = _median_seconds(lambda: bf16.rank(requests), args.repeats)
     gen_s = _median_seconds(lambda: generate.rank(requests), 1)
     config = f32.model.config
-    predicted = (
-        cpu_bfloat16_speedup(config.hidden_size, config.intermediate_size) if f32.device == "cpu" else None
+    probe = (
+        probe_cpu_bfloat16(config.hidden_size, config.intermediate_size) if f32.device == "cpu" else None
     )
     rows: list[Row] = [
         (f"SmolLM2 hf score float32, {n} req x 20 cand ({f32.device})", f"{n / f32_s:,.2f} req/s",
          f"{gen_s / f32_s:.1f}x generate", "", ""),
         ("SmolLM2 hf score bfloat16", f"{n / bf16_s:,.2f} req/s",
-         f"{f32_s / bf16_s:.2f}x float32" + (f" (probe said {predicted:.2f}x)" if predicted else ""), "", ""),
+         f"{f32_s / bf16_s:.2f}x float32" + (
+             f" (probe: {probe.median:.2f}x, {probe.faster_rounds}/{len(probe.ratios)} rounds; "
+             f"auto picks {'bfloat16' if probe.prefers_bfloat16() else 'float32'})" if probe else ""),
+         "", ""),
         ("SmolLM2 hf generate, 64 new tokens, float32", f"{n / gen_s:,.2f} req/s", "", "", ""),
     ]
     return rows + _bench_llamacpp(args, model_file, requests)

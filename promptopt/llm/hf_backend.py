@@ -114,6 +114,7 @@ class HFRanker:
     def _load(self, location: ModelLocation, dtype: str, offline: bool) -> None:
         loaded = load_causal_lm(location, dtype, self.device, offline)
         self.model, self.tokenizer, self.torch_dtype = loaded.model, loaded.tokenizer, loaded.dtype
+        self.dtype_reason = loaded.dtype_reason
         self.model_name, self.config_hash = loaded.name, loaded.config_sha256
         self.gguf_hash = loaded.gguf_sha256
         if self.tokenizer.pad_token_id is None:
@@ -152,6 +153,7 @@ class HFRanker:
             if dtype not in DTYPES or dtype == "auto":
                 raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
             other.torch_dtype = getattr(torch, dtype)
+            other.dtype_reason = "set by variant(dtype=...)"
             other.model = copy.deepcopy(self.model).to(other.torch_dtype)
             other.scorer = LabelScorer(
                 other.model, int(self.tokenizer.pad_token_id), self.device, self.batch_size

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ logger = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Values of ``ranker.dtype``."""
+
+BF16_MARGIN = 1.2
+"""Median float32/bfloat16 time ratio the CPU probe needs before ``dtype: auto`` picks bfloat16."""
+BF16_AGREEMENT = 0.8
+"""Share of the probe's rounds in which bfloat16 must be faster."""
 
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "quantization_config")
 """Config keys that differ between copies of the same weights (a GGUF file's are in its header hash)."""
@@ -67,44 +73,96 @@ class DtypeChoice:
     reason: str
 
 
+@dataclass(frozen=True)
+class BFloat16Probe:
+    """What the start-up probe measured: float32 time / bfloat16 time, one ratio per interleaved round."""
+
+    ratios: tuple[float, ...]
+    """Per round (> 1: bfloat16 was faster in that round)."""
+
+    @property
+    def median(self) -> float:
+        return float(statistics.median(self.ratios))
+
+    @property
+    def faster_rounds(self) -> int:
+        """Rounds in which bfloat16 was faster than float32."""
+        return sum(r > 1.0 for r in self.ratios)
+
+    def prefers_bfloat16(self, margin: float = BF16_MARGIN, agreement: float = BF16_AGREEMENT) -> bool:
+        """Whether bfloat16 is clearly faster: median ratio >= ``margin`` and faster in >= ``agreement``
+        of the rounds. Anything less keeps float32 (exact, and never much slower than a noisy win)."""
+        return self.median >= margin and self.faster_rounds >= agreement * len(self.ratios)
+
+    def describe(self) -> str:
+        """``"median 2.10x over 9 interleaved rounds (1.85-2.40x), bfloat16 faster in 9/9"``."""
+        return (
+            f"median {self.median:.2f}x over {len(self.ratios)} interleaved rounds "
+            f"({min(self.ratios):.2f}-{max(self.ratios):.2f}x), bfloat16 faster in "
+            f"{self.faster_rounds}/{len(self.ratios)}"
+        )
+
+
 @functools.lru_cache(maxsize=8)
-def cpu_bfloat16_speedup(hidden: int, intermediate: int, rows: int = 256, repeats: int = 3) -> float:
-    """float32 time / bfloat16 time of the model's feed-forward projection on this CPU (> 1: bf16 faster).
+def probe_cpu_bfloat16(hidden: int, intermediate: int, rows: int = 256, rounds: int = 9,
+                       calls: int = 3) -> BFloat16Probe:
+    """Time the model's feed-forward projection on this CPU in float32 and in bfloat16.
 
     The probe runs ``torch.nn.functional.linear`` (what ``nn.Linear`` calls) of a ``(1, rows, hidden)``
-    activation with an ``(intermediate, hidden)`` weight in both dtypes, best of ``repeats`` after a
-    warm-up each (256 rows, a short ranking prompt: at a few rows other kernels run). Such
-    projections are most of a decoder's forward pass, and whether a CPU has fast bfloat16 kernels
-    (AMX, AVX512-BF16) shows in them directly (on an AMD EPYC without them bfloat16 ran about 4x
-    slower at a 135M model's sizes). Cached per process and sizes.
+    activation with an ``(intermediate, hidden)`` weight (256 rows, a short ranking prompt: at a few
+    rows other kernels dominate). Such projections are most of a decoder's forward pass, and whether
+    a CPU has fast bfloat16 kernels (AMX, AVX512-BF16) shows in them directly (on an AMD EPYC without
+    them bfloat16 ran about 4x slower at a 135M model's sizes).
+
+    A loaded machine makes single timings noisy (another process takes the core mid-call), so each
+    of ``rounds`` rounds times both dtypes back to back, in alternating order, each as the fastest
+    of ``calls`` calls, and keeps their ratio: load that lasts a round slows both alike, and the
+    decision reads the median ratio and how many rounds agree (:meth:`BFloat16Probe.prefers_bfloat16`).
+    Cached per process and sizes (well under a second at a 135M model's sizes).
 
     Shapes: ``hidden``, ``intermediate`` are the model's hidden and feed-forward sizes.
     """
     import torch
     import torch.nn.functional as F
 
+    if rounds < 1 or calls < 1:
+        raise ValueError(f"rounds and calls must be >= 1, got {rounds} and {calls}")
     gen = torch.Generator().manual_seed(0)
     x32 = torch.randn(1, rows, hidden, generator=gen)
     w32 = torch.randn(intermediate, hidden, generator=gen)
     pairs = {"float32": (x32, w32), "bfloat16": (x32.bfloat16(), w32.bfloat16())}
-    best = {name: float("inf") for name in pairs}
+
+    def fastest(x: Any, w: Any) -> float:
+        best = float("inf")
+        for _ in range(calls):
+            start = time.perf_counter()
+            F.linear(x, w)
+            best = min(best, time.perf_counter() - start)
+        return max(best, 1e-9)
+
+    ratios = []
     with torch.inference_mode():
         for x, w in pairs.values():
             F.linear(x, w)  # warm-up
-        # Alternate the dtypes so a busy machine slows both alike.
-        for _ in range(repeats):
-            for name, (x, w) in pairs.items():
-                start = time.perf_counter()
-                F.linear(x, w)
-                best[name] = min(best[name], time.perf_counter() - start)
-    return best["float32"] / max(best["bfloat16"], 1e-9)
+        for i in range(rounds):
+            order = ("float32", "bfloat16") if i % 2 == 0 else ("bfloat16", "float32")
+            seconds = {name: fastest(*pairs[name]) for name in order}
+            ratios.append(seconds["float32"] / seconds["bfloat16"])
+    return BFloat16Probe(tuple(ratios))
+
+
+def cpu_bfloat16_speedup(hidden: int, intermediate: int) -> float:
+    """The median float32 / bfloat16 time ratio of :func:`probe_cpu_bfloat16` (> 1: bfloat16 faster)."""
+    return probe_cpu_bfloat16(hidden, intermediate).median
 
 
 def choose_dtype(dtype: str, device: str, config: Any) -> DtypeChoice:
     """The torch dtype of ``ranker.dtype`` on ``device``.
 
     ``auto``: bfloat16 on CUDA where supported (else float16); on CPU bfloat16 only where the
-    :func:`cpu_bfloat16_speedup` probe shows it at least 10% faster than float32, else float32.
+    :func:`probe_cpu_bfloat16` probe shows it clearly faster than float32 (a median ratio of at least
+    :data:`BF16_MARGIN` and :data:`BF16_AGREEMENT` of its rounds agreeing), else float32. The
+    reason (logged when the model loads) says how sure the probe was.
 
     Raises:
         ValueError: ``dtype`` is not one of :data:`DTYPES`.
@@ -127,10 +185,14 @@ def choose_dtype(dtype: str, device: str, config: Any) -> DtypeChoice:
     )
     if not hidden or not inner:
         return DtypeChoice(torch.float32, "auto: float32 on CPU (model sizes unknown, no probe)")
-    speedup = cpu_bfloat16_speedup(int(hidden), int(inner))
-    if speedup >= 1.1:
-        return DtypeChoice(torch.bfloat16, f"auto: the start-up probe ran bfloat16 {speedup:.2f}x faster")
-    return DtypeChoice(torch.float32, f"auto: float32 on CPU (bfloat16 probe speed-up {speedup:.2f}x < 1.1x)")
+    probe = probe_cpu_bfloat16(int(hidden), int(inner))
+    if probe.prefers_bfloat16():
+        return DtypeChoice(torch.bfloat16, f"auto: bfloat16 clearly faster, {probe.describe()}")
+    return DtypeChoice(
+        torch.float32,
+        f"auto: float32 on CPU, bfloat16 not clearly faster (needs a median >= {BF16_MARGIN:.2f}x and "
+        f"{BF16_AGREEMENT:.0%} of rounds): {probe.describe()}",
+    )
 
 
 @dataclass
@@ -143,6 +205,8 @@ class LoadedModel:
     name: str
     config_sha256: str
     gguf_sha256: str | None
+    dtype_reason: str = ""
+    """Why this dtype (``ranker.dtype``, or what the ``auto`` probe measured)."""
 
 
 def load_causal_lm(location: ModelLocation, dtype: str, device: str, offline: bool) -> LoadedModel:
@@ -189,7 +253,7 @@ def load_causal_lm(location: ModelLocation, dtype: str, device: str, offline: bo
     if location.gguf_path is not None:
         name = location.name
         gguf_hash = read_gguf_header(location.gguf_path).sha256[:16]
-    return LoadedModel(model, tokenizer, choice.dtype, name, config_hash, gguf_hash)
+    return LoadedModel(model, tokenizer, choice.dtype, name, config_hash, gguf_hash, choice.reason)
 
 
 def _load_hint(location: ModelLocation, offline: bool, exc: Exception) -> str:

@@ -14,69 +14,19 @@ torch = pytest.importorskip("torch")
 from promptopt.errors import RankerError  # noqa: E402
 from promptopt.llm.hf_backend import HFRanker  # noqa: E402
 from promptopt.llm.types import RankRequest  # noqa: E402
+from tests.promptopt.llm.tiny_models import build_tiny_model  # noqa: E402
 
 # float32 unless a test says otherwise: dtype "auto" may pick bfloat16 on a CPU with fast bf16 kernels,
 # and these tests compare scores to 1e-4.
 _ranker = functools.partial(HFRanker, dtype="float32")
 
-_CORPUS = [
-    "You are a movie ranker. Rank the 12 candidates by how well they match the user's taste.",
-    "Watched: The Silent Harbor (2001), Golden Kingdom (1999), Lost River (1987), Iron Summit.",
-    "Answer with the numbers 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 one per line. [3, 1, 2]",
-]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}"
-)
-
-
-def _build(folder: Path, arch: str, chat: bool) -> Path:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        GPT2Config,
-        GPT2LMHeadModel,
-        LlamaConfig,
-        LlamaForCausalLM,
-        PreTrainedTokenizerFast,
-    )
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=320, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(_CORPUS * 10, trainer)
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
-    if chat:
-        hf_tok.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    if arch == "llama":
-        model = LlamaForCausalLM(LlamaConfig(
-            vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-            bos_token_id=1, eos_token_id=2, pad_token_id=3,
-        ))
-    else:
-        model = GPT2LMHeadModel(GPT2Config(
-            vocab_size=len(hf_tok), n_embd=32, n_layer=2, n_head=2, n_positions=512,
-            bos_token_id=1, eos_token_id=2, pad_token_id=3,
-        ))
-    model.save_pretrained(folder)
-    hf_tok.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
     return {
-        "llama": _build(root / "tiny-llama", "llama", chat=False),
-        "gpt2": _build(root / "tiny-gpt2", "gpt2", chat=False),
-        "chat": _build(root / "tiny-chat", "llama", chat=True),
+        "llama": build_tiny_model(root / "tiny-llama", "llama", chat=False),
+        "gpt2": build_tiny_model(root / "tiny-gpt2", "gpt2", chat=False),
+        "chat": build_tiny_model(root / "tiny-chat", "llama", chat=True),
     }
 
 
@@ -250,23 +200,46 @@ def test_length_normalize_titles_averages_only_title_labels(tiny_models) -> None
         _ranker(str(tiny_models["llama"]), length_normalize=True)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("speedup", "expected"), [(2.0, "bfloat16"), (1.02, "float32")])
-def test_dtype_auto_on_cpu_follows_the_bfloat16_probe(tiny_models, monkeypatch, caplog, speedup, expected):
+@pytest.mark.parametrize(
+    ("ratios", "expected"),
+    [((2.0, 2.2, 1.9, 2.1, 2.0), "bfloat16"), ((1.02, 0.98, 1.05, 1.0, 1.01), "float32")],
+)
+def test_dtype_auto_on_cpu_follows_the_bfloat16_probe(tiny_models, monkeypatch, caplog, ratios, expected):
     from promptopt.llm import hf_loading
 
-    monkeypatch.setattr(hf_loading, "cpu_bfloat16_speedup", lambda hidden, inner: speedup)
+    probe = hf_loading.BFloat16Probe(ratios)
+    monkeypatch.setattr(hf_loading, "probe_cpu_bfloat16", lambda hidden, inner: probe)
     with caplog.at_level("INFO", logger="promptopt.llm.hf_loading"):
         ranker = HFRanker(str(tiny_models["llama"]), device="cpu", dtype="auto")
     assert ranker.identity["dtype"] == expected
     assert next(ranker.model.parameters()).dtype == getattr(torch, expected)
-    assert f"as {expected}" in caplog.text and f"{speedup:.2f}x" in caplog.text
+    # The log says what was chosen and how sure the probe was.
+    assert f"as {expected}" in caplog.text and probe.describe() in caplog.text
+    assert f"faster in {probe.faster_rounds}/5" in caplog.text
 
 
-def test_bfloat16_probe_measures_a_positive_ratio() -> None:
-    from promptopt.llm.hf_loading import cpu_bfloat16_speedup
+def test_bfloat16_probe_needs_a_margin_and_agreeing_rounds() -> None:
+    from promptopt.llm.hf_loading import BF16_MARGIN, BFloat16Probe
 
-    ratio = cpu_bfloat16_speedup(64, 128, rows=16, repeats=2)
-    assert ratio > 0 and math.isfinite(ratio)
+    assert BFloat16Probe((2.0,) * 9).prefers_bfloat16()
+    # One round stretched by load cannot decide: the median ignores it.
+    assert not BFloat16Probe((1.0,) * 8 + (9.0,)).prefers_bfloat16()
+    assert BFloat16Probe((2.0,) * 8 + (0.1,)).prefers_bfloat16()
+    # A win below the margin, or one that most rounds do not show, keeps float32.
+    assert not BFloat16Probe((BF16_MARGIN - 0.05,) * 9).prefers_bfloat16()
+    split = BFloat16Probe((1.5, 1.5, 1.5, 1.5, 1.5, 0.9, 0.9, 0.9, 0.9))
+    assert split.median >= BF16_MARGIN and split.faster_rounds == 5 and not split.prefers_bfloat16()
+    assert split.describe() == "median 1.50x over 9 interleaved rounds (0.90-1.50x), bfloat16 faster in 5/9"
+
+
+def test_bfloat16_probe_measures_positive_ratios() -> None:
+    from promptopt.llm.hf_loading import cpu_bfloat16_speedup, probe_cpu_bfloat16
+
+    probe = probe_cpu_bfloat16(64, 128, rows=16, rounds=3, calls=2)
+    assert len(probe.ratios) == 3 and all(r > 0 and math.isfinite(r) for r in probe.ratios)
+    assert cpu_bfloat16_speedup(64, 128) > 0
+    with pytest.raises(ValueError, match="rounds"):
+        probe_cpu_bfloat16(64, 128, rounds=0)
 
 
 def test_variant_shares_weights_or_copies_them_for_another_dtype(tiny_models) -> None:
