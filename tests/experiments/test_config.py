@@ -26,7 +26,7 @@ def test_every_shipped_config_loads(path: Path) -> None:
     import yaml
 
     raw = yaml.safe_load(path.read_text())
-    if "study" in raw:  # a study file (promptopt study) embeds one experiment config
+    if "study" in raw or "tiny_llm" in raw:  # a protocol file (study, tiny_llm) embeds one experiment config
         config = config_from_dict(raw["experiment"], source=str(path))
         assert config.name == path.stem
     else:
