@@ -7,14 +7,16 @@ Selectors (``eval.selectors``), all scored through one :class:`~promptopt.proble
 * ``epsilon_greedy``, ``linucb`` — contextual bandits on LightGCN embedding ++ profile statistics,
   trained online for ``eval.bandit_steps`` episodes (default: the PPO budget, so equal cost);
 * ``mlp_ppo`` — PPO with the profile-statistics-only extractor (the graph ablation);
-* ``policy`` — the run's LightGCN+MLP PPO policy;
+* ``policy_raw`` — the run's LightGCN+MLP PPO policy, its argmax (an ablation);
+* ``policy`` — the safe policy: the best fixed template, and the LightGCN+MLP policy's choice only
+  for users where the gate validated on validation users says it pays (``promptopt.safe_policy``);
 * ``oracle`` — the best template in hindsight per user (an optimistic bound, ``n_templates`` calls).
 
 For each: NDCG@1/5/10, HR@1/5/10, MRR with percentile bootstrap intervals on each user's last
 interaction, and (``eval.periods``) on each user's latest target before the drift time cut
-(source) and from it on (target), with the drop between them. The policy is compared with the
-best fixed template per user (paired): mean difference, bootstrap interval, and a two-sided
-sign-flip randomisation test
+(source) and from it on (target), with the drop between them. The policy (and the raw policy) is
+compared with the best fixed template per user (paired): mean difference, bootstrap interval, and a
+two-sided sign-flip randomisation test
 
 .. math::
 
@@ -179,6 +181,8 @@ def summarise(
         }
     if "policy" in results and "best_fixed" in results:
         evaluation["paired"] = paired(results["policy"], results["best_fixed"], config)
+    if "policy_raw" in results and "best_fixed" in results:
+        evaluation["paired_raw"] = paired(results["policy_raw"], results["best_fixed"], config)
     if "policy" in results:
         evaluation["usage_by_group"] = usage_by_group(problem, results["policy"])
     return evaluation

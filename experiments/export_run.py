@@ -9,23 +9,26 @@ from typing import Any
 
 import numpy as np
 
+from experiments import safe_run
 from experiments.assembly import build_problem, load_agent
 from experiments.rundir import RunDir
 from experiments.tracking import secret_values
 from promptopt.config import ExperimentConfig, config_to_dict
 from promptopt.errors import ConfigError
 from promptopt.export import PromptBook, TemplateScore, UserChoice
+from promptopt.safe_policy import GatedSelector
 
 logger = logging.getLogger(__name__)
 
 
 def build_book(run: RunDir, config: ExperimentConfig) -> PromptBook:
-    """The prompt book of ``run``: the trained policy's choice for every listed user.
+    """The prompt book of ``run``: the safe policy's choice for every listed user.
 
     Users listed are every user of the split (``export.users: all``) or the test users; each gets
-    the policy's template for their latest task, its action probabilities, and (``export.prompts``)
-    that task's filled prompt. The global ranking comes from the evaluation's best-fixed scan
-    (every template on the same training users) or, before evaluation, from training episodes.
+    the safe policy's template for their latest task (the default of the run's validated rule, or
+    the learned policy's choice where the gate deviates, saying which and why), the policy's action
+    probabilities, and (``export.prompts``) that task's filled prompt. The rule itself is the
+    book's ``gate``; its ranked list (the training-budget scan) is the global ranking.
 
     No ranker is built: the prompts are rendered from the data and the catalog, the policy's
     choices need only the agent, and the ranker's identity is the one training recorded. So
@@ -42,27 +45,33 @@ def build_book(run: RunDir, config: ExperimentConfig) -> PromptBook:
         raise ConfigError(f"{run.metrics} has no ranker identity (training records it first): the file "
                           f"was replaced or damaged; run `promptopt train --resume {run.root}` to record it "
                           "again")
+    rule = safe_run.require_rule(run)
     data, split, catalog, problem = build_problem(config)
-    selector = PPOSelector(load_agent(run, config, problem, "policy"), problem, final=True)
+    policy = PPOSelector(load_agent(run, config, problem, "policy"), problem, final=True)
+    selector = GatedSelector.from_rule(policy, rule, catalog.ids,
+                                       lambda u: problem.action_mask(int(u), final=True))
     parts = {"train": split.train, "val": split.val, "test": split.test}
     if config.export.users == "test":
         parts = {"test": split.test}
     users = np.concatenate([np.asarray(v, dtype=np.int64) for v in parts.values()])
     part_of = {int(u): name for name, pool in parts.items() for u in pool}
     users = np.sort(users)
-    probs = selector.action_probabilities(users) if users.size else np.zeros((0, len(catalog)))
-    chosen = probs.argmax(axis=1) if users.size else np.zeros(0, dtype=np.int64)
+    probs = policy.action_probabilities(users) if users.size else np.zeros((0, len(catalog)))
+    decision = selector.decide(users)
     choices = []
-    for user, template, row in zip(users, chosen, probs):
+    for i, (user, template, row) in enumerate(zip(users, decision.choices, probs)):
         prompt = None
         if config.export.prompts:
             tasks = problem.tasks(int(user), final=True)
             prompt = problem.requests(tasks[:1], int(template))[0].prompt if tasks else None
+        deviates = bool(decision.deviates[i])
+        reason = rule.reason(deviates, float(decision.margins[i]), catalog.ids[int(decision.defaults[i])],
+                             catalog.ids[int(decision.greedy[i])])
         choices.append(UserChoice(user_id=data.user_ids[int(user)], template_id=catalog.ids[int(template)],
                                   probabilities=tuple(float(p) for p in row), prompt=prompt,
-                                  split=part_of[int(user)]))
+                                  split=part_of[int(user)], deviates=deviates, reason=reason))
     evaluation = metrics.get("evaluation")
-    scan = ((evaluation or {}).get("template_scan")
+    scan = (rule.scan.get("templates") or (evaluation or {}).get("template_scan")
             or (metrics.get("train") or {}).get("template_ranking") or [])
     ranking = [TemplateScore(r["template_id"], r["mean_reward"], int(r["n"])) for r in scan]
     if not any(s.mean_reward is not None for s in ranking):
@@ -83,6 +92,8 @@ def build_book(run: RunDir, config: ExperimentConfig) -> PromptBook:
         global_ranking=ranking,
         choices=choices,
         evaluation=_book_evaluation(evaluation),
+        default_template=rule.default,
+        gate=rule.to_json(),
     )
 
 
@@ -90,7 +101,7 @@ def _book_evaluation(evaluation: dict[str, Any] | None) -> dict[str, Any] | None
     """The evaluation summary a prompt book carries (means and intervals, not per-user data)."""
     if not evaluation:
         return None
-    keep = ("split", "n_users", "confidence", "n_bootstrap", "paired", "drop", "llm")
+    keep = ("split", "n_users", "confidence", "n_bootstrap", "paired", "paired_raw", "drop", "llm")
     out = {k: evaluation[k] for k in keep if k in evaluation}
     out["methods"] = {n: {"metrics": r["metrics"], "calls": r.get("calls"), "tokens": r.get("tokens")}
                       for n, r in evaluation.get("methods", {}).items()}

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from experiments import safe_run
 from experiments.assembly import agent_config, agent_kinds, build_problem, make_env, make_run_ranker
 from experiments.evaluate_run import run_protocol, summary_keys
 from experiments.export_run import build_book, check_no_secrets
@@ -81,7 +82,9 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
     """Pretrain LightGCN and train the PPO agent(s) into ``output_dir``.
 
     Writes ``config.yaml``, ``lightgcn.pt``, ``agent.zip`` (and ``agent_mlp.zip`` when the MLP-only
-    baseline is evaluated), checkpoints and the ``train`` section of ``metrics.json``.
+    baseline is evaluated), checkpoints, the ``train`` section of ``metrics.json`` and the safe
+    policy's rule (``safe_policy``: the training-budget scan and the gate validated on validation
+    users, :mod:`experiments.safe_run`).
 
     Args:
         config: The resolved config.
@@ -112,6 +115,7 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
                     tracker = tracker_for(run, config, "train")
                     try:
                         _train_agents(run, config, data, problem, ranker, tracker, started)
+                        safe_run.fit_and_store(run, config, problem, ranker)
                     finally:
                         tracker.finish()
             finally:
@@ -275,6 +279,8 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
             finally:
                 bar.close()
                 _close(ranker)
+            if factory.fitted_rule is not None:  # a run trained before the safe policy
+                run.update_metrics(safe_run.SECTION, factory.fitted_rule.to_json())
             if factory.scan:
                 evaluation["template_scan"] = factory.scan
             evaluation["reference"] = reference_rows(config, problem, run.lightgcn)

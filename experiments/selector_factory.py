@@ -1,4 +1,11 @@
-"""Builds the evaluated selectors of a run by name (training the baselines that learn)."""
+"""Builds the evaluated selectors of a run by name (training the baselines that learn).
+
+Every selector it returns goes through the one fallback rule (:class:`promptopt.fallback.FallbackSelector`
+over the training-budget scan's ranked list, with the masks of the period it is evaluated on), so
+none ever picks a template the user cannot fill. ``policy`` is the safe policy
+(:class:`promptopt.safe_policy.GatedSelector` from the run's validated rule); ``policy_raw`` is the
+same agent's argmax.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from experiments import safe_run
 from experiments.assembly import load_agent
 from policies.lightgcn import LightGCNEmbeddings
 from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 from promptopt.config import ExperimentConfig
-from promptopt.selector_names import PPO_SELECTORS, SELECTOR_NAMES
-from promptopt.selectors import RandomSelector, Selector, best_fixed
+from promptopt.fallback import FallbackOrder, FallbackSelector
+from promptopt.safe_policy import GatedSelector, GateRule
+from promptopt.selector_names import PPO_SELECTORS, SAFE_POLICY, SELECTOR_NAMES
+from promptopt.selectors import FixedSelector, RandomSelector, Selector
 
 if TYPE_CHECKING:
     from experiments.rundir import RunDir
@@ -34,30 +44,86 @@ class SelectorFactory:
         problem: The problem.
         ranker: The cached ranker (the best-fixed scan and the bandits spend calls through it).
         run: The run directory (agents and LightGCN embeddings).
+        rule: The run's validated rule; ``None``: the one ``metrics.json`` holds, or (a run trained
+            before the safe policy) validated now through ``ranker`` and kept in :attr:`fitted_rule`.
 
     Attributes:
-        scan: After ``best_fixed`` is built: every template's mean reward on the scanned training
-            users (the prompt book's global ranking).
+        scan: Every template's mean reward on the scanned training users (the prompt book's global
+            ranking), once the rule is known.
+        fitted_rule: The rule validated by this factory (``None`` when it was given or stored).
     """
 
-    def __init__(self, config: ExperimentConfig, problem: RecProblem, ranker: Ranker, run: RunDir) -> None:
+    def __init__(self, config: ExperimentConfig, problem: RecProblem, ranker: Ranker, run: RunDir,
+                 *, rule: GateRule | None = None) -> None:
         self.config = config
         self.problem = problem
         self.ranker = ranker
         self.run = run
         self.scan: list[dict[str, Any]] = []
+        self.fitted_rule: GateRule | None = None
+        self._rule = rule
+        self._scan: tuple[FixedSelector, dict[str, Any]] | None = None
+        self._order: FallbackOrder | None = None
         self._built: dict[str, Selector] = {}
+        self._ready: dict[tuple[str, Period | None], Selector] = {}
         self._agents: dict[str, Any] = {}
 
     def __call__(self, name: str, period: Period | None = None) -> Selector:
         if name not in SELECTOR_NAMES or name in BUILT_ELSEWHERE:
             raise ValueError(f"no selector {name!r} to build; the factory builds "
                               f"{', '.join(self.names())}")
-        if name in PPO_SELECTORS:
-            return self._ppo(name, period)
-        if name not in self._built:
-            self._built[name] = getattr(self, f"_{name}")()
-        return self._built[name]
+        key = (name, period)
+        if key not in self._ready:
+            if name == SAFE_POLICY:
+                self._ready[key] = self._safe_policy(period)
+            else:
+                if name in PPO_SELECTORS:
+                    inner = self._ppo(name, period)
+                else:
+                    if name not in self._built:
+                        self._built[name] = getattr(self, f"_{name}")()
+                    inner = self._built[name]
+                self._ready[key] = FallbackSelector(inner, self.fallback(), self._masks(period),
+                                                    self.problem.n_templates)
+        return self._ready[key]
+
+    def _masks(self, period: Period | None) -> Any:
+        problem = self.problem
+        return lambda user: problem.action_mask(int(user), period=period)
+
+    # ------------------------------------------------------------------ the rule
+    def _known_rule(self) -> GateRule | None:
+        if self._rule is None:
+            self._rule = safe_run.stored_rule(self.run.read_metrics(), str(self.run.metrics))
+        return self._rule
+
+    def fallback(self) -> FallbackOrder:
+        """The ranked fallback list of every selector: the rule's, else a training-budget scan now."""
+        if self._order is None:
+            rule = self._known_rule()
+            if rule is not None:
+                self._order = rule.fallback(self.problem.catalog.ids)
+                self.scan = list(rule.scan.get("templates") or [])
+            else:
+                self._scan = safe_run.scan_templates(self.config, self.problem, self.ranker)
+                self._order = self._scan[0].fallback
+                self.scan = list(self._scan[1]["templates"])
+        return self._order
+
+    def rule(self) -> GateRule:
+        """The run's validated rule (given, stored in ``metrics.json``, or validated now)."""
+        rule = self._known_rule()
+        if rule is None:
+            from policies.selectors import PPOSelector  # torch
+
+            logger.info("%s has no validated gate (trained before the safe policy): validating it now",
+                        self.run.metrics)
+            self.fallback()
+            policy = PPOSelector(self.agent("policy"), self.problem, name="policy_raw")
+            rule = self._rule = self.fitted_rule = safe_run.fit_rule(
+                self.config, self.problem, self.ranker, policy, scan=self._scan)
+            self.scan = list(rule.scan.get("templates") or [])
+        return rule
 
     @staticmethod
     def names() -> list[str]:
@@ -68,27 +134,12 @@ class SelectorFactory:
     def _random(self) -> Selector:
         return RandomSelector(self.problem.n_templates, seed=self.config.seed, masks=self.problem.action_mask)
 
-    def _train_users(self, limit: int | None) -> np.ndarray:
-        users = self.problem.pool("train")
-        if limit is not None and users.size > limit:
-            rng = np.random.default_rng(self.config.seed)
-            users = np.sort(rng.choice(users, size=limit, replace=False))
-        return users
-
     def _best_fixed(self) -> Selector:
-        users = self._train_users(self.config.eval.fixed_users)
-        logger.info("best fixed template: scoring %d templates on %d training users",
-                    self.problem.n_templates, users.size)
-        selector = best_fixed(self.problem, self.ranker, users, metric="reward")
-        means = selector.template_means
-        ids = self.problem.catalog.ids
-        for t, template_id in enumerate(ids):
-            n = int(sum(bool(self.problem.action_mask(int(u))[t]) for u in users))
-            mean = None if means is None or not np.isfinite(means[t]) else float(means[t])
-            self.scan.append({"template_id": template_id, "mean_reward": mean,
-                              "n": n if mean is not None else 0})
-        logger.info("best fixed template: %s", ids[selector.index])
-        return selector
+        """The head of the training-budget scan's ranked list (the safe policy's default), falling
+        back along it; the scan was paid for when the rule was validated."""
+        order = self.fallback().order
+        logger.info("best fixed template: %s", self.problem.catalog.ids[order[0]])
+        return FixedSelector(order[0], fallback=order[1:], masks=self.problem.action_mask, name="best_fixed")
 
     def _features(self) -> np.ndarray:
         embeddings = None
@@ -117,9 +168,14 @@ class SelectorFactory:
             self._agents[kind] = load_agent(self.run, self.config, self.problem, kind)
         return self._agents[kind]
 
-    def _ppo(self, name: str, period: Period | None) -> Selector:
+    def _ppo(self, name: str, period: Period | None) -> Any:
         from policies.selectors import PPOSelector  # torch
 
         # The MLP-only baseline is the run's own policy when the policy has no graph.
         kind = "mlp" if name == "mlp_ppo" and self.config.policy.kind != "mlp" else "policy"
         return PPOSelector(self.agent(kind), self.problem, period=period, name=name)
+
+    def _safe_policy(self, period: Period | None) -> GatedSelector:
+        """The LightGCN+MLP agent behind the run's validated gate, on the ``period``'s contexts."""
+        return GatedSelector.from_rule(self._ppo("policy_raw", period), self.rule(), self.problem.catalog.ids,
+                                       self._masks(period), name=SAFE_POLICY)

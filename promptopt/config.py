@@ -396,6 +396,26 @@ class EvalConfig:
                               f"{', '.join(SELECTOR_NAMES)}")
 
 
+GATE_THRESHOLDS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
+"""The default candidate margins of the safe policy's gate (``gate.thresholds``)."""
+
+
+@_section
+class GateConfig:
+    """The safe policy (``policy``): the best fixed template, and the learned choice only where a gate
+    validated on validation users says it pays (``promptopt.safe_policy``)."""
+
+    thresholds: Annotated[tuple[Annotated[float, Ge(0.0), Le(1.0)], ...], MinLen(1)] = GATE_THRESHOLDS
+    """Candidate probability margins of the policy's choice over the default; the rule keeps the
+    one with the largest validated gain whose bootstrap lower bound is > 0 (none: never deviate)."""
+    metric: Literal["reward", "ndcg@1", "ndcg@5", "ndcg@10", "hit@1", "hit@5", "hit@10", "mrr"] = "reward"
+    """What a validated gain is measured in: the run's reward total or a base-view metric."""
+    confidence: Annotated[float, Gt(0.0), Lt(1.0)] = 0.95
+    """Coverage of the bootstrap whose lower bound must be > 0."""
+    val_users: Count | None = None
+    """Validation users the gate is validated on (a seeded sample; None = all)."""
+
+
 @_section
 class ExportConfig:
     """What the prompt book (prompts.json) holds."""
@@ -439,6 +459,7 @@ class ExperimentConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 

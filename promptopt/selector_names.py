@@ -8,16 +8,24 @@ table of ``docs/experiments.md`` lists them (a test holds all four to this tuple
 from __future__ import annotations
 
 SELECTOR_NAMES: tuple[str, ...] = (
-    "random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy", "oracle",
+    "random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy_raw", "policy", "oracle",
 )
 """``random``, ``best_fixed`` and ``oracle`` learn nothing per user (:mod:`promptopt.selectors`);
-``epsilon_greedy`` and ``linucb`` are bandits (:mod:`promptopt.bandits`); ``mlp_ppo`` and ``policy``
-are the run's PPO agents (``policies.selectors``)."""
+``epsilon_greedy`` and ``linucb`` are bandits (:mod:`promptopt.bandits`); ``mlp_ppo`` and
+``policy_raw`` are the run's PPO agents' raw argmax (``policies.selectors``); ``policy`` is the safe
+policy (:mod:`promptopt.safe_policy`): the best fixed template, and the LightGCN+MLP agent's choice
+only where a gate validated on validation users says it pays. Every one goes through the one
+fallback rule of :mod:`promptopt.fallback`."""
 
 BANDIT_SELECTORS: tuple[str, ...] = ("epsilon_greedy", "linucb")
 """Selectors trained online for ``eval.bandit_steps`` episodes on LightGCN embeddings + profile."""
-PPO_SELECTORS: tuple[str, ...] = ("mlp_ppo", "policy")
-"""Selectors that are a run's trained PPO agent (``mlp_ppo``: the no-graph ablation)."""
+PPO_SELECTORS: tuple[str, ...] = ("mlp_ppo", "policy_raw", "policy")
+"""Selectors built on a run's trained PPO agent (``mlp_ppo``: the no-graph ablation; ``policy_raw``:
+the LightGCN+MLP agent's argmax, an ablation; ``policy``: the same agent behind the validated gate)."""
+RAW_POLICY = "policy_raw"
+"""The ungated argmax of the run's LightGCN+MLP agent."""
+SAFE_POLICY = "policy"
+"""The default selector: the gated policy."""
 
 
 def unknown_selectors(names: tuple[str, ...] | list[str]) -> list[str]:

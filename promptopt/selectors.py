@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from promptopt.fallback import FallbackOrder
 from promptopt.llm.types import Ranker
 from promptopt.splits import seeded_rng
 
@@ -122,6 +123,7 @@ class FixedSelector:
         name: str = "fixed",
     ) -> None:
         self.order = (int(index), *(int(i) for i in fallback if int(i) != int(index)))
+        self.fallback = FallbackOrder(self.order)
         self.masks = masks
         self.name = name
         self.template_means: np.ndarray | None = None
@@ -136,8 +138,7 @@ class FixedSelector:
         if self.masks is None:
             return out
         for i, user in enumerate(np.asarray(users, dtype=np.int64)):
-            mask = self.masks(int(user))
-            out[i] = next((t for t in self.order if mask[t]), self.order[0])
+            out[i] = self.fallback.first_fillable(self.masks(int(user)))
         return out
 
 

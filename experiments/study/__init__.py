@@ -6,8 +6,8 @@
 One job per module, the lowest layer first (each imports only modules listed before it):
 
 * :mod:`~experiments.study.config` — :class:`StudyConfig` (the ``study`` section) and ``load_study``;
-* :mod:`~experiments.study.choice_rules` — the safety gate, its validated threshold, the default's
-  confirmation within a call budget, the per-user bounds: pure functions of arrays, no study state;
+* :mod:`~experiments.study.choice_rules` — the call counter of a budget, the ridge selector and
+  the per-user bounds (the safe policy itself is :mod:`promptopt.safe_policy`): no study state;
 * :mod:`~experiments.study.answers` — :class:`AnswerTable`: every template's score for a set of users;
 * :mod:`~experiments.study.provenance` — the machine, its load and the answer cache's summary;
 * :mod:`~experiments.study.pooled` — per-user results pooled over seeds, bootstrap intervals;

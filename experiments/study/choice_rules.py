@@ -1,20 +1,13 @@
-"""Rules that choose templates: the safety gate, the default's confirmation, per-user bounds.
+"""Rules of the study that choose templates besides the safe policy: per-user bounds, ridge, call counts.
 
-Every function here is a pure function of arrays (or of a problem and a ranker it is handed): no
-study settings, no globals, nothing read from disk, so the rules can be used by any selector path.
+The safe policy itself (the default of the training-budget scan, the gate and its validated rule)
+is library code, :mod:`promptopt.safe_policy`, which the study calls like every other path.
 
-* :func:`gate_choices` / :class:`GatedSelector` — a policy behind a safety gate: the default
-  template for everyone, the policy's greedy choice only where its probability margin passes a
-  threshold;
-* :func:`choose_gate_threshold` — the threshold validated on held-out users (a bootstrap lower bound
-  of the gain must be > 0, else the gate never deviates);
-* :func:`confirm_top2` — identify the default within a call budget: the policy's two favourite
-  templates compared, paired, on as many training users as the remaining distinct calls allow
-  (counted by :class:`CountingRanker`);
+* :class:`CountingRanker` — passes requests on and counts the distinct ones (a budget's calls);
 * :func:`realistic_choices` / :class:`PerUserChoiceSelector` — the best template on each user's
   earlier targets (a realistic per-user bound);
 * :func:`ridge_choices` — deviate from a default where a ridge regression on features predicts a gain;
-* :func:`bootstrap_bounds` — the percentile bootstrap the rules test their gains with.
+* :func:`bootstrap_bounds` — the percentile bootstrap of the pooled intervals.
 """
 
 from __future__ import annotations
@@ -60,76 +53,7 @@ def bootstrap_bounds(
     return float(interval.low), float(interval.high)
 
 
-# ---------------------------------------------------------------------- the safety gate
-def gate_choices(probs: np.ndarray, default: int, threshold: float) -> np.ndarray:
-    """Per user, the policy's greedy template where its margin over the default passes ``threshold``.
-
-    For a user with policy probabilities p, greedy choice g and default template d: g when
-    ``g != d`` and ``p[g] - p[d] >= threshold``, else d (``threshold = inf``: always d).
-
-    Shapes: ``probs (n, T)`` -> ``(n,)`` int64.
-    """
-    greedy = probs.argmax(axis=1)
-    margin = probs[np.arange(len(probs)), greedy] - probs[:, default]
-    return np.where((greedy != default) & (margin >= threshold), greedy, default).astype(np.int64)
-
-
-def choose_gate_threshold(
-    probs: np.ndarray,
-    default: int,
-    scores: np.ndarray,
-    grid: Sequence[float],
-    *,
-    seed: int,
-    n_resamples: int = GATE_BOOTSTRAP_RESAMPLES,
-) -> float:
-    """The threshold with the best validated gain whose 95% bootstrap lower bound is > 0.
-
-    Args:
-        probs: ``(n, T)`` policy probabilities of the validation users.
-        default: The default template.
-        scores: ``(n, T)`` score of every template on the validation users' targets (``nan``: the
-            user cannot fill it; counted as no gain).
-        grid: Candidate thresholds.
-        seed: Seed of the bootstrap.
-        n_resamples: Bootstrap resamples.
-
-    Returns:
-        The threshold, or ``inf`` (never deviate) when no candidate's gain passes.
-    """
-    best, best_gain = float("inf"), 0.0
-    rows = np.arange(len(scores))
-    for threshold in grid:
-        choice = gate_choices(probs, default, threshold)
-        gain = np.nan_to_num(scores[rows, choice] - scores[rows, default])
-        if (
-            np.any(gain)
-            and bootstrap_bounds(gain, n_resamples=n_resamples, seed=seed)[0] > 0
-            and gain.mean() > best_gain
-        ):
-            best, best_gain = float(threshold), float(gain.mean())
-    return best
-
-
-class GatedSelector:
-    """A policy behind the safety gate of :func:`gate_choices`.
-
-    Args:
-        policy: Anything with ``action_probabilities(users) -> (n, T)`` (a PPO selector).
-        default: The default template.
-        threshold: The gate's probability margin (``inf``: never deviate).
-        name: Report name.
-    """
-
-    def __init__(self, policy: Any, default: int, threshold: float, name: str = "policy_safe") -> None:
-        self.policy, self.default, self.threshold, self.name = policy, default, threshold, name
-
-    def select(self, users: np.ndarray) -> np.ndarray:
-        probs = self.policy.action_probabilities(np.asarray(users, dtype=np.int64))
-        return gate_choices(probs, self.default, self.threshold)
-
-
-# ---------------------------------------------------------------------- the default, within a budget
+# ---------------------------------------------------------------------- counting the calls of a budget
 class CountingRanker:
     """Passes requests on and counts the distinct ones: the calls a run with its own cold cache pays."""
 
@@ -147,58 +71,6 @@ class CountingRanker:
     @property
     def calls(self) -> int:
         return len(self.seen)
-
-
-def confirm_top2(
-    problem: Any,
-    counter: CountingRanker,
-    mean_probs: np.ndarray,
-    pool: np.ndarray,
-    train: np.ndarray,
-    cap: int,
-    *,
-    seed: int,
-) -> tuple[int, dict[str, Any]]:
-    """Spend what is left of a call budget comparing the policy's two favourite templates.
-
-    The two templates with the highest mean policy probability are scored on the ``pool`` and on
-    seeded training users outside it, as many as the remaining distinct calls allow (``cap`` minus
-    what ``counter`` has seen); the one with the better mean reward, paired over those users, wins.
-
-    Args:
-        problem: The problem (tasks, masks, requests, :meth:`run`).
-        counter: The ranker the policy trained through (its distinct calls count against ``cap``).
-        mean_probs: ``(T,)`` mean policy probability of each template on the training users.
-        pool: Training users the policy trained on (scored first).
-        train: All training users.
-        cap: Distinct calls allowed in total (training included).
-        seed: Seed of the order of the further users.
-
-    Returns:
-        The winning template and ``confirm_users`` / ``confirm_top2`` / ``confirm_means``.
-    """
-    top = [int(t) for t in np.argsort(-mean_probs, kind="stable")[:2]]
-    rest = np.random.default_rng(seed + 1).permutation(np.setdiff1d(train, pool))
-    chosen: list[int] = []
-    spent = counter.calls
-    for user in np.concatenate([pool, rest]):
-        tasks = problem.tasks(int(user))
-        new = {r for t in top if problem.action_mask(int(user))[t] for r in problem.requests(tasks, t)}
-        new -= counter.seen
-        if spent + len(new) > cap:
-            break
-        spent += len(new)
-        chosen.append(int(user))
-    users = np.array(chosen, dtype=np.int64)
-    rewards = np.full((users.size, 2), np.nan)
-    for k, template in enumerate(top):
-        for i, outcome in enumerate(problem.run(users, [template] * users.size, counter)):
-            if outcome is not None and outcome.valid:
-                rewards[i, k] = outcome.reward.total
-    both = np.isfinite(rewards).all(axis=1)
-    means = rewards[both].mean(axis=0) if both.any() else np.zeros(2)
-    winner = top[int(np.argmax(means))]
-    return winner, {"confirm_users": int(users.size), "confirm_top2": top, "confirm_means": means.tolist()}
 
 
 # ---------------------------------------------------------------------- per-user choices

@@ -27,7 +27,8 @@ class StudyConfig:
     robust_weight: float = 0.5
     """w of the drift-robust reward (the accuracy-only reward has w = 0)."""
     budget_share: float = 0.3
-    """Share of the exhaustive sweep's calls the learned selectors may spend in training."""
+    """Share of the exhaustive sweep's calls the learned selectors may spend in training (the safe
+    policy's training-budget scan included)."""
     gate_grid: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
     """Candidate probability margins of the safety gate (chosen on validation users)."""
     families: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -42,8 +43,6 @@ class StudyConfig:
     """Requests per ranker call while filling the answer tables."""
     pool_share: float = 0.3
     """Share of the training users PPO and the bandits train on (<= budget_share)."""
-    confirm: bool = True
-    """After PPO, spend the rest of the budget comparing the policy's top-2 templates on more users."""
     note: str = ""
     """What this attempt changed (kept with its measured numbers in the attempts log)."""
 

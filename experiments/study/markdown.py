@@ -127,16 +127,17 @@ def budget_section(budget: list[dict[str, Any]]) -> list[str]:
         "## 2. Budget: identifying the best fixed template",
         "",
         "The exhaustive sweep scores every training user with every template (and every view of the"
-        " robust reward). `gap` is the sweep's winner minus the template PPO identified, in the sweep's"
-        " own reward, paired over training users; identified counts when it is the winner or the gap's"
-        " interval includes 0. Calls: distinct requests of PPO training and confirmation.",
+        " robust reward). `gap` is the sweep's winner minus the template the safe policy identified, in"
+        " the sweep's own reward, paired over training users; identified counts when it is the winner or"
+        " the gap's interval includes 0. Calls: distinct requests of PPO training and the safe policy's"
+        " scan.",
         "",
         markdown_table(
             [
                 "seed",
                 "reward",
                 "sweep winner",
-                "PPO identified",
+                "identified (scan)",
                 "gap [95% CI]",
                 "identified",
                 "calls / exhaustive",

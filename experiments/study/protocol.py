@@ -11,9 +11,12 @@ selector and seed. Seeds vary what is learned: LightGCN, PPO, bandits, the rando
    (the realistic per-user bound) and latest source- / target-period items (drift).
 2. Per seed and reward (accuracy only, w = 0; drift-robust, w > 0): LightGCN BPR pretraining on the
    leak-free training graph, PPO (LightGCN+MLP and MLP-only) and LinUCB / epsilon-greedy trained on a
-   seeded pool of training users holding ``budget_share`` of the exhaustive sweep's calls, then a
-   safety gate: the policy keeps the template it identified as best for everyone and deviates for a
-   user only where its probability margin passes a threshold validated on validation users.
+   seeded pool of training users (``pool_share``); then the safe policy of every run
+   (:mod:`promptopt.safe_policy`): the training-budget scan scores every template on the pool and
+   further seeded training users, as many as ``budget_share`` of the exhaustive sweep's calls
+   allow (the pool's answers are PPO's own), which ranks the fallback list whose head is the
+   default; the gate deviates for a user only where the policy's probability margin passes a
+   threshold validated on validation users (paired bootstrap lower bound of the gain > 0).
 3. Evaluation on test users (NDCG@10 of the last item, paired bootstrap intervals, pooled over
    seeds by averaging each user's value), drift drops, the search for signal, RESULTS.md and plots.
 
@@ -41,14 +44,7 @@ from experiments.assembly import agent_config, build_problem, make_env, make_run
 from experiments.rundir import RunDir
 from experiments.selector_factory import SelectorFactory
 from experiments.study.answers import AnswerTable, score_table
-from experiments.study.choice_rules import (
-    CountingRanker,
-    GatedSelector,
-    PerUserChoiceSelector,
-    choose_gate_threshold,
-    confirm_top2,
-    realistic_choices,
-)
+from experiments.study.choice_rules import CountingRanker, PerUserChoiceSelector, realistic_choices
 from experiments.study.config import StudyConfig
 from experiments.study.provenance import load_average, probe_hardware
 from experiments.study.report import write_results
@@ -61,8 +57,10 @@ from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_feat
 from promptopt.config import ExperimentConfig, config_to_dict
 from promptopt.errors import ConfigError
 from promptopt.evaluation import evaluate_selector
+from promptopt.fallback import FallbackSelector, stack_masks
 from promptopt.problem import Period, RecProblem
-from promptopt.selectors import FixedSelector, OracleSelector
+from promptopt.safe_policy import GateRule, validate_gate
+from promptopt.selectors import FixedSelector, OracleSelector, best_fixed
 
 logger = logging.getLogger("promptopt.study")
 
@@ -229,67 +227,119 @@ def run_seed(
 
 
 def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) -> dict[str, Any]:
-    """One reward of one seed: train the learned selectors, identify the default, gate, evaluate."""
-    acc, config, study, tables = setup.accuracy, setup.config, setup.study, setup.tables
-    train, val, test = acc.pool("train"), acc.pool("val"), acc.pool("test")
+    """One reward of one seed: train the learned selectors, the safe policy's rule, evaluate."""
+    acc, config, tables = setup.accuracy, setup.config, setup.tables
+    train, test = acc.pool("train"), acc.pool("test")
     sweep = tables[f"train_{reward_name}"]
     means = np.nanmean(sweep.reward, axis=0)
     order = [int(t) for t in np.argsort(-np.where(np.isfinite(means), means, -np.inf), kind="stable")]
     train_stats, counters = train_ppo_agents(config, problem, setup.ranker, setup.pool, run)
     bandits = train_bandits(setup, problem, train_stats)
-    factory = SelectorFactory(config, acc, setup.ranker, run)
-    policy: Any = factory("policy")  # a PPOSelector: its probabilities feed the gate
-    mean_probs = policy.action_probabilities(train).mean(axis=0)
-    identified = int(mean_probs.argmax())
-    if study.confirm:
-        cap = int(np.floor(study.budget_share * train.size * acc.n_templates * problem.calls_per_episode))
-        identified, confirmation = confirm_top2(
-            problem, counters["policy"], mean_probs, setup.pool, train, cap, seed=setup.seed
-        )
-        train_stats["policy"].update(confirmation, distinct_calls=counters["policy"].calls)
-    val_table = tables["val"]
-    threshold = choose_gate_threshold(
-        policy.action_probabilities(val),
-        identified,
-        val_table.ndcg[val_table.rows(val)],
-        study.gate_grid,
-        seed=setup.seed,
-    )
+    agent = SelectorFactory(config, acc, setup.ranker, run).agent("policy")
+    rule, scanned = safe_rule(setup, problem, counters["policy"], agent)
+    train_stats["policy"].update(scan_users=int(scanned.size), distinct_calls=counters["policy"].calls)
+    factory = SelectorFactory(config, acc, setup.ranker, run, rule=rule)
+    identified = acc.catalog.ids.index(rule.default)
     logger.info(
-        "seed %d %s: identified %s (sweep winner %s), gate threshold %s",
+        "seed %d %s: identified %s (sweep winner %s); %s",
         setup.seed,
         reward_name,
-        acc.catalog.ids[identified],
+        rule.default,
         acc.catalog.ids[order[0]],
-        threshold,
+        rule.summary(),
     )
     earlier = [tables[name] for name in ("test_back1", "test_back2")]
     realistic = PerUserChoiceSelector(
         "realistic", realistic_choices([t.ndcg[t.rows(test)] for t in earlier], test, order), order[0]
     )
     best = FixedSelector(order[0], fallback=order[1:], masks=acc.action_mask, name="best_fixed")
+    fallback = rule.fallback(acc.catalog.ids)
 
     def selectors(period: Period | None) -> list[Any]:
+        def masks(user: int) -> np.ndarray:
+            return acc.action_mask(int(user), period=period)
+
+        def safe(selector: Any) -> FallbackSelector:
+            return FallbackSelector(selector, fallback, masks, acc.n_templates)
+
         return [
             factory("random"),
-            best,
-            bandits["epsilon_greedy"],
-            bandits["linucb"],
+            safe(best),
+            safe(bandits["epsilon_greedy"]),
+            safe(bandits["linucb"]),
             factory("mlp_ppo", period),
-            factory("policy", period),
-            GatedSelector(factory("policy", period), identified, threshold),
+            _renamed(factory("policy_raw", period), "policy"),
+            _renamed(factory("policy", period), "policy_safe"),
             OracleSelector(acc, setup.ranker, metric="ndcg@10", period=period),
-        ] + ([realistic] if period is None else [])
+        ] + ([safe(realistic)] if period is None else [])
 
     return {
         "sweep_means": means.tolist(),
         "sweep_order": order,
         "identified": identified,
-        "tau": threshold,  # the gate threshold (the key study.json has always used)
+        "tau": rule.threshold if rule.threshold is not None else float("inf"),  # the study.json key
+        "gate": rule.to_json(),
         "train": train_stats,
         "results": evaluate_on_test(setup, selectors),
         "exhaustive_calls": int(train.size * acc.n_templates * problem.calls_per_episode),
     }
+
+
+def _renamed(selector: Any, name: str) -> Any:
+    """``selector`` reported as ``name`` (study.json's keys: ``policy`` raw, ``policy_safe`` gated)."""
+    selector.name = name
+    return selector
+
+
+def safe_rule(
+    setup: SeedSetup, problem: Any, counter: CountingRanker, agent: Any
+) -> tuple[GateRule, np.ndarray]:
+    """The safe policy's rule of one reward: the training-budget scan, then the gate on validation users.
+
+    The scan scores every template on the PPO pool and on further seeded training users, as many as
+    the budget (``budget_share`` of the exhaustive sweep's distinct calls, PPO's included: it scans
+    through PPO's :class:`CountingRanker`) allows; its ranking is the fallback list. The gate is
+    validated with the validation users' NDCG@10 of every template (the ``val`` answer table).
+
+    Returns:
+        The rule and the scanned training users.
+    """
+    from policies.selectors import PPOSelector  # torch
+
+    acc, study, tables = setup.accuracy, setup.study, setup.tables
+    train, val = acc.pool("train"), acc.pool("val")
+    cap = int(np.floor(study.budget_share * train.size * acc.n_templates * problem.calls_per_episode))
+    rest = np.random.default_rng(setup.seed + 1).permutation(np.setdiff1d(train, setup.pool))
+    users: list[int] = []
+    spent = set(counter.seen)
+    for user in np.concatenate([setup.pool, rest]):
+        tasks = problem.tasks(int(user))
+        mask = problem.action_mask(int(user))
+        new = {r for t in range(acc.n_templates) if mask[t] for r in problem.requests(tasks, t)} - spent
+        if len(spent) + len(new) > cap:
+            break
+        spent |= new
+        users.append(int(user))
+    scanned = np.array(users, dtype=np.int64)
+    fixed = best_fixed(problem, counter, scanned, metric="reward")
+    scan = {"split": "train", "n_users": int(scanned.size), "metric": "reward", "calls": counter.calls,
+            "templates": [{"template_id": tid, "mean_reward": None if not np.isfinite(m) else float(m)}
+                          for tid, m in zip(acc.catalog.ids, fixed.template_means)]}
+    val_table = tables["val"]
+    rule = validate_gate(
+        PPOSelector(agent, acc).action_probabilities(val),
+        fixed.fallback,
+        stack_masks(acc.action_mask, val, acc.n_templates),
+        val_table.ndcg[val_table.rows(val)],
+        ids=acc.catalog.ids,
+        users=[acc.data.user_ids[int(u)] for u in val],
+        thresholds=study.gate_grid,
+        metric="ndcg@10",
+        n_bootstrap=setup.config.eval.n_bootstrap,
+        seed=setup.seed,
+        scan=scan,
+    )
+    return rule, scanned
 
 
 def train_ppo_agents(

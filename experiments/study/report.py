@@ -165,26 +165,22 @@ def setup_section(run: Mapping[str, Any]) -> list[str]:
         f"* Learned selectors (PPO, LinUCB, epsilon-greedy) train on a seeded pool of"
         f" {study.get('pool_share', study['budget_share']):.0%} of the training users with every template"
         f" ({exp['ppo']['total_timesteps']} episodes each; answers they already saw come back from the"
-        " cache)"
-        + (
-            f"; then the rest of the budget ({study['budget_share']:.0%} of the exhaustive sweep's distinct"
-            " calls, counted exactly) compares PPO's two favourite templates on more training users, and the"
-            " better one is the template PPO identified"
-            if study.get("confirm")
-            else ""
-        )
+        " cache). The safe policy's training-budget scan then scores every template on the pool and on"
+        f" further seeded training users, as many as {study['budget_share']:.0%} of the exhaustive sweep's"
+        " distinct calls allow (PPO's included, counted exactly); its best template is the one identified"
         + ". PPO: "
         f"lr {exp['ppo']['learning_rate']}, {exp['env']['n_envs']} envs x {exp['ppo']['n_steps']} steps per"
         f" rollout, {exp['ppo']['n_epochs']} epochs, entropy {exp['ppo']['ent_coef']}; LightGCN"
         f" {exp['policy']['embedding_dim']}-d, {exp['policy']['n_layers']} layers,"
         f" BPR <= {exp['policy']['bpr_epochs']}"
         " epochs with early stopping.",
-        "* `policy_safe` is the LightGCN+MLP PPO policy behind a safety gate: it uses the template the policy"
-        " identified as best overall (see above; without the confirmation stage: its highest mean"
-        " probability on training users) and deviates to its"
-        " greedy choice for a user only when the probability margin passes a threshold chosen on validation"
-        " users among " + ", ".join(str(x) for x in study["gate_grid"]) + " (only a threshold whose validated"
-        " gain has a 95% bootstrap lower bound > 0 is accepted; otherwise it never deviates).",
+        "* `policy_safe` is the safe policy every `promptopt` path calls `policy` (`promptopt.safe_policy`):"
+        " the template the training-budget scan identified (falling back along the scan's ranking for a user"
+        " who cannot fill it), and the LightGCN+MLP PPO policy's greedy choice for a user only when its"
+        " probability margin passes a threshold chosen on validation users among "
+        + ", ".join(str(x) for x in study["gate_grid"]) + " (only a threshold whose validated NDCG@10"
+        " gain has a 95% bootstrap lower bound > 0 is accepted; otherwise it never deviates). `policy` is"
+        " the same agent's raw argmax (`policy_raw` in `promptopt evaluate`).",
         "* Intervals: 95% percentile bootstrap over test users; each user's value is its mean over seeds.",
         "",
     ]

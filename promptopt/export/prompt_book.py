@@ -3,7 +3,10 @@
 A prompt book records, for every user a run knows, the template the trained selector chose (with
 its action probabilities and the filled prompt of the user's latest task), the global ranking of
 templates, the template catalog, the ranker's identity (never credentials), the dataset, split and
-reward settings, and the evaluation summary. :meth:`PromptBook.load` validates a file against the
+reward settings, the evaluation summary and (schema 1.1) the safe policy's validated ``gate``: the
+ranked fallback list whose head is the default template, the threshold, and what it was validated
+on; each user says whether the policy deviates from the default and why. :meth:`PromptBook.load`
+validates a file against the
 schema shipped next to this module (``prompt_book.schema.json``, see
 :mod:`promptopt.export.validation`). Loading and serving import neither torch nor any RL library.
 """
@@ -57,6 +60,9 @@ class UserChoice:
             when the selector is deterministic and has none).
         prompt: The chosen template filled for the user's latest task (``None`` when not stored).
         split: ``"train"``, ``"val"``, ``"test"`` or ``"other"``.
+        deviates: The safe policy sends this user to the learned choice instead of the default
+            (``None``: a book without a gate).
+        reason: Why the user gets the default or the learned choice (``None``: no gate).
     """
 
     user_id: str
@@ -64,15 +70,22 @@ class UserChoice:
     probabilities: tuple[float, ...] = ()
     prompt: str | None = None
     split: str = "other"
+    deviates: bool | None = None
+    reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "user_id": self.user_id,
             "split": self.split,
             "template_id": self.template_id,
             "action_probabilities": [float(p) for p in self.probabilities],
             "prompt": self.prompt,
         }
+        if self.deviates is not None:
+            out["deviates"] = bool(self.deviates)
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,9 @@ class ServedPrompt:
         fallback: True when the user's chosen template was not used (unknown user, or a template
             this context cannot fill).
         reason: Why it fell back (empty otherwise).
+        deviates: The safe policy sends this user away from the default template.
+        decision: Why the user's choice is the default or the policy's (the book's per-user reason;
+            for a book without a gate, says so).
     """
 
     user_id: str
@@ -95,6 +111,8 @@ class ServedPrompt:
     request: RankRequest
     fallback: bool
     reason: str = ""
+    deviates: bool = False
+    decision: str = ""
 
 
 def template_to_json(template: Any) -> dict[str, Any]:
@@ -127,6 +145,8 @@ class PromptBook:
                 probabilities=tuple(row["action_probabilities"]),
                 prompt=row.get("prompt"),
                 split=row.get("split", "other"),
+                deviates=row.get("deviates"),
+                reason=row.get("reason"),
             )
             for row in self._payload["users"]
         }
@@ -148,6 +168,7 @@ class PromptBook:
         choices: Sequence[UserChoice],
         evaluation: Mapping[str, Any] | None = None,
         default_template: str | None = None,
+        gate: Mapping[str, Any] | None = None,
         created_at: datetime | None = None,
     ) -> PromptBook:
         """Assemble and validate a book.
@@ -165,7 +186,9 @@ class PromptBook:
             global_ranking: Template scores; sorted best first here.
             choices: One entry per user.
             evaluation: The evaluation summary, ``None`` when not evaluated yet.
-            default_template: Served to unknown users; defaults to the top of the global ranking.
+            default_template: Served to unknown users; defaults to the head of ``gate.order``, else
+                the top of the global ranking.
+            gate: The safe policy's rule (``promptopt.safe_policy.GateRule.to_json()``).
             created_at: Creation time (default: now, UTC).
 
         Raises:
@@ -176,6 +199,8 @@ class PromptBook:
             global_ranking,
             key=lambda s: (s.mean_reward is None, -(s.mean_reward or 0.0), -s.n, s.template_id),
         )
+        if default_template is None and gate is not None:
+            default_template = str(gate["order"][0])
         if default_template is None:
             if not ranking:
                 raise PromptBookError("cannot build a prompt book: no template scores and no default")
@@ -205,6 +230,8 @@ class PromptBook:
             "evaluation": (None if evaluation is None
                            else json.loads(json.dumps(evaluation, default=jsonable))),
         }
+        if gate is not None:
+            payload["gate"] = json.loads(json.dumps(gate, default=jsonable))
         return cls(payload, source="prompt book")
 
     @classmethod
@@ -258,6 +285,19 @@ class PromptBook:
     @property
     def evaluation(self) -> dict[str, Any] | None:
         return self._payload["evaluation"]
+
+    @property
+    def gate(self) -> dict[str, Any] | None:
+        """The safe policy's validated rule, ``None`` for a book written before schema 1.1."""
+        gate = self._payload.get("gate")
+        return None if gate is None else dict(gate)
+
+    @property
+    def fallback_order(self) -> tuple[str, ...]:
+        """The ranked fallback list: the gate's order (the training-budget scan), else the global ranking."""
+        gate = self._payload.get("gate")
+        order = list(gate["order"]) if gate else [s["template_id"] for s in self._payload["global_ranking"]]
+        return tuple(dict.fromkeys([*order, *self.template_ids]))
 
     @property
     def template_ids(self) -> tuple[str, ...]:
@@ -323,8 +363,12 @@ class PromptBook:
 
         * the user is not in the book: the best global template (:attr:`default_template`);
         * the chosen template cannot be filled for this context (too short a history, no ratings,
-          collaborative hints needed but ``hints`` not given): the user's next most probable
-          template, then the global ranking, the first that can be filled.
+          collaborative hints needed but ``hints`` not given): the first template of the ranked
+          fallback list (:attr:`fallback_order`) that can be filled — the one rule every selector
+          follows (:mod:`promptopt.fallback`).
+
+        ``deviates`` and ``decision`` say whether the safe policy sends the user away from the
+        default template and why (the rule validated on validation users, see :attr:`gate`).
 
         Args:
             context: The user's current history (``raw_user_id`` picks the template).
@@ -354,6 +398,7 @@ class PromptBook:
         if why_not:
             reason = "; ".join(r for r in (reason, why_not) if r)
             fallback = True
+        deviates, decision = self._decision(context.raw_user_id)
         if fallback:
             logger.info("prompt_for: %s: serving template %r", reason, template.id)
         # The target is unknown at serving time; templates never show it, but a task needs one.
@@ -371,19 +416,28 @@ class PromptBook:
             request=request,
             fallback=fallback,
             reason=reason,
+            deviates=deviates and not fallback,
+            decision=decision,
         )
+
+    def _decision(self, user_id: str) -> tuple[bool, str]:
+        """Whether the book's policy deviates from the default for ``user_id``, and why."""
+        choice = self._choices.get(user_id)
+        if choice is None:
+            return False, f"user {user_id!r} is not in the book: the default {self.default_template!r}"
+        if self.gate is None or choice.deviates is None:
+            return (choice.template_id != self.default_template,
+                    f"{self.source} has no validated gate (schema {self.schema_version}, written before the "
+                    "safe policy): serving the stored choice; re-export the run with `promptopt export "
+                    "RUN_DIR` for the gated policy")
+        return bool(choice.deviates), choice.reason or ""
 
     def _fillable(
         self, template_id: str, context: UserContext, hints: CollaborativeHints | None
     ) -> tuple[PromptTemplate, str]:
         """The first template, from ``template_id`` on, that ``context`` can fill, and why the
         preferred one could not be used (empty when it could)."""
-        choice = self._choices.get(context.raw_user_id)
-        order = [template_id]
-        if choice is not None and choice.probabilities:
-            ranked = sorted(range(len(choice.probabilities)), key=lambda k: -choice.probabilities[k])
-            order += [self.template_ids[k] for k in ranked if choice.probabilities[k] > 0]
-        order += [s.template_id for s in self.global_ranking] + list(self.template_ids)
+        order = [template_id, *self.fallback_order]
         first_reason = ""
         for tid in dict.fromkeys(order):
             template = self.template(tid)

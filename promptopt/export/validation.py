@@ -18,8 +18,9 @@ from promptopt.errors import PromptBookError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1.0"
-"""Version written into new books; books of any ``1.x`` version load."""
+SCHEMA_VERSION = "1.1"
+"""Version written into new books (1.1 adds the safe policy's ``gate`` and each user's ``deviates`` /
+``reason``); books of any ``1.x`` version load."""
 
 SCHEMA_PATH = Path(__file__).with_name("prompt_book.schema.json")
 """The JSON Schema every prompt book validates against."""
@@ -62,6 +63,8 @@ def validate(payload: Any, *, source: str = "prompt book") -> None:
     refs += [(f"$.global_ranking[{k}].template_id", row["template_id"])
              for k, row in enumerate(payload["global_ranking"])]
     refs += [(f"$.users[{k}].template_id", row["template_id"]) for k, row in enumerate(payload["users"])]
+    gate_order = (payload.get("gate") or {}).get("order", [])
+    refs += [(f"$.gate.order[{k}]", tid) for k, tid in enumerate(gate_order)]
     for path, template_id in refs:
         if template_id not in known:
             raise PromptBookError(

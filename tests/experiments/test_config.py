@@ -44,7 +44,7 @@ def test_quickstart_is_the_offline_embedded_default() -> None:
     assert config.ranker.backend == "embedding" and "MiniLM" in config.ranker.model
     assert config.policy.kind == "lightgcn_mlp"
     assert set(config.eval.selectors) == {"random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo",
-                                          "policy", "oracle"}
+                                          "policy_raw", "policy", "oracle"}
     assert config.tracking.mode == "offline"
 
 

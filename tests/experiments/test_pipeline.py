@@ -22,7 +22,7 @@ from promptopt.export import PromptBook
 from promptopt.metrics import METRIC_NAMES
 from tests.experiments.conftest import tiny_config_dict
 
-SELECTORS = ["random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy", "oracle"]
+SELECTORS = ["random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", "policy_raw", "policy", "oracle"]
 
 
 def tiny_config(tmp_path: Path, **sections: Any) -> Path:
@@ -126,9 +126,22 @@ def test_prompt_book_loads_and_serves(finished_run) -> None:
     assert book.evaluation["methods"]["policy"]["metrics"]["ndcg@10"]["mean"] == pytest.approx(
         metrics["evaluation"]["methods"]["policy"]["metrics"]["ndcg@10"]["mean"])
     payload = json.loads((run_dir / "prompts.json").read_text())
+    # The safe policy: the rule validated in training, on validation users only, is in the book.
+    rule = metrics["safe_policy"]
+    assert book.gate is not None and book.gate["order"] == rule["order"] and book.gate["split"] == "val"
+    assert sorted(rule["users"]) == sorted(data.user_ids[int(u)] for u in split.val)
+    assert book.default_template == rule["order"][0]
+    index = {raw: u for u, raw in enumerate(data.user_ids)}
     for row in payload["users"]:
         assert abs(sum(row["action_probabilities"]) - 1.0) < 1e-6
-        assert row["template_id"] == catalog.ids[int(np.argmax(row["action_probabilities"]))]
+        if row["deviates"]:  # the policy's own choice, only where the validated gate says so
+            assert rule["threshold"] is not None
+            assert row["template_id"] == catalog.ids[int(np.argmax(row["action_probabilities"]))]
+            assert "deviates" in row["reason"]
+        else:  # the default: the first template of the ranked list this user can fill
+            mask = problem.action_mask(index[row["user_id"]], final=True)
+            first = next(t for t in rule["order"] if mask[catalog.index_of(t)])
+            assert row["template_id"] == first and row["reason"].startswith("default")
     # The stored prompt is the chosen template filled for the user's last task.
     user = next(int(u) for u in split.test if data.history_length(int(u)) >= 15)  # fills any template
     row = next(r for r in payload["users"] if r["user_id"] == data.user_ids[user])
@@ -138,6 +151,7 @@ def test_prompt_book_loads_and_serves(finished_run) -> None:
     ctx = UserContext.at(data, user, data.history_length(user))
     served = book.prompt_for(ctx, list(task.candidates), data)
     assert served.template_id == row["template_id"] and not served.fallback
+    assert served.deviates == row["deviates"] and served.decision == row["reason"]
     stranger = UserContext(user=0, raw_user_id="not-a-user", items=ctx.items, ratings=ctx.ratings,
                            timestamps=ctx.timestamps)
     served = book.prompt_for(stranger, list(task.candidates), data)
@@ -215,7 +229,10 @@ def test_resume_after_an_interrupted_run(tmp_path, monkeypatch) -> None:
     first, second = sessions
     assert first.keys and second.keys
     assert not set(first.keys) & set(second.keys), "a request answered before the stop was sent again"
-    assert state["llm"]["calls"] == len(first.keys) + len(second.keys)
+    # Every request sent is the agent's training or the safe policy's scan and validation.
+    spend = metrics["safe_policy"]["spend"]
+    assert state["llm"]["calls"] + spend["scan_uncached"] + spend["validation_uncached"] == len(
+        first.keys) + len(second.keys)
 
 
 def test_budget_stop_saves_a_checkpoint_and_resumes(tmp_path, monkeypatch) -> None:

@@ -59,6 +59,80 @@ def book(catalog, synthetic_data, users) -> PromptBook:
     )
 
 
+def _gate(ids, threshold: float | None = 0.3) -> dict:
+    from promptopt.safe_policy import GateRule
+
+    return GateRule(order=(ids[1], ids[0], ids[3], ids[2]), threshold=threshold, metric="reward", split="val",
+                    users=("41", "42"), gain=0.02, low=0.004, high=0.04).to_json()
+
+
+@pytest.fixture()
+def gated_book(book, catalog, synthetic_data, users) -> PromptBook:
+    """The same book written by the safe policy: a gate, and each user's decision with its reason."""
+    ids = catalog.ids
+    payload = book.to_dict()
+    payload["gate"] = _gate(ids)
+    payload["users"][0].update(deviates=True, reason=f"deviates from {ids[1]!r} to the policy's {ids[2]!r}")
+    payload["users"][1].update(deviates=False, reason=f"default {ids[0]!r}: the policy's margin 0.100 < 0.3")
+    return PromptBook(payload)
+
+
+def test_a_gated_book_says_for_each_user_whether_it_deviates_and_why(gated_book, catalog, synthetic_data,
+                                                                    users) -> None:
+    ids = catalog.ids
+    assert gated_book.gate["threshold"] == 0.3 and gated_book.gate["split"] == "val"
+    assert gated_book.fallback_order == (ids[1], ids[0], ids[3], ids[2])
+    served = gated_book.prompt_for(_context(synthetic_data, users[0]), [1, 2, 3], synthetic_data)
+    assert (served.template_id, served.deviates, served.fallback) == (ids[2], True, False)
+    assert served.decision.startswith("deviates from")
+    served = gated_book.prompt_for(_context(synthetic_data, users[1]), [1, 2, 3], synthetic_data)
+    assert (served.template_id, served.deviates) == (ids[0], False)
+    assert "margin 0.100 < 0.3" in served.decision
+    served = gated_book.prompt_for(_context(synthetic_data, users[2]), [1, 2, 3], synthetic_data)
+    assert not served.deviates and "not in the book" in served.decision
+    # A build with a gate takes its default from the gate's ranked list.
+    built = PromptBook.build(**{**_build_args(gated_book), "gate": _gate(ids, None)})
+    assert built.default_template == ids[1] and built.gate["threshold"] is None
+
+
+def _build_args(book: PromptBook) -> dict:
+    p = book.to_dict()
+    return {"run": p["run"], "ranker_identity": p["ranker"], "dataset": p["dataset"], "split": p["split"],
+            "reward": p["reward"], "catalog_name": p["catalog"]["name"],
+            "catalog_slots": p["catalog"]["slots"],
+            "templates": p["catalog"]["templates"],
+            "global_ranking": [TemplateScore(**r) for r in p["global_ranking"]],
+            "choices": [UserChoice(user_id=r["user_id"], template_id=r["template_id"],
+                                   probabilities=tuple(r["action_probabilities"])) for r in p["users"]]}
+
+
+def test_an_old_book_without_a_gate_loads_and_says_so(book, tmp_path, synthetic_data, users) -> None:
+    payload = book.to_dict()
+    payload["schema_version"] = "1.0"  # written before the safe policy: no gate, no per-user decision
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    old = PromptBook.load(path)
+    assert old.gate is None
+    served = old.prompt_for(_context(synthetic_data, users[0]), [1, 2, 3], synthetic_data)
+    assert served.template_id == payload["users"][0]["template_id"] and not served.fallback
+    assert "has no validated gate (schema 1.0" in served.decision and "promptopt export" in served.decision
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [(lambda g: g.pop("order"), r"\$\.gate: 'order' is a required property"),
+     (lambda g: g.update(threshold="high"), r"\$\.gate\.threshold: 'high' is not of type"),
+     (lambda g: g["order"].append("expert.nothing"),
+      r"\$\.gate\.order\[4\]: template 'expert\.nothing' is not")],
+)
+def test_a_damaged_gate_fails_in_one_line(gated_book, change, where) -> None:
+    payload = gated_book.to_dict()
+    change(payload["gate"])
+    with pytest.raises(PromptBookError, match=where) as info:
+        PromptBook(payload, source="prompts.json")
+    assert "\n" not in str(info.value)
+
+
 def test_build_sorts_ranking_sets_default_and_drops_credentials(book, catalog) -> None:
     ids = catalog.ids
     assert [s.template_id for s in book.global_ranking] == [ids[1], ids[3], ids[0], ids[2]]
@@ -195,7 +269,9 @@ def test_prompt_for_falls_back_when_the_chosen_template_cannot_be_filled(book, c
     ctx = _context(synthetic_data, users[0])
     with caplog.at_level(logging.INFO, logger="promptopt.export.prompt_book"):
         served = hinted.prompt_for(ctx, [1, 2, 3], synthetic_data)
-    assert served.fallback and served.template_id == ids[2], "the user's next most probable template"
+    # The one fallback rule: the first fillable template of the ranked list (here the global ranking:
+    # recent10, then similar, recent5, genres10), never the policy's next most probable template.
+    assert served.fallback and served.template_id == ids[1], "the ranked list's first fillable template"
     assert "collaborative hints" in served.reason
     assert any("collaborative hints" in r.getMessage() for r in caplog.records)
     hints = CollaborativeHints.fit(synthetic_data, np.ones(synthetic_data.n_interactions, dtype=bool))
@@ -216,7 +292,9 @@ def test_prompt_for_rejects_bad_candidates(book, synthetic_data, users) -> None:
         book.prompt_for(ctx, [1, synthetic_data.n_items + 3], synthetic_data)
 
 
-def test_loading_and_serving_import_no_torch(book, tmp_path, users) -> None:
+@pytest.mark.parametrize("which", ["book", "gated_book"])
+def test_loading_and_serving_import_no_torch(which, request, tmp_path, users) -> None:
+    book = request.getfixturevalue(which)
     path = book.save(tmp_path / "prompts.json")
     script = textwrap.dedent(f"""
         import sys

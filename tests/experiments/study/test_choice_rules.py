@@ -1,41 +1,18 @@
-"""The study's choice rules: the gate and its threshold, the bootstrap, per-user and ridge choices."""
+"""The study's own choice rules: the bootstrap, per-user and ridge choices.
+
+The safe policy's gate is library code: ``tests/promptopt/test_safe_policy.py``.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from experiments.study.choice_rules import (
-    CountingRanker,
     PerUserChoiceSelector,
     bootstrap_bounds,
-    choose_gate_threshold,
-    confirm_top2,
-    gate_choices,
     realistic_choices,
     ridge_choices,
 )
-
-
-def test_gate_never_deviates_without_validated_gain() -> None:
-    probs = np.array([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]])
-    assert gate_choices(probs, 0, 0.5).tolist() == [1, 0, 0]
-    assert gate_choices(probs, 0, float("inf")).tolist() == [0, 0, 0]
-    worse = np.array([[0.5, 0.1], [0.5, 0.5], [0.5, 0.2]])
-    assert choose_gate_threshold(probs, 0, worse, [0.1, 0.5], seed=0) == float("inf")
-    better = np.tile(np.array([[0.1, 0.9]]), (3, 1))
-    assert choose_gate_threshold(np.tile(probs[:1], (3, 1)), 0, better, [0.1, 0.9], seed=0) == 0.1
-
-
-def test_gate_keeps_the_threshold_with_the_larger_validated_gain() -> None:
-    # Users 0-99 gain 0.2 from deviating; users 100-199 lose 0.1. A low threshold lets everyone
-    # deviate (mean gain +0.05), a high one only the confident first half (+0.1); both pass.
-    probs = np.array([[0.05, 0.95]] * 100 + [[0.4, 0.6]] * 100)
-    scores = np.array([[0.5, 0.7]] * 100 + [[0.5, 0.4]] * 100)
-    assert choose_gate_threshold(probs, 0, scores, [0.1], seed=0) == 0.1
-    assert choose_gate_threshold(probs, 0, scores, [0.1, 0.5], seed=0) == 0.5
 
 
 def test_bootstrap_bounds_is_the_percentile_bootstrap_of_the_mean() -> None:
@@ -69,24 +46,3 @@ def test_ridge_deviates_only_where_the_predicted_gain_passes_the_margin() -> Non
     x_eval = np.array([[2.0, 0.0], [-2.0, 0.0]])
     assert ridge_choices(x, gains, x_eval, margin=0.05).tolist() == [1, -1]
     assert ridge_choices(x, gains, x_eval, margin=10.0).tolist() == [-1, -1]
-
-
-def test_confirmation_spends_at_most_the_budget_and_picks_the_better_of_the_top_two(
-    tmp_path: Path, study_yaml: Callable[..., Path]
-) -> None:
-    from experiments.assembly import build_problem, make_run_ranker
-    from experiments.study.config import load_study
-
-    config, _ = load_study(study_yaml(tmp_path))
-    _, _, _, problem = build_problem(config)
-    counter = CountingRanker(make_run_ranker(config, problem))
-    train = problem.pool("train")
-    pool = train[:5]
-    per_user = 2 * problem.calls_per_episode
-    cap = per_user * 12 + 1  # room for about 12 users with both templates
-    winner, info = confirm_top2(problem, counter, np.array([0.1, 0.5, 0.1, 0.3]), pool, train, cap, seed=0)
-    assert info["confirm_top2"] == [1, 3] and winner in (1, 3)
-    assert per_user * 5 <= counter.calls <= cap and 5 <= info["confirm_users"] < train.size
-    assert counter.requests >= counter.calls  # requests repeated across templates' views count once
-    means = dict(zip(info["confirm_top2"], info["confirm_means"]))
-    assert means[winner] == max(means.values())
