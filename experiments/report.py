@@ -219,10 +219,19 @@ def print_summary(run_dir: str | Path, metrics: dict[str, Any]) -> None:
     evaluation = metrics.get("evaluation")
     if evaluation:
         print(headline_table(evaluation))
-        paired = evaluation.get("paired")
-        if paired:
-            print(f"\npolicy - best_fixed NDCG@10 on {split_label(evaluation)}: {paired['mean_diff']:+.4f} "
-                  f"[{paired['low']:+.4f}, {paired['high']:+.4f}] (p = {paired['p_value']:.3g})")
+        print()
+        for key, label in (("paired", "policy (the safe policy, the default)"),
+                           ("paired_raw", "policy_raw (the ungated argmax, an ablation)")):
+            paired = evaluation.get(key)
+            if paired:
+                conf = round(100 * paired.get("confidence", 0.95))
+                print(f"{label} - best_fixed, NDCG@10 paired over {paired['n_users']} "
+                      f"{split_label(evaluation)}: {paired['mean_diff']:+.4f} [{paired['low']:+.4f}, "
+                      f"{paired['high']:+.4f}] ({conf}% bootstrap interval; p = {paired['p_value']:.3g})")
+        rule = metrics.get("safe_policy")
+        if rule:
+            print(f"safe policy rule (validated on {rule.get('n_users', '?')} {rule.get('split', 'val')} "
+                  f"users): {rule.get('summary', '')}")
     train_llm = (metrics.get("train") or {}).get("llm") or {}
     eval_llm = (evaluation or {}).get("llm") or {}
     if train_llm or eval_llm:

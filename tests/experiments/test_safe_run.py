@@ -99,3 +99,19 @@ def test_the_default_policy_is_not_inferior_to_the_best_fixed_template(short_run
     else:
         assert rule["low"] > 0 and any(c["accepted"] for c in rule["checks"])
     assert config.gate.thresholds == tuple(c["threshold"] for c in rule["checks"])
+
+
+@pytest.mark.slow
+def test_the_summary_prints_the_policy_row_and_its_paired_interval_on_test_users(short_run, capsys) -> None:
+    from experiments.report import print_summary
+
+    _config, run_dir, metrics = short_run
+    print_summary(run_dir, metrics)
+    out = capsys.readouterr().out
+    assert any(line.split()[:1] == ["policy"] for line in out.splitlines())  # the table's row
+    line = next(line for line in out.splitlines() if line.startswith("policy (the safe policy"))
+    paired = metrics["evaluation"]["paired"]
+    assert "test users (held out)" in line and "95% bootstrap interval" in line
+    assert f"{paired['mean_diff']:+.4f} [{paired['low']:+.4f}, {paired['high']:+.4f}]" in line
+    assert any(line.startswith("policy_raw (the ungated argmax") for line in out.splitlines())
+    assert "safe policy rule (validated on" in out and metrics["safe_policy"]["summary"] in out
