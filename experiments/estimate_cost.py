@@ -2,7 +2,8 @@
 
 Nothing is sent and no model is loaded (except an HF tokenizer, from local files, when the ranker
 is ``hf``). For every phase of ``promptopt train`` (PPO training of each agent, the best-fixed
-scan, the bandit baselines, the evaluation on held-out users) the estimate gives
+scan, the safe policy's gate validation, the bandit baselines, the evaluation on held-out users) the
+estimate gives
 
 * ``requests``: requests the phase sends to the (cached) ranker;
 * ``distinct``: an upper bound on the requests that are new to the cache — a request is fixed by
@@ -147,9 +148,13 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
     train_pairs = len(train_users) * n_t
     for kind in agent_kinds(config):
         add(f"PPO training ({kind})", len(train_users), config.ppo.total_timesteps, train_pairs, train_tokens)
-    if "best_fixed" in selectors:
-        n_fixed = min(len(train_users), config.eval.fixed_users or len(train_users))
-        add("best fixed scan", n_fixed, n_fixed * n_t, n_fixed * n_t, train_tokens, exhaustive=True)
+    # The safe policy (end of training): every template on the scanned training users (shared with
+    # best_fixed), then each validation user's default and the policy's greedy template.
+    n_fixed = min(len(train_users), config.eval.fixed_users or len(train_users))
+    add("training-budget scan", n_fixed, n_fixed * n_t, n_fixed * n_t, train_tokens, exhaustive=True)
+    val_users = problem.pool("val")
+    n_val = min(len(val_users), config.gate.val_users or len(val_users))
+    add("gate validation", n_val, 2 * n_val, n_val * min(2, n_t), mean_tokens(val_users), exhaustive=True)
     bandit_steps = config.eval.bandit_steps or config.ppo.total_timesteps
     for name in BANDIT_SELECTORS:
         if name in selectors:
@@ -164,11 +169,14 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
         add("evaluation (oracle)", len(eval_users), eval_pairs * periods, eval_pairs * periods, eval_tokens,
             exhaustive=True)
     # Phases over the same users share answers: the union is bounded by the pools' sizes.
-    train_side = sum(p.distinct for p in phases if not p.phase.startswith("evaluation"))
+    train_side = sum(p.distinct for p in phases if not p.phase.startswith(("evaluation", "gate")))
     eval_side = sum(p.distinct for p in phases if p.phase.startswith("evaluation"))
-    total = min(train_side, train_pairs * cpe) + min(eval_side, eval_pairs * periods * cpe)
+    val_side = sum(p.distinct for p in phases if p.phase.startswith("gate"))
+    total = (min(train_side, train_pairs * cpe) + min(eval_side, eval_pairs * periods * cpe) + val_side
+             if config.eval.split == "test" else
+             min(train_side, train_pairs * cpe) + min(eval_side + val_side, eval_pairs * periods * cpe))
     prompt_tokens = round(min(train_side, train_pairs * cpe) * train_tokens
-                          + min(eval_side, eval_pairs * periods * cpe) * eval_tokens)
+                          + (total - min(train_side, train_pairs * cpe)) * eval_tokens)
     completion_tokens = total * completion
     prices = (config.ranker.price_prompt_per_1m, config.ranker.price_completion_per_1m)
     cost = ((prompt_tokens * prices[0] + completion_tokens * prices[1]) / 1e6) if any(prices) else None

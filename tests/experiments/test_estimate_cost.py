@@ -33,7 +33,8 @@ def test_estimate_counts_phases_and_bounds_a_real_run(tmp_path, tiny_config) -> 
     assert (est.n_templates, est.calls_per_episode) == (n_t, cpe)
     phases = {p.phase: p for p in est.phases}
     assert phases["PPO training (policy)"].requests == config.ppo.total_timesteps * cpe
-    assert phases["best fixed scan"].distinct == len(split.train) * n_t * cpe
+    assert phases["training-budget scan"].distinct == len(split.train) * n_t * cpe
+    assert phases["gate validation"].distinct == len(split.val) * 2 * cpe
     assert phases["evaluation (oracle)"].distinct == len(split.test) * n_t * cpe * 3
     assert est.prompt_tokens > 0 and est.completion_tokens == 0  # the simulated ranker only scores
     assert "total (shared answers counted once)" in format_estimate(est)
