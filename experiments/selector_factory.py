@@ -42,7 +42,8 @@ class SelectorFactory:
     Args:
         config: The run's config (``eval`` section, seed, budgets).
         problem: The problem.
-        ranker: The cached ranker (the best-fixed scan and the bandits spend calls through it).
+        ranker: The cached ranker (the bandits, and the scan of a run without a stored rule, spend
+            calls through it).
         run: The run directory (agents and LightGCN embeddings).
         rule: The run's validated rule; ``None``: the one ``metrics.json`` holds, or (a run trained
             before the safe policy) validated now through ``ranker`` and kept in :attr:`fitted_rule`.
