@@ -115,3 +115,27 @@ def test_the_summary_prints_the_policy_row_and_its_paired_interval_on_test_users
     assert f"{paired['mean_diff']:+.4f} [{paired['low']:+.4f}, {paired['high']:+.4f}]" in line
     assert any(line.startswith("policy_raw (the ungated argmax") for line in out.splitlines())
     assert "safe policy rule (validated on" in out and metrics["safe_policy"]["summary"] in out
+
+
+@pytest.mark.slow
+def test_a_run_trained_before_the_safe_policy_is_validated_by_evaluate(short_run, tmp_path) -> None:
+    import json
+    import shutil
+
+    from promptopt.errors import ConfigError
+
+    _config, run_dir, metrics = short_run
+    old = tmp_path / "old-run"
+    shutil.copytree(run_dir, old)
+    run = RunDir(old)
+    stripped = run.read_metrics()
+    del stripped[safe_run.SECTION]
+    run.metrics.write_text(json.dumps(stripped), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"has no validated gate .* run `promptopt evaluate .*old-run` to "
+                                          r"validate it, then export$"):
+        pipeline.export(old)
+    pipeline.evaluate(old)
+    again = run.read_metrics()[safe_run.SECTION]
+    assert {k: again[k] for k in ("order", "threshold", "users")} == {
+        k: metrics[safe_run.SECTION][k] for k in ("order", "threshold", "users")}
+    assert pipeline.export(old).is_file()
