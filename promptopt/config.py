@@ -7,7 +7,7 @@ so do values outside a field's range: every numeric field declares its bounds in
 in the section's ``__post_init__``, so every command rejects the same inputs when the config loads.
 Library functions take the sub-config they need, never the whole tree.
 
-The file is longer than most (about 600 lines) because it is the whole tree, one docstring per
+The file is longer than most (about 650 lines) because it is the whole tree, one docstring per
 field, which ``experiments.config_reference`` turns into the documented reference.
 """
 
@@ -258,6 +258,13 @@ class RewardConfig:
     """History-dropout view: share of history items removed."""
     bootstrap: Annotated[int, Ge(1), Le(1000)] = 1
     """Shuffled candidate orders per view, averaged (position-bias control)."""
+    fairness_weight: Annotated[float, Ge(0.0), Le(100.0)] = 0.0
+    """lambda of the fairness-aware reward: total -= lambda * (1 - mean list similarity of the base ranking
+    to its counterfactual copies stating sensitive attributes of ``fairness.attributes``); 0 = off."""
+    fairness_values: Annotated[int, Ge(1), Le(1000)] = 2
+    """Fairness-aware reward: attribute values drawn per episode (one extra ranker request each)."""
+    fairness_metric: Literal["jaccard", "serp", "prag"] = "serp"
+    """Fairness-aware reward: the list similarity (FaiRLLM's Jaccard@K, SERP*@K, PRAG*@K; K of ``metric``)."""
 
     def __post_init__(self) -> None:
         # Checked here, so every command (train, evaluate, study, estimate-cost) rejects the same
@@ -291,6 +298,48 @@ class RewardConfig:
         if self.robust_weight > 0 and not self.views:
             raise ConfigError("reward.robust_weight > 0 needs at least one drift view in reward.views "
                               f"({', '.join(DRIFT_VIEWS)})")
+
+
+@_section
+class FairnessConfig:
+    """The fairness audit (``promptopt audit fairness RUN``); its attributes also feed the fairness reward."""
+
+    attributes: Name = "fairllm"
+    """Sensitive attributes and the sentence stating each value: a built-in set (fairllm) or a YAML path."""
+    only: tuple[Name, ...] = ()
+    """Audit only these attributes of the set (empty = all)."""
+    max_values: Annotated[int, Ge(2), Le(1000)] | None = None
+    """Audit at most the first N values of each attribute (None = all)."""
+    users: Count | None = 50
+    """Evaluation users audited (a seeded sample; None = all)."""
+    templates: Literal["chosen", "all"] = "chosen"
+    """Audit each user's exported choice (prompts.json) or every template the user can fill."""
+    k: Annotated[int, Ge(1), Le(1000)] = 10
+    """Cut-off K of Jaccard@K, SERP*@K and PRAG*@K."""
+    flag_metric: Literal["jaccard", "serp", "prag"] = "serp"
+    """The similarity whose SNSR flags an attribute when it exceeds its noise level."""
+    alpha: Annotated[float, Gt(0.0), Lt(1.0)] = 0.05
+    """Family-wise level of the flags: each attribute is tested at alpha / number of attributes."""
+    n_permutations: Annotated[int, Ge(99), Le(1_000_000)] = 2000
+    """Label-shuffled copies behind each attribute's noise level."""
+    group_attributes: tuple[Name, ...] = ()
+    """The dataset's user attributes whose groups are compared (empty = every one the data has)."""
+    group_selectors: Annotated[tuple[Name, ...], MinLen(1)] = ("random", "best_fixed", "policy")
+    """Selectors whose per-group NDCG@10 is compared (answers come from the run's cache)."""
+    min_group_users: Annotated[int, Ge(2), Le(_MAX_INT)] = 10
+    """Groups with fewer evaluation users are listed but left out of the gaps."""
+    age_bins: Annotated[tuple[Annotated[int, Ge(0), Le(200)], ...], MaxLen(32)] = (18, 25, 35, 45, 50, 56)
+    """Numeric ages are grouped at these lower bounds (MovieLens-1M's brackets)."""
+    batch: Annotated[int, Ge(1), Le(1_000_000)] = 256
+    """Audit requests per ranker call (answers are cached after each call)."""
+
+    def __post_init__(self) -> None:
+        unknown = unknown_selectors(self.group_selectors)
+        if unknown:
+            raise ConfigError(f"fairness.group_selectors: unknown selector {unknown[0]!r}; use any of "
+                              f"{', '.join(SELECTOR_NAMES)}")
+        if any(b >= a for a, b in zip(self.age_bins[1:], self.age_bins)):
+            raise ConfigError(f"fairness.age_bins must be strictly increasing, got {list(self.age_bins)}")
 
 
 @_section
@@ -462,6 +511,7 @@ class ExperimentConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    fairness: FairnessConfig = field(default_factory=FairnessConfig)
 
     def __post_init__(self) -> None:
         r = self.ranker
@@ -484,7 +534,7 @@ _SECTIONS: dict[str, type] = {
     cls.__name__: cls
     for cls in (SynthConfig, DataConfig, SplitConfig, TemplatesConfig, RankerConfig, CacheConfig,
                 BudgetConfig, RewardConfig, EnvConfig, PolicyConfig, PPOConfig, EvalConfig,
-                TrackingConfig, ExportConfig)
+                TrackingConfig, ExportConfig, FairnessConfig)
 }
 
 
