@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from experiments.rundir import RunDir
     from promptopt.data.interactions import InteractionData
+    from promptopt.fairness.penalty import CounterfactualPenalty
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,32 @@ def build_problem(config: ExperimentConfig) -> tuple[InteractionData, UserSplit,
         raise ConfigError(f"split: {exc}") from None
     catalog = TemplateCatalog.load(config.templates.catalog, include=config.templates.include,
                                    max_history=config.templates.max_history)
-    problem = RecProblem.build(data, split, catalog, config.reward, config.split, seed=config.seed)
+    problem = RecProblem.build(data, split, catalog, config.reward, config.split, seed=config.seed,
+                               penalty=fairness_penalty(config))
     logger.info("%s; users train/val/test %d/%d/%d; %d templates; %d request(s) per episode",
                 data.describe(), len(split.train), len(split.val), len(split.test), len(catalog),
                 problem.calls_per_episode)
     return data, split, catalog, problem
+
+
+def fairness_penalty(config: ExperimentConfig) -> CounterfactualPenalty | None:
+    """The fairness-aware reward of ``reward.fairness_weight > 0`` (``None`` when it is 0).
+
+    Its values are drawn from every value of the ``fairness.attributes`` set, at ``K`` = the reward
+    metric's cut-off (10 for ``mrr``).
+
+    Raises:
+        ConfigError: The attribute set cannot be loaded.
+    """
+    r = config.reward
+    if r.fairness_weight <= 0:
+        return None
+    from promptopt.fairness.attributes import load_attribute_set
+    from promptopt.fairness.penalty import CounterfactualPenalty
+
+    k = int(r.metric.partition("@")[2] or 10)
+    return CounterfactualPenalty(load_attribute_set(config.fairness.attributes), weight=r.fairness_weight,
+                                 n_values=r.fairness_values, metric=r.fairness_metric, k=k, seed=config.seed)
 
 
 def make_simulator(config: ExperimentConfig, problem: RecProblem) -> SimulatedRanker:

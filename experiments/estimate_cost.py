@@ -11,6 +11,10 @@ estimate gives
   answers, and phases drawing from the same users share them;
 * ``prompt tokens``: ``distinct x`` the mean prompt length of a seeded sample of rendered requests.
 
+With the fairness-aware reward (``reward.fairness_weight > 0``) every episode also sends
+``reward.fairness_values`` counterfactual copies of its base request; they are counted in the
+requests per (user, template) (:attr:`RecProblem.calls_per_episode`) and so in every phase.
+
 Token counts use the ranker's own tokenizer when the backend is ``hf``; otherwise the common
 approximation of one token per four characters of English text (``ceil(chars / 4)``), which is
 within about 10% for OpenAI's tokenizers on this kind of prompt (tiktoken needs a download, so it
@@ -63,6 +67,7 @@ class Estimate:
     cost: float | None
     calls_per_episode: int
     n_templates: int
+    fairness_copies: int = 0
 
 
 def approx_tokens(text: str) -> int:
@@ -184,8 +189,9 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
         (train_tokens + eval_tokens) / 2 if eval_tokens and train_tokens
         else (train_tokens or eval_tokens)
     )
+    copies = problem.penalty.calls_per_episode if problem.penalty is not None else 0
     return Estimate(tuple(phases), total, prompt_tokens, completion_tokens, mean_all, tokenizer, cost,
-                    cpe, n_t)
+                    cpe, n_t, copies)
 
 
 def budget_warnings(est: Estimate, budget: BudgetConfig) -> list[str]:
@@ -222,8 +228,10 @@ def format_estimate(est: Estimate, budget: BudgetConfig | None = None) -> str:
     fmt = lambda cells: "  ".join(c.ljust(w) if k == 0 else c.rjust(w)  # noqa: E731
                                   for k, (c, w) in enumerate(zip(cells, widths)))
     lines = [
-        f"{est.n_templates} templates, {est.calls_per_episode} request(s) per (user, template); "
-        f"mean prompt {est.mean_prompt_tokens:.0f} tokens ({est.tokenizer})",
+        f"{est.n_templates} templates, {est.calls_per_episode} request(s) per (user, template)"
+        + (f" ({est.fairness_copies} of them counterfactual copies of the fairness-aware reward)"
+           if est.fairness_copies else "")
+        + f"; mean prompt {est.mean_prompt_tokens:.0f} tokens ({est.tokenizer})",
         fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows),
     ]
     lines.append("cost: " + (f"{est.cost:.2f} (ranker price table)" if est.cost is not None

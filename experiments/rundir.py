@@ -38,7 +38,7 @@ from typing import Any
 from promptopt.errors import ConfigError
 
 IDENTITY_KEYS: tuple[str, ...] = (
-    "seed", "data.", "split.", "templates.", "reward.",
+    "seed", "data.", "split.", "templates.", "reward.", "fairness.attributes",
     "ranker.backend", "ranker.model", "ranker.temperature", "ranker.seed", "ranker.hf_mode",
     "ranker.embedding_api", "ranker.noise", "ranker.max_tokens",
 )

@@ -19,6 +19,9 @@ part                                               job
 :class:`~promptopt.config.RewardConfig`             range checks of the reward settings (at load)
 =================================================  ================================================
 
+The fairness-aware reward (:class:`~promptopt.fairness.penalty.CounterfactualPenalty`, optional)
+adds counterfactual copies of each episode's base request to the runner's call.
+
 Following one episode: ``observation`` / ``action_mask`` (the env's reset) read the context only;
 the tasks (base task, drift views, shuffled copies) are built when ``run`` first sends them.
 Tasks are deterministic: negatives and shown orders are seeded per task (see
@@ -50,6 +53,7 @@ from promptopt.task_set import TaskSet
 from promptopt.tasks import RankingTask, UserContext
 
 if TYPE_CHECKING:
+    from promptopt.fairness.penalty import CounterfactualPenalty
     from promptopt.templates import CollaborativeHints, TemplateCatalog
 
 __all__ = ["Episode", "Outcome", "Period", "RecProblem"]
@@ -73,6 +77,7 @@ class RecProblem:
         seed: Seed of candidate sampling and shuffling.
         builder: Base-task builder. drift: Drift-view builder.
         targets, task_set, request_cache, observations, scorer, runner: The parts (module doc).
+        penalty: The fairness-aware reward's counterfactual copies (``None``: off).
         n_templates: Number of actions. obs_dim: ``1 + len(PROFILE_FEATURES)``.
     """
 
@@ -89,6 +94,7 @@ class RecProblem:
         train_mask: np.ndarray,
         time_cut: int,
         request_cache_size: int = 16384,
+        penalty: CounterfactualPenalty | None = None,
     ) -> None:
         self.data = data
         self.split = split
@@ -116,8 +122,9 @@ class RecProblem:
         self.observations = EpisodeObservations(self.profile, catalog, hints, self.task_set.context)
         self.obs_dim = self.observations.obs_dim
         self.scorer = Scorer.from_config(reward_config)
+        self.penalty = penalty
         self.runner = EpisodeRunner(self.targets, self.task_set, self.request_cache, self.observations,
-                                    self.scorer)
+                                    self.scorer, penalty)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> RecProblem:
         """The problem itself: it is shared read-only state (data, tasks and their caches).
@@ -139,6 +146,7 @@ class RecProblem:
         seed: int,
         hints: CollaborativeHints | None = None,
         fit_hints: bool = True,
+        penalty: CounterfactualPenalty | None = None,
     ) -> RecProblem:
         """Compute the time cut, the training mask and the hints, and assemble the problem.
 
@@ -152,6 +160,7 @@ class RecProblem:
             hints: Pre-fitted collaborative hints; fitted on the training mask when ``None`` and
                 ``fit_hints`` is true.
             fit_hints: Fit hints when none are given (``False``: templates get no hints).
+            penalty: The fairness-aware reward (:mod:`promptopt.fairness.penalty`); ``None``: off.
         """
         time_cut = time_cut_at_quantile(data, split_config.drift_quantile)
         mask = leak_free_mask(data, n_targets=split_config.n_targets, time_cut=time_cut)
@@ -161,7 +170,7 @@ class RecProblem:
             hints = CollaborativeHints.fit(data, mask)
         return cls(data=data, split=split, catalog=catalog, reward_config=reward_config,
                    split_config=split_config, seed=seed, hints=hints, train_mask=mask,
-                   time_cut=time_cut)
+                   time_cut=time_cut, penalty=penalty)
 
     # ------------------------------------------------------------------ users and targets
     def pool(self, name: str) -> np.ndarray:
@@ -343,8 +352,10 @@ class RecProblem:
 
     @property
     def calls_per_episode(self) -> int:
-        """Ranker requests one (user, template) costs: ``(1 + n_views) * bootstrap``."""
-        return self.task_set.calls_per_episode
+        """Ranker requests one (user, template) costs: ``(1 + n_views) * bootstrap``, plus the
+        fairness-aware reward's counterfactual copies."""
+        extra = self.penalty.calls_per_episode if self.penalty is not None else 0
+        return self.task_set.calls_per_episode + extra
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for run metadata and reports."""
@@ -356,4 +367,5 @@ class RecProblem:
             "time_cut": self.time_cut,
             "train_interactions": int(self.train_mask.sum()),
             "calls_per_episode": self.calls_per_episode,
+            **({"fairness_reward": self.penalty.describe()} if self.penalty is not None else {}),
         }

@@ -49,16 +49,20 @@ class RewardBreakdown:
     """The reward of one (user, template) and its parts.
 
     Attributes:
-        total: ``(1 - w) * accuracy + w * robustness``.
+        total: ``(1 - w) * accuracy + w * robustness`` (minus ``lambda * fairness`` with the
+            fairness-aware reward, :mod:`promptopt.fairness.penalty`).
         accuracy: The metric on the base view.
         robustness: The aggregate over all views' scores (base included).
         per_view: Score of every view by name (``"base"`` first).
+        fairness: Counterfactual instability of the base ranking under stated sensitive attributes
+            (0 unless the fairness-aware reward is on).
     """
 
     total: float
     accuracy: float
     robustness: float
     per_view: Mapping[str, float] = field(default_factory=dict)
+    fairness: float = 0.0
 
     def to_dict(self) -> dict[str, float | dict[str, float]]:
         """A JSON-able dict (what the env puts in ``info["reward"]``)."""
@@ -67,6 +71,7 @@ class RewardBreakdown:
             "accuracy": self.accuracy,
             "robustness": self.robustness,
             "per_view": dict(self.per_view),
+            "fairness": self.fairness,
         }
 
 

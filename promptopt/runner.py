@@ -8,13 +8,15 @@ invalid action: nothing sent, reward 0), builds the tasks when first needed
 (:class:`~promptopt.task_set.TaskSet`), takes their requests from the
 :class:`~promptopt.request_cache.RequestCache`, sends every episode's requests in one call, checks
 that one response came back per request and scores each episode (:class:`~promptopt.reward.Scorer`).
+With the fairness-aware reward, each episode's counterfactual copies of its base request
+(:class:`~promptopt.fairness.penalty.CounterfactualPenalty`) go in the same call, after its tasks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from promptopt.episodes import EpisodeKey, EpisodeTargets, Period
 from promptopt.llm.types import ParseStats, Ranker, RankRequest, TokenUsage
@@ -22,6 +24,9 @@ from promptopt.observations import EpisodeObservations
 from promptopt.request_cache import RequestCache
 from promptopt.reward import RewardBreakdown, Scorer
 from promptopt.task_set import TaskSet
+
+if TYPE_CHECKING:
+    from promptopt.fairness.penalty import CounterfactualPenalty
 
 
 class Episode(NamedTuple):
@@ -57,7 +62,7 @@ class Outcome:
         metrics: Per view (``"base"`` first), every metric of :data:`METRIC_NAMES` plus the reward
             metric, averaged over the view's shuffled copies.
         period: ``"source"`` or ``"target"``: the period of the base task's target.
-        calls: Requests sent to the ranker.
+        calls: Requests sent to the ranker (counterfactual copies of the fairness-aware reward included).
         cached: Of those, answers that came from a cache.
         usage: Tokens of all the requests.
         parse: Parse statistics summed over the requests.
@@ -86,6 +91,7 @@ class EpisodeRunner:
         requests: Rendered requests per (episode, template).
         observations: Action masks (which templates a context can fill).
         scorer: The reward.
+        penalty: The fairness-aware reward's counterfactual copies and penalty (``None``: off).
     """
 
     def __init__(
@@ -95,12 +101,14 @@ class EpisodeRunner:
         requests: RequestCache,
         observations: EpisodeObservations,
         scorer: Scorer,
+        penalty: CounterfactualPenalty | None = None,
     ) -> None:
         self.targets = targets
         self.tasks = tasks
         self.requests = requests
         self.observations = observations
         self.scorer = scorer
+        self.penalty = penalty
         self.n_templates = observations.n_templates
 
     def run(self, episodes: Sequence[Episode], ranker: Ranker) -> list[Outcome | None]:
@@ -115,8 +123,8 @@ class EpisodeRunner:
                 number of responses than it was sent requests.
         """
         batch: list[RankRequest] = []
-        plan: list[tuple[Episode, EpisodeKey, int, int] | Outcome | None] = []
-        n_templates = self.n_templates
+        plan: list[tuple[Episode, EpisodeKey, int, int, int] | Outcome | None] = []
+        n_templates, penalty = self.n_templates, self.penalty
         key_of, mask_of = self.targets.key, self.observations.action_mask
         for episode in episodes:
             template = episode.template
@@ -130,8 +138,12 @@ class EpisodeRunner:
                 plan.append(self.invalid_outcome(key[0], template, period=self.tasks.period(key)))
                 continue
             start = len(batch)
-            batch += self.requests.get(key, self.tasks.tasks(key), template, episode.sample_id)
-            plan.append((episode, key, start, len(batch)))
+            requests = self.requests.get(key, self.tasks.tasks(key), template, episode.sample_id)
+            batch += requests
+            stop = len(batch)
+            if penalty is not None:
+                batch += penalty.copies(key, template, requests[0])
+            plan.append((episode, key, start, stop, len(batch)))
         responses = ranker.rank(batch) if batch else []
         if len(responses) != len(batch):
             raise ValueError(f"ranker returned {len(responses)} responses for {len(batch)} requests")
@@ -141,10 +153,14 @@ class EpisodeRunner:
             if item is None or isinstance(item, Outcome):
                 outcomes.append(item)
                 continue
-            episode, key, start, stop = item
+            episode, key, start, stop, end = item
             part = responses[start:stop]  # never empty: every episode has a base task
             views, targets, period = labels(key)
             reward, metrics = score(views, targets, part)
+            if end > stop:
+                assert penalty is not None
+                reward = penalty.apply(reward, part[0].ranking, [r.ranking for r in responses[stop:end]])
+                part = responses[start:end]
             usage, parse = part[0].usage, part[0].parse
             for response in part[1:]:  # mostly one response: no new object then
                 usage, parse = usage + response.usage, parse + response.parse
