@@ -26,6 +26,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("templates", "templates", "list, show and render prompt templates"),
     ("data", "data", "dataset statistics, synthetic data and downloads"),
     ("cache", "cache", "inspect, export or clear a ranker answer cache"),
+    ("audit", "audit", "fairness audit of a run: counterfactual sensitive attributes and group gaps"),
 )
 
 
