@@ -93,6 +93,25 @@ def audited_pairs(
     return pairs
 
 
+def require_agents(run: RunDir, config: ExperimentConfig) -> None:
+    """Refuse, before any model is loaded, a run that lacks an agent a group selector needs.
+
+    Raises:
+        ConfigError: ``fairness.group_selectors`` names a PPO selector whose agent file is missing.
+    """
+    from promptopt.selector_names import PPO_SELECTORS
+
+    for name in config.fairness.group_selectors:
+        if name not in PPO_SELECTORS:
+            continue
+        kind = "mlp" if name == "mlp_ppo" and config.policy.kind != "mlp" else "policy"
+        path = run.agent(kind)
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist, so the group gaps cannot score {name!r}: train the "
+                              f"run first (promptopt train --resume {run.root}), or leave {name} out of "
+                              "--fairness.group_selectors")
+
+
 def audited_attributes(config: ExperimentConfig) -> AttributeSet:
     """``fairness.attributes`` limited to ``fairness.only`` and ``fairness.max_values``."""
     f = config.fairness
@@ -180,6 +199,7 @@ def audit_run(
     run = RunDir(Path(run_dir)).require()
     config = audit_config(run, overrides)
     attributes = audited_attributes(config)
+    require_agents(run, config)
     with run.locked(), run_logging(run.log):
         started = time.perf_counter()
         data, _split, _catalog, problem = build_problem(config)

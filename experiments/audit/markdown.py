@@ -112,6 +112,9 @@ def fairness_markdown(audit: Mapping[str, Any], meta: Mapping[str, Any], plots: 
         lines.append(f"* {note}")
     flagged = audit["flagged"]
     lines += ["", "## Counterfactual sensitivity", "",
+              f"All numbers in this section come from the audited {meta.get('split', 'test')} users' "
+              "prompts.",
+              "",
               "**Flagged attributes:** " + (", ".join(f"**{f}**" for f in flagged) if flagged else
                                             "none (no attribute's SNSR is above its noise level)") + ".",
               "", *dispersion_table(all_part, k), ""]
@@ -138,7 +141,10 @@ def fairness_markdown(audit: Mapping[str, Any], meta: Mapping[str, Any], plots: 
     if not gaps:
         lines += ["The dataset has no user attributes (or no selector was evaluated).", ""]
     else:
-        lines += ["NDCG@10 of each selector on the evaluation users of each group (mean [interval]); the "
+        split = meta.get("split", "test")
+        lines += [f"NDCG@10 of each selector on the {split} users of each group (mean [interval]; "
+                  f"every {split} user of the run, not only the audited sample; the templates `best_fixed` "
+                  "uses and the policy's weights come from training users only); the "
                   "gap is the range of the group means over groups of at least "
                   f"{s['min_group_users']} users, "
                   "with a stratified bootstrap interval; the policy's gap is compared with the best fixed "

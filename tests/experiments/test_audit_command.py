@@ -1,4 +1,4 @@
-"""``promptopt audit fairness``: one command from a config to the report; reruns pay nothing; bad input exits 2."""
+"""``promptopt audit fairness``: one command from config to report; reruns pay nothing; bad input exits 2."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config = folder / "tiny.yaml"
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
     report = folder / "docs" / "FAIRNESS.md"
-    assert main(["audit", "fairness", str(config), "--output-dir", str(folder / "run"), "--report", str(report),
-                 "--note", "a tiny run"]) == 0
+    assert main(["audit", "fairness", str(config), "--output-dir", str(folder / "run"), "--report",
+                 str(report), "--note", "a tiny run"]) == 0
     return folder / "run", report
 
 
@@ -57,7 +57,8 @@ def test_one_command_trains_evaluates_exports_and_audits(audited: tuple[Path, Pa
     assert "## Counterfactual sensitivity" in text and "## Accuracy gaps" in text and "a tiny run" in text
     assert (run / "fairness" / "plots" / "similarity_gender.png").is_file()
     copy = report.read_text()
-    assert "fairness/similarity_gender.png" in copy and (report.parent / "fairness" / "similarity_gender.png").is_file()
+    assert "fairness/similarity_gender.png" in copy
+    assert (report.parent / "fairness" / "similarity_gender.png").is_file()
     assert json.loads((report.parent / "fairness" / "fairness.json").read_text()) == result
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["fairness"]["flagged"] == [] and "fairness/gender/serp_snsr" in metrics["summary"]
@@ -108,6 +109,41 @@ def test_a_missing_run_or_prompt_book_is_named(tmp_path: Path, audited: tuple[Pa
         (copy / name).write_text((run / name).read_text())
     line = _error(["audit", "fairness", str(copy)], capsys)
     assert "prompts.json does not exist: export the run's choices first" in line
+
+
+def test_a_run_without_a_policy_is_refused_before_any_request(tmp_path: Path, audited: tuple[Path, Path],
+                                                               capsys) -> None:
+    run, _ = audited
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("config.yaml", "metrics.json", "prompts.json"):
+        (copy / name).write_text((run / name).read_text())
+    line = _error(["audit", "fairness", str(copy)], capsys)
+    assert "agent.zip does not exist, so the group gaps cannot score 'policy'" in line
+    assert not (copy / "budget.json").exists() and not (copy / "fairness").exists()
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ("[]", "attribute 'age': values must be a list of at least two values"),
+    ("[old]", "attribute 'age': values must be a list of at least two values"),
+    ("[old, old]", "attribute 'age': value 'old' is listed twice"),
+])
+def test_an_empty_or_degenerate_value_list_is_refused(tmp_path: Path, audited: tuple[Path, Path], capsys,
+                                                      values: str, expected: str) -> None:
+    run, _ = audited
+    path = tmp_path / "attrs.yaml"
+    path.write_text(f"name: mine\nattributes:\n  age:\n    sentence: I am {{value}}.\n    values: {values}\n")
+    assert expected in _error(["audit", "fairness", str(run), f"--fairness.attributes={path}"], capsys)
+
+
+def test_with_tracking_on_the_numbers_and_plots_reach_wandb(audited: tuple[Path, Path]) -> None:
+    run, _ = audited
+    assert main(["audit", "fairness", str(run), "--tracking.wandb=true", "--tracking.mode=offline"]) == 0
+    logs = list((run / "wandb").rglob("*.wandb"))
+    assert logs, "an offline wandb run was written"
+    data = b"".join(p.read_bytes() for p in logs)
+    assert b"fairness/gender/serp_snsr" in data and b"fairness/gap/gender/policy" in data
+    assert b"plots/similarity_gender" in data
 
 
 def test_a_bad_attribute_file_names_the_attribute(tmp_path: Path, audited: tuple[Path, Path], capsys) -> None:

@@ -38,7 +38,8 @@ def attributes():
 
 
 def pairs_of(problem) -> list[tuple[int, int]]:
-    return [(int(u), int(t)) for u in problem.pool("test") for t in np.flatnonzero(problem.action_mask(int(u)))]
+    return [(int(u), int(t)) for u in problem.pool("test")
+            for t in np.flatnonzero(problem.action_mask(int(u)))]
 
 
 def ranker(problem, triggers=()):
@@ -120,10 +121,10 @@ def test_group_gaps_use_the_datasets_attributes(problem) -> None:
 
     sim = SimulatedRanker(problem.data, problem.catalog, seed=1, profile=problem.profile)
     users = problem.pool("test")
-    evaluations = {"random": evaluate_selector(RandomSelector(problem.n_templates, seed=0,
-                                                              masks=problem.action_mask), problem, sim, users),
-                   "best_fixed": evaluate_selector(FixedSelector(0, masks=problem.action_mask), problem,
-                                                   sim, users)}
+    random = RandomSelector(problem.n_templates, seed=0, masks=problem.action_mask)
+    fixed = FixedSelector(0, masks=problem.action_mask)
+    evaluations = {"random": evaluate_selector(random, problem, sim, users),
+                   "best_fixed": evaluate_selector(fixed, problem, sim, users)}
     gaps = selector_gaps(problem, evaluations, min_group_users=3, n_bootstrap=200)
     assert [g.attribute for g in gaps] == ["age", "gender", "occupation"]
     gender = gaps[1]
