@@ -105,8 +105,8 @@ def test_a_missing_run_or_prompt_book_is_named(tmp_path: Path, audited: tuple[Pa
     run, _ = audited
     copy = tmp_path / "run"
     copy.mkdir()
-    for name in ("config.yaml", "metrics.json"):
-        (copy / name).write_text((run / name).read_text())
+    for name in ("config.yaml", "metrics.json", "agent.zip"):
+        (copy / name).write_bytes((run / name).read_bytes())
     line = _error(["audit", "fairness", str(copy)], capsys)
     assert "prompts.json does not exist: export the run's choices first" in line
 
