@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     target = Path(args.target)
     words = [args.target, *(["--output-dir", args.output_dir] if args.output_dir else []),
-             *(["--report", args.report] if args.report else []), *args.overrides]
+             *(["--report", args.report] if args.report else []),
+             *(w for note in args.note for w in ("--note", note)), *args.overrides]
     command = "promptopt audit fairness " + " ".join(shlex.quote(str(w)) for w in words)
     overrides = args.overrides
     if target.is_file():

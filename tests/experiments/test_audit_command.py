@@ -55,6 +55,7 @@ def test_one_command_trains_evaluates_exports_and_audits(audited: tuple[Path, Pa
     assert set(result["group_gaps"][0]["selectors"]) == {"random", "best_fixed", "policy"}
     text = (run / "fairness" / "fairness.md").read_text()
     assert "## Counterfactual sensitivity" in text and "## Accuracy gaps" in text and "a tiny run" in text
+    assert "--note 'a tiny run'" in text  # the report names the whole command that made it
     assert (run / "fairness" / "plots" / "similarity_gender.png").is_file()
     copy = report.read_text()
     assert "fairness/similarity_gender.png" in copy
