@@ -140,8 +140,8 @@ class TemplatesConfig:
 class RankerConfig:
     """The frozen black box and its decoding parameters."""
 
-    backend: Literal["embedding", "openai", "hf", "simulated"] = "embedding"
-    """Which backend ranks the candidates."""
+    backend: Literal["embedding", "openai", "hf", "simulated", "replay"] = "embedding"
+    """Which backend ranks the candidates (``replay``: answers logged in an answer cache, no model call)."""
     model: Name = "all-MiniLM-L6-v2"
     """Model name (API model id, hub id or local path); the embedded default is MiniLM."""
     base_url: Name | None = None
@@ -195,6 +195,11 @@ class RankerConfig:
     """Local backends: requests per forward pass."""
     noise: Annotated[float, Ge(0.0), Le(1000.0)] = 0.05
     """simulated backend: noise of the ranking quality."""
+    replay_cache: Name | None = None
+    """replay backend: the answer cache holding the logged answers (None = ``cache.path``)."""
+    replay_identity: dict[str, Any] | None = None
+    """replay backend: identity of the logged backend to replay, as ``promptopt cache stats`` lists
+    it (None = the file's only identity)."""
 
     def __post_init__(self) -> None:
         if not _DEVICE.fullmatch(self.device):

@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "HFRanker": "hf_backend",
     "EmbeddingRanker": "embedding_backend",
     "SimulatedRanker": "simulated",
+    "ReplayRanker": "replay",
     "make_ranker": "factory",
 }
 

@@ -216,6 +216,14 @@ class CacheStore:
         with self._lock:
             return int(self._connection().execute("SELECT COUNT(*) FROM answers").fetchone()[0])
 
+    def identities(self) -> dict[str, int]:
+        """Backend identities (canonical JSON) with answers in the file -> their number, most first."""
+        with self._lock:
+            rows = self._connection().execute(
+                "SELECT identity, COUNT(*) AS n FROM answers GROUP BY identity ORDER BY n DESC, identity"
+            ).fetchall()
+        return {str(identity): int(n) for identity, n in rows}
+
     # -- inspection (promptopt cache stats | export | clear) ---------------------------------------
 
     def rows(self) -> Iterator[dict[str, Any]]:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BACKENDS: tuple[str, ...] = ("embedding", "openai", "hf", "simulated")
+BACKENDS: tuple[str, ...] = ("embedding", "openai", "hf", "simulated", "replay")
 """Values of ``ranker.backend``."""
 
 
@@ -60,6 +60,14 @@ def make_ranker(
             "--ranker.base_url=URL` (it also evaluates and exports), or keep keys out of URLs: put "
             "the key in the environment variable named by ranker.api_key_env"
         )
+    if config.backend == "replay":  # the cache itself: never wrapped, nothing to budget
+        from promptopt.llm.replay import ReplayRanker
+
+        path = config.replay_cache or (cache.path if cache is not None else None)
+        if path is None:
+            raise ConfigError("ranker.backend 'replay' needs ranker.replay_cache or cache.path: the answer "
+                              "cache that holds the logged answers")
+        return ReplayRanker(path, config.replay_identity)
     cached = cache is not None and cache.enabled
     if budget is not None and not cached and any(
         cap is not None for cap in (budget.max_calls, budget.max_tokens, budget.max_cost)

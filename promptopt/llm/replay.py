@@ -1,0 +1,157 @@
+"""Answers logged earlier, replayed from an answer cache: a ranker that never calls a model.
+
+Every answer :class:`~promptopt.llm.cache.CachedRanker` receives is stored in its SQLite file under
+the sha256 of the backend's identity and the request. :class:`ReplayRanker` computes the same key
+for the **logged** identity and reads the answer back, so once a run (or a study's answer tables)
+has paid for the answers, PPO settings, seeds, ablations, gates and sweeps run again for free::
+
+    ranker: {backend: replay, replay_identity: {backend: embedding, model: ..., ...}}
+    cache: {path: runs/cache.sqlite}        # the file that holds the logged answers
+
+A request that was never logged (another user, template or task) is not guessed: ``rank`` fails with
+one line naming the user, the template and the task, and what to run to log it. ``stats`` counts the
+replayed answers as cache hits and 0 calls, tokens and money.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from promptopt.errors import RankerError
+from promptopt.llm.budget import RankerStats
+from promptopt.llm.cache import cache_key, check_identity
+from promptopt.llm.cache_store import CacheStore
+from promptopt.llm.types import RankRequest, RankResponse
+
+
+class ReplayRanker:
+    """Answer every request from the answers an earlier run logged in an answer cache.
+
+    Args:
+        path: The SQLite answer cache holding the logged answers (never written to).
+        identity: The identity of the backend whose answers are replayed, as the cache stores it
+            (``promptopt cache stats FILE`` lists them). ``None``: the file's only identity.
+        memory_entries: Answers kept in this process's memory (repeated requests skip SQLite).
+
+    Raises:
+        CacheError: No cache file at ``path``, or not a promptopt cache.
+        RankerError: ``identity`` has no answers in the file, or ``None`` while the file holds
+            answers of several backends (or none).
+    """
+
+    def __init__(
+        self, path: str | Path, identity: Mapping[str, Any] | None = None, *, memory_entries: int = 65_536
+    ) -> None:
+        if memory_entries < 0:
+            raise ValueError(f"memory_entries must be >= 0, got {memory_entries}")
+        self.store = CacheStore(path, create=False)
+        logged = self.store.identities()
+        if identity is None:
+            if len(logged) != 1:
+                raise RankerError(
+                    f"replay: the cache {str(self.store.path)!r} holds answers of "
+                    f"{len(logged)} backend identities{_listing(logged)}; name the one to replay "
+                    "with ranker.replay_identity"
+                )
+            self._logged_json = next(iter(logged))
+        else:
+            self._logged_json = check_identity(identity)
+            if self._logged_json not in logged:
+                raise RankerError(
+                    f"replay: the cache {str(self.store.path)!r} holds no answer of the identity "
+                    f"{self._logged_json}{_listing(logged)}; set ranker.replay_identity to one of them"
+                )
+        import json
+
+        self.logged_identity: dict[str, Any] = json.loads(self._logged_json)
+        self.logged_answers = logged[self._logged_json]
+        self.memory_entries = memory_entries
+        self._memory: OrderedDict[str, RankResponse] = OrderedDict()
+        self._lock = threading.Lock()
+        self._stats = RankerStats()
+
+    @property
+    def identity(self) -> Mapping[str, Any]:
+        """``{"backend": "replay", "replays": <the logged backend's identity>}``."""
+        return {"backend": "replay", "replays": self.logged_identity}
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    @property
+    def stats(self) -> RankerStats:
+        """Replayed answers as hits; calls, tokens and cost stay 0."""
+        with self._lock:
+            return self._stats
+
+    def __getstate__(self) -> dict[str, Any]:  # a worker process starts with an empty memory layer
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_memory"] = OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def rank(self, requests: Sequence[RankRequest]) -> list[RankResponse]:
+        """The logged answer of every request (marked ``cached``).
+
+        Raises:
+            RankerError: A request has no logged answer; names its user, template and task.
+        """
+        if not requests:
+            return []
+        keys = [cache_key(self._logged_json, r) for r in requests]
+        with self._lock:
+            found: dict[str, RankResponse] = {k: self._memory[k] for k in keys if k in self._memory}
+            for k in found:
+                self._memory.move_to_end(k)
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        if missing:
+            rows = self.store.get_many(missing)
+            stored = {k: RankResponse.from_json(v, cached=True) for k, v in rows.items()}
+            found.update(stored)
+            self._remember(stored)
+        for key, request in zip(keys, requests):
+            if key not in found:
+                raise RankerError(self._never_logged(request))
+        with self._lock:
+            self._stats = self._stats + RankerStats(hits=len(requests))
+        return [found[k] for k in keys]
+
+    def _remember(self, answers: Mapping[str, RankResponse]) -> None:
+        if not self.memory_entries or not answers:
+            return
+        with self._lock:
+            self._memory.update(answers)
+            while len(self._memory) > self.memory_entries:
+                self._memory.popitem(last=False)
+
+    def _never_logged(self, request: RankRequest) -> str:
+        user, template, task = (request.meta_value(k) for k in ("user", "template", "task"))
+        backend = self.logged_identity.get("backend", "?")
+        return (
+            f"replay: no logged answer for user {user!r}, template {template!r}, task {task!r} in "
+            f"{str(self.path)!r} ({self.logged_answers} answers of {backend!r}); run it once with "
+            f"ranker.backend: {backend} to log it, or keep the run to the users and templates logged"
+        )
+
+
+def _listing(logged: Mapping[str, int]) -> str:
+    if not logged:
+        return ""
+    shown = "; ".join(f"{ident} ({n} answers)" for ident, n in list(logged.items())[:3])
+    more = f"; and {len(logged) - 3} more" if len(logged) > 3 else ""
+    return f" ({shown}{more})"
+
+
+__all__ = ["ReplayRanker"]
