@@ -234,8 +234,8 @@ class LightGCNExtractor(BaseFeaturesExtractor):
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
         """LightGCN embeddings of ``users``. Shapes: ``(B,) -> (B, embedding_dim)``."""
-        if self.finetune_graph:
-            return self.gcn.get_embedding(self.adjacency())[users]
+        if self.finetune_graph:  # F.embedding: a backward that sums rows in a fixed order (see lightgcn)
+            return torch.nn.functional.embedding(users, self.gcn.get_embedding(self.adjacency()))
         return self.user_embeddings[users]
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:

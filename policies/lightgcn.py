@@ -323,8 +323,12 @@ def pretrain_lightgcn(
             i = torch.from_numpy(positives + n_users)
             j = torch.from_numpy(negatives + n_users)
             emb = model.get_embedding(adjacency)
-            pos_rank = (emb[u] * emb[i]).sum(dim=-1)
-            neg_rank = (emb[u] * emb[j]).sum(dim=-1)
+            # F.embedding, not emb[u]: the backward of advanced indexing accumulates rows in a
+            # thread-dependent order on CPU (two runs of the same seed differed by ~1e-6 after one
+            # epoch on ML-100K with 2 threads); embedding_dense_backward sums in a fixed order.
+            e_u, e_i, e_j = (torch.nn.functional.embedding(x, emb) for x in (u, i, j))
+            pos_rank = (e_u * e_i).sum(dim=-1)
+            neg_rank = (e_u * e_j).sum(dim=-1)
             loss = model.recommendation_loss(
                 pos_rank, neg_rank, node_id=torch.cat([u, i, j]), lambda_reg=lambda_reg
             )
