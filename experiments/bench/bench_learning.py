@@ -37,14 +37,24 @@ from typing import Any
 import numpy as np
 
 from experiments.bench.planted import (
-    DEFAULT_CACHE, DEFAULT_DATA, Plant, PlantedRanker, bench_config, build_table, make_plant,
-    planted_users, population, table_rows,
+    DEFAULT_CACHE,
+    DEFAULT_DATA,
+    Plant,
+    PlantedRanker,
+    bench_config,
+    build_table,
+    make_plant,
+    planted_users,
+    population,
+    table_rows,
 )
 
 logger = logging.getLogger("promptopt.bench.learning")
 
 LEARNERS = ("policy", "mlp_ppo", "linucb", "epsilon_greedy")
 """LightGCN+MLP PPO (raw argmax), MLP-only PPO, LinUCB, epsilon-greedy."""
+GATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+"""Margins the safe variants may deviate at (chosen on validation users)."""
 
 
 class DistinctCalls:
@@ -69,23 +79,36 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="the answer cache of the table")
     parser.add_argument("--users", type=int, default=500, help="the population (as built by planted.py)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--shares", type=float, nargs="+", default=[0.1, 0.3],
-                        help="training budgets as shares of the exhaustive sweep's calls")
-    parser.add_argument("--tie", default="top_genre_share",
-                        help="what planted users share: a profile statistic or 'graph'")
+    parser.add_argument(
+        "--shares",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.3],
+        help="training budgets as shares of the exhaustive sweep's calls",
+    )
+    parser.add_argument(
+        "--tie", default="top_genre_share", help="what planted users share: a profile statistic or 'graph'"
+    )
     parser.add_argument("--planted-share", type=float, default=0.3, help="share of users planted")
     parser.add_argument("--gain", type=float, default=0.05, help="expected NDCG@10 gain of t* over f")
     parser.add_argument("--template", default=None, help="the planted template t* (default: see planted.py)")
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     parser.add_argument("--ppo-steps", type=int, default=None, help="PPO episodes (default: the config's)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides of the learners (ppo.ent_coef=0.02 ...)")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides of the learners (ppo.ent_coef=0.02 ...)",
+    )
     parser.add_argument("--json", default=None, help="also write every number to this file")
     return parser.parse_args(argv)
 
 
 # ---------------------------------------------------------------------- learners
-def train_ppo(config: Any, kind: str, problem: Any, ranker: Any, pool: np.ndarray, emb_path: Path | None) -> Any:
+def train_ppo(
+    config: Any, kind: str, problem: Any, ranker: Any, pool: np.ndarray, emb_path: Path | None
+) -> Any:
     """A (Maskable)PPO agent of ``kind`` trained on episodes of ``pool`` users."""
     from envs.vec_env import BatchedPromptRecVecEnv
     from policies.agent import make_agent
@@ -100,8 +123,8 @@ def train_ppo(config: Any, kind: str, problem: Any, ranker: Any, pool: np.ndarra
 
 def fit_learners(
     names: Sequence[str], config: Any, problem: Any, ranker: Any, pool: np.ndarray, emb: Any, emb_path: Path
-) -> dict[str, tuple[Any, int]]:
-    """Every learner of ``names`` trained on ``pool``; name -> (selector, distinct calls)."""
+) -> dict[str, tuple[Any, int, set]]:
+    """Every learner of ``names`` trained on ``pool``; name -> (selector, distinct calls, requests)."""
     from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 
     everyone = np.concatenate([problem.split.train, problem.split.val, problem.split.test])
@@ -110,16 +133,99 @@ def fit_learners(
         "policy": lambda r: train_ppo(config, "lightgcn_mlp", problem, r, pool, emb_path),
         "mlp_ppo": lambda r: train_ppo(config, "mlp", problem, r, pool, emb_path),
         "linucb": lambda r: LinUCBSelector(problem.n_templates, alpha=config.eval.linucb_alpha).fit(
-            problem, r, pool, features, config.ppo.total_timesteps, seed=config.seed),
-        "epsilon_greedy": lambda r: EpsilonGreedySelector(problem.n_templates, epsilon=config.eval.epsilon).fit(
-            problem, r, pool, features, config.ppo.total_timesteps, seed=config.seed),
+            problem, r, pool, features, config.ppo.total_timesteps, seed=config.seed
+        ),
+        "epsilon_greedy": lambda r: EpsilonGreedySelector(
+            problem.n_templates, epsilon=config.eval.epsilon
+        ).fit(problem, r, pool, features, config.ppo.total_timesteps, seed=config.seed),
     }
     out = {}
     for name in names:
         counter = DistinctCalls(ranker)
         started = time.perf_counter()
-        out[name] = (makers[name](counter), counter.calls)
+        out[name] = (makers[name](counter), counter.calls, counter.seen)
         logger.info("%s: %d distinct calls, %.0f s", name, counter.calls, time.perf_counter() - started)
+    return out
+
+
+# ---------------------------------------------------------------------- safe variants
+class Gated:
+    """Default template (first the user can fill of a ranked list) unless ``margin >= threshold``."""
+
+    def __init__(
+        self,
+        name: str,
+        order: list[int],
+        masks: Callable[[int], np.ndarray],
+        scorer: Callable[[np.ndarray], np.ndarray],
+        threshold: float,
+    ) -> None:
+        self.name, self.order, self.masks, self.scorer, self.threshold = name, order, masks, scorer, threshold
+
+    def default(self, users: np.ndarray) -> np.ndarray:
+        return np.array(
+            [next((t for t in self.order if self.masks(int(u))[t]), self.order[0]) for u in users],
+            dtype=np.int64,
+        )
+
+    def choices(self, users: np.ndarray, threshold: float) -> np.ndarray:
+        default = self.default(users)
+        scores = self.scorer(users)
+        masks = np.stack([self.masks(int(u)) for u in users])
+        scores = np.where(masks, scores, -np.inf)
+        greedy = scores.argmax(axis=1)
+        rows = np.arange(len(users))
+        margin = scores[rows, greedy] - scores[rows, default]
+        return np.where((greedy != default) & (margin >= threshold), greedy, default).astype(np.int64)
+
+    def select(self, users: np.ndarray) -> np.ndarray:
+        return self.default(users) if not np.isfinite(self.threshold) else self.choices(users, self.threshold)
+
+
+def safe_variants(
+    problem: Any, ranker: Any, fitted: dict[str, tuple[Any, int, set]], pool: np.ndarray, seed: int
+) -> dict[str, tuple[Any, int, set]]:
+    """``<learner>_safe``: the pool's best fixed template as a ranked default, deviations validated.
+
+    The default is ranked by mean reward over the pool with every template (the learners' own
+    budget: pool x templates distinct calls). A learner may deviate for a user where its score
+    margin over the default (PPO: probability; bandits: predicted reward) passes a threshold chosen
+    on validation users, accepted only when the validated gain's 95% bootstrap lower bound is > 0;
+    otherwise it never deviates. Validation answers are counted in the variant's calls.
+    """
+    from promptopt.selectors import template_scores
+
+    counter = DistinctCalls(ranker)
+    scores, _ = template_scores(problem, counter, pool)
+    means = np.nanmean(np.where(np.isfinite(scores), scores, np.nan), axis=0)
+    order = [int(t) for t in np.argsort(-np.nan_to_num(means, nan=-np.inf), kind="stable")]
+    val = problem.pool("val")
+    out = {}
+    for name, (selector, _, seen) in fitted.items():
+        if hasattr(selector, "action_probabilities"):
+            scorer = selector.action_probabilities
+        else:
+            scorer = lambda users, s=selector: s.expected_rewards(s._features[users])  # noqa: E731
+        gated = Gated(f"{name}_safe", order, problem.action_mask, scorer, float("inf"))
+        val_counter = DistinctCalls(ranker)
+        default = gated.default(val)
+        base = realized(problem, val_counter, val, default)
+        best, best_gain = float("inf"), 0.0
+        for threshold in GATE_GRID:
+            choice = gated.choices(val, threshold)
+            gain = realized(problem, val_counter, val, choice) - base
+            if np.any(gain) and paired_bootstrap(gain, seed=seed)[1] > 0 and gain.mean() > best_gain:
+                best, best_gain = threshold, float(gain.mean())
+        gated.threshold = best
+        logger.info(
+            "%s: default %s, threshold %s (validated gain %.4f)",
+            gated.name,
+            problem.catalog.ids[order[0]],
+            best,
+            best_gain,
+        )
+        spent = counter.seen | val_counter.seen | seen
+        out[gated.name] = (gated, len(spent), spent)
     return out
 
 
@@ -159,7 +265,7 @@ def split_population(data: Any, users: np.ndarray, val: float, test: float, seed
     parts: list[list[int]] = [[], [], []]
     owed = np.zeros(3)
     for start in range(0, len(ordered), 10):
-        for user in rng.permutation(ordered[start:start + 10]):
+        for user in rng.permutation(ordered[start : start + 10]):
             owed += shares
             part = int(np.argmax(owed))
             owed[part] -= 1.0
@@ -195,11 +301,16 @@ def setup(args: argparse.Namespace) -> tuple[Any, Any, Plant, PlantedRanker, dic
             _, per_view = problem.score(tasks, ranker.rank(problem.requests(tasks, plant.template)))
             check.append(per_view["base"]["ndcg@10"])
     info = {
-        "templates": list(problem.catalog.ids), "means": plant.means.round(4).tolist(),
-        "best": problem.catalog.ids[plant.best], "planted_template": problem.catalog.ids[plant.template],
-        "promote": round(plant.promote, 4), "planted_users": int(planted.sum()), "users": int(users.size),
+        "templates": list(problem.catalog.ids),
+        "means": plant.means.round(4).tolist(),
+        "best": problem.catalog.ids[plant.best],
+        "planted_template": problem.catalog.ids[plant.template],
+        "promote": round(plant.promote, 4),
+        "planted_users": int(planted.sum()),
+        "users": int(users.size),
         "expected_planted_value": round(float(plant.means[plant.best] + plant.gain), 4),
-        "measured_planted_value": round(float(np.mean(check)), 4), "measured_on": len(check),
+        "measured_planted_value": round(float(np.mean(check)), 4),
+        "measured_on": len(check),
         "table_targets": 2,
     }
     return config, problem, plant, ranker, info, users
@@ -222,8 +333,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         config = config_from_dict({**raw, "seed": seed}, source="bench_learning")
         split = split_population(data, users, s.val_fraction, s.test_fraction, seed)
         # Tasks (candidates, shown orders) keep the table's seed 0; the split varies with the seed.
-        problem = RecProblem.build(data, split, problem0.catalog, config.reward, config.split, seed=0,
-                                   hints=problem0.hints)
+        problem = RecProblem.build(
+            data, split, problem0.catalog, config.reward, config.split, seed=0, hints=problem0.hints
+        )
         emb = pretrain_from_config(build_graph(data, problem.train_mask), config.policy, seed=seed)
         work = Path("runs/bench/learning") / f"seed{seed}"
         emb_path = emb.save(work / "lightgcn.pt")
@@ -235,17 +347,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pool = np.sort(np.random.default_rng(seed).choice(train, size=n_pool, replace=False))
             fitted = fit_learners(args.learners, config, problem, ranker, pool, emb, emb_path)
             row: dict[str, Any] = {"seed": seed, "share": share, "exhaustive": exhaustive, "learners": {}}
-            for name, (selector, calls) in fitted.items():
+            safe = safe_variants(problem, ranker, fitted, pool, seed)
+            for name, (selector, calls, _) in {**fitted, **safe}.items():
                 choices = selector.select(test)
                 gain, oracle, captured = plant.captured(test, choices)
                 value = realized(problem, ranker, test, choices)
                 row["learners"][name] = {
-                    "captured": captured, "gain": gain, "oracle_gain": oracle, "calls": calls,
+                    "captured": captured,
+                    "gain": gain,
+                    "oracle_gain": oracle,
+                    "calls": calls,
                     "realized_diff": (value - base).tolist(),
                     "deviates": float(np.mean(choices != plant.best)),
                     "planted_hit": float(np.mean(choices[plant.planted[test]] == plant.template)),
                 }
-                logger.info("seed %d share %.2f %s: captured %.3f, calls %d", seed, share, name, captured, calls)
+                logger.info(
+                    "seed %d share %.2f %s: captured %.3f, calls %d", seed, share, name, captured, calls
+                )
             results["seeds"].append(row)
     return results
 
@@ -261,12 +379,13 @@ def report(results: dict[str, Any]) -> str:
         + ", ".join(f"{t} {m:.4f}" for t, m in zip(info["templates"], info["means"])),
         "",
         f"{'learner':<16} | {'share':>5} | {'captured (expectation) mean [95% t-CI]':<40} | "
-        f"{'per seed':<34} | {'realized NDCG@10 - f [95% CI]':<30} | calls / exhaustive | deviates | t* on planted",
+        f"{'per seed':<34} | {'realized NDCG@10 - f [95% CI]':<30} | calls / exhaustive | deviates | "
+        "t* on planted",
         "-" * 190,
     ]
     rows = results["seeds"]
     for share in results["args"]["shares"]:
-        for name in results["args"]["learners"]:
+        for name in [*results["args"]["learners"], *(f"{n}_safe" for n in results["args"]["learners"])]:
             got = [r["learners"][name] for r in rows if r["share"] == share and name in r["learners"]]
             if not got:
                 continue
@@ -277,8 +396,10 @@ def report(results: dict[str, Any]) -> str:
             calls = np.mean([g["calls"] / r["exhaustive"] for g, r in zip(got, rows)])
             lines.append(
                 f"{name:<16} | {share:>5.2f} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{'':<19} | {per:<34} | "
-                f"{rmean:+.4f} [{rlo:+.4f}, {rhi:+.4f}]  | {calls:>17.1%} | {np.mean([g['deviates'] for g in got]):>8.1%} | "
-                f"{np.mean([g['planted_hit'] for g in got]):.1%}")
+                f"{rmean:+.4f} [{rlo:+.4f}, {rhi:+.4f}]  | {calls:>17.1%} | "
+                f"{np.mean([g['deviates'] for g in got]):>8.1%} | "
+                f"{np.mean([g['planted_hit'] for g in got]):.1%}"
+            )
     return "\n".join(lines)
 
 

@@ -45,14 +45,22 @@ def _requests(data_path: str, n_users: int) -> tuple[Any, list[Any], list[int]]:
     from promptopt.problem import RecProblem
     from promptopt.splits import split_users
 
-    config, _ = load_study(REPO / "experiments" / "configs" / "study_ml100k.yaml", [f"--data.path={data_path}"])
+    config, _ = load_study(
+        REPO / "experiments" / "configs" / "study_ml100k.yaml", [f"--data.path={data_path}"]
+    )
     from promptopt.data import load_data
     from promptopt.templates import TemplateCatalog
 
     data = load_data(config.data)
     s = config.split
-    split = split_users(data, val_fraction=s.val_fraction, test_fraction=s.test_fraction,
-                        min_history=s.min_history, seed=0, max_users=s.max_users)
+    split = split_users(
+        data,
+        val_fraction=s.val_fraction,
+        test_fraction=s.test_fraction,
+        min_history=s.min_history,
+        seed=0,
+        max_users=s.max_users,
+    )
     catalog = TemplateCatalog.load("movies", include=TEMPLATES)
     problem = RecProblem.build(data, split, catalog, config.reward, config.split, seed=0)
     requests, targets = [], []
@@ -67,7 +75,7 @@ def _requests(data_path: str, n_users: int) -> tuple[Any, list[Any], list[int]]:
 def _answer(ranker: Any, requests: list[Any], order: np.ndarray, size: int) -> list[Any]:
     out: list[Any] = [None] * len(requests)
     for start in range(0, len(order), size):
-        idx = order[start:start + size]
+        idx = order[start : start + size]
         for i, answer in zip(idx, ranker.rank([requests[i] for i in idx])):
             out[i] = answer
     return out
@@ -79,8 +87,12 @@ def _compare(targets: list[int], a: list[Any], b: list[Any]) -> dict[str, float]
     diff = max(float(np.max(np.abs(np.subtract(x.scores, y.scores)))) for x, y in zip(a, b))
     rankings = sum(x.ranking != y.ranking for x, y in zip(a, b))
     ndcg = [abs(ndcg_at_k(x.ranking, t, 10) - ndcg_at_k(y.ranking, t, 10)) for x, y, t in zip(a, b, targets)]
-    return {"max_score_diff": diff, "rankings_changed": rankings,
-            "ndcg_changed": int(np.count_nonzero(ndcg)), "mean_abs_ndcg_diff": float(np.mean(ndcg))}
+    return {
+        "max_score_diff": diff,
+        "rankings_changed": rankings,
+        "ndcg_changed": int(np.count_nonzero(ndcg)),
+        "mean_abs_ndcg_diff": float(np.mean(ndcg)),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,8 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"ppo (steps of {args.step}, shuffled)": (rng.permutation(n), args.step),
         "alone (one request per call)": (np.arange(n), 1),
     }
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {n} requests "
-          f"({args.users} users x {problem.n_templates} templates, study sample)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {n} requests "
+        f"({args.users} users x {problem.n_templates} templates, study sample)"
+    )
     answers: dict[str, list[Any]] = {}
     for name, (order, size) in compositions.items():
         ranker = EmbeddingRanker(None, device="cpu", batch_size=64)  # a fresh model: nothing remembered
@@ -106,12 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         answers[name] = _answer(ranker, requests, order, size)
         print(f"  {name:<40} {time.process_time() - started:7.1f} s CPU ({ranker.identity})")
     names = list(answers)
-    print(f"{'composition A':<40} | {'composition B':<40} | max |score diff| | rankings changed | NDCG@10 changed")
+    print(
+        f"{'composition A':<40} | {'composition B':<40} | max |score diff| | "
+        "rankings changed | NDCG@10 changed"
+    )
     for i, x in enumerate(names):
-        for y in names[i + 1:]:
+        for y in names[i + 1 :]:
             c = _compare(targets, answers[x], answers[y])
-            print(f"{x:<40} | {y:<40} | {c['max_score_diff']:.2e}         | {c['rankings_changed']:>5} / {n} "
-                  f"    | {c['ndcg_changed']:>5} / {n} (mean |diff| {c['mean_abs_ndcg_diff']:.2e})")
+            print(
+                f"{x:<40} | {y:<40} | {c['max_score_diff']:.2e}         | {c['rankings_changed']:>5} / {n} "
+                f"    | {c['ndcg_changed']:>5} / {n} (mean |diff| {c['mean_abs_ndcg_diff']:.2e})"
+            )
     base_threads = torch.get_num_threads()
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -119,8 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         order, size = compositions[names[0]]
         other = _answer(ranker, requests, order, size)
         c = _compare(targets, answers[names[0]], other)
-        print(f"threads {base_threads} vs {threads} ({names[0]}): max |score diff| {c['max_score_diff']:.2e}, "
-              f"rankings changed {c['rankings_changed']} / {n}, NDCG@10 changed {c['ndcg_changed']} / {n}")
+        print(
+            f"threads {base_threads} vs {threads} ({names[0]}): max |score diff| {c['max_score_diff']:.2e}, "
+            f"rankings changed {c['rankings_changed']} / {n}, NDCG@10 changed {c['ndcg_changed']} / {n}"
+        )
     torch.set_num_threads(base_threads)
     return 0
 

@@ -47,8 +47,12 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "ml-100k"
 DEFAULT_CACHE = REPO / "runs" / "bench" / "planted_ml100k_minilm.sqlite"
 TEMPLATES = (
-    "expert.recent5.none.index", "expert.genres10.none.index", "expert.recent50.none.index",
-    "expert.profile.none.index", "expert.similar.none.index", "expert.cowatched.none.index",
+    "expert.recent5.none.index",
+    "expert.genres10.none.index",
+    "expert.recent50.none.index",
+    "expert.profile.none.index",
+    "expert.similar.none.index",
+    "expert.cowatched.none.index",
     "expert.popular.none.index",
 )
 """The study's seven templates (recency styles and collaborative hints)."""
@@ -56,27 +60,60 @@ BACKS = (0, 1, 2)
 """Targets of the table: the last interaction (0), the second-to-last (1), the third-to-last (2)."""
 
 
-def bench_config(data_path: str | Path = DEFAULT_DATA, cache_path: str | Path = DEFAULT_CACHE,
-                 *, seed: int = 0) -> ExperimentConfig:
+def bench_config(
+    data_path: str | Path = DEFAULT_DATA, cache_path: str | Path = DEFAULT_CACHE, *, seed: int = 0
+) -> ExperimentConfig:
     """The benchmark's experiment: every ML-100K user, 20 candidates, accuracy-only NDCG@10."""
-    return config_from_dict({
-        "name": "bench_learning", "seed": seed,
-        "data": {"format": "movielens-100k", "path": str(data_path)},
-        "split": {"val_fraction": 0.15, "test_fraction": 0.25, "min_history": 5, "n_targets": 3,
-                  "n_negatives": 19, "negatives": "uniform", "drift_quantile": 0.8},
-        "templates": {"catalog": "movies", "include": list(TEMPLATES)},
-        "ranker": {"backend": "embedding", "model": "all-MiniLM-L6-v2", "device": "cpu", "batch_size": 64},
-        "cache": {"enabled": True, "path": str(cache_path)},
-        "reward": {"metric": "ndcg@10", "robust_weight": 0.0},
-        "env": {"n_envs": 8},
-        "policy": {"kind": "lightgcn_mlp", "embedding_dim": 64, "n_layers": 2, "bpr_epochs": 15,
-                   "bpr_patience": 4, "bpr_batch_size": 32768, "bpr_lr": 0.05,
-                   "hidden": [64], "pi": [64], "vf": [64]},
-        "ppo": {"total_timesteps": 1024, "n_steps": 16, "batch_size": 64, "n_epochs": 10,
-                "learning_rate": 0.001, "ent_coef": 0.01, "checkpoint_every": 100000},
-        "eval": {"linucb_alpha": 1.0, "epsilon": 0.1},
-        "tracking": {"wandb": False, "mode": "disabled"},
-    }, source="bench_learning")
+    return config_from_dict(
+        {
+            "name": "bench_learning",
+            "seed": seed,
+            "data": {"format": "movielens-100k", "path": str(data_path)},
+            "split": {
+                "val_fraction": 0.15,
+                "test_fraction": 0.25,
+                "min_history": 5,
+                "n_targets": 3,
+                "n_negatives": 19,
+                "negatives": "uniform",
+                "drift_quantile": 0.8,
+            },
+            "templates": {"catalog": "movies", "include": list(TEMPLATES)},
+            "ranker": {
+                "backend": "embedding",
+                "model": "all-MiniLM-L6-v2",
+                "device": "cpu",
+                "batch_size": 64,
+            },
+            "cache": {"enabled": True, "path": str(cache_path)},
+            "reward": {"metric": "ndcg@10", "robust_weight": 0.0},
+            "env": {"n_envs": 8},
+            "policy": {
+                "kind": "lightgcn_mlp",
+                "embedding_dim": 64,
+                "n_layers": 2,
+                "bpr_epochs": 15,
+                "bpr_patience": 4,
+                "bpr_batch_size": 32768,
+                "bpr_lr": 0.05,
+                "hidden": [64],
+                "pi": [64],
+                "vf": [64],
+            },
+            "ppo": {
+                "total_timesteps": 1024,
+                "n_steps": 16,
+                "batch_size": 64,
+                "n_epochs": 10,
+                "learning_rate": 0.001,
+                "ent_coef": 0.01,
+                "checkpoint_every": 100000,
+            },
+            "eval": {"linucb_alpha": 1.0, "epsilon": 0.1},
+            "tracking": {"wandb": False, "mode": "disabled"},
+        },
+        source="bench_learning",
+    )
 
 
 def population(problem: Any, n_users: int | None) -> np.ndarray:
@@ -132,11 +169,12 @@ def build_table(
                 batch += problem.requests(tasks, int(t))
     started, answers = time.perf_counter(), []
     for start in range(0, len(batch), chunk):
-        answers += ranker.rank(batch[start:start + chunk])
-        logger.info("answer table: %d/%d requests (%.0f s)", len(answers), len(batch),
-                    time.perf_counter() - started)
+        answers += ranker.rank(batch[start : start + chunk])
+        logger.info(
+            "answer table: %d/%d requests (%.0f s)", len(answers), len(batch), time.perf_counter() - started
+        )
     for user, t, k, tasks, start in plan:
-        _, per_view = problem.score(tasks, answers[start:start + len(tasks)])
+        _, per_view = problem.score(tasks, answers[start : start + len(tasks)])
         ndcg[user, t, k] = per_view["base"]["ndcg@10"]
     return AnswerTable(ndcg, tuple(problem.catalog.ids))
 
@@ -162,7 +200,7 @@ def planted_users(problem: Any, users: np.ndarray, *, tie: str, share: float) ->
         j = 1 + PROFILE_FEATURES.index(tie)
         for u in users:
             stat[u] = problem.observation(int(u), row=table_rows(problem, int(u))[-1])[j]
-    n = int(round(share * users.size))
+    n = round(share * users.size)
     chosen = users[np.argsort(-stat[users], kind="stable")[:n]]
     out = np.zeros(problem.data.n_users, dtype=bool)
     out[chosen] = True
@@ -175,8 +213,9 @@ def graph_coordinate(problem: Any) -> np.ndarray:
     from scipy.sparse.linalg import svds
 
     data, mask = problem.data, problem.train_mask
-    r = sp.csr_matrix((np.ones(int(mask.sum())), (data.users[mask], data.items[mask])),
-                      shape=(data.n_users, data.n_items))
+    r = sp.csr_matrix(
+        (np.ones(int(mask.sum())), (data.users[mask], data.items[mask])), shape=(data.n_users, data.n_items)
+    )
     r.data[:] = 1.0
     du = np.asarray(r.sum(axis=1)).ravel()
     di = np.asarray(r.sum(axis=0)).ravel()
@@ -204,8 +243,17 @@ class PlantedRanker:
         salt: Seed of the per-task draws.
     """
 
-    def __init__(self, base: Any, planted: np.ndarray, raw_user_ids: dict[str, int], template: str,
-                 promote: float, targets: dict[str, int], *, salt: str = "planted") -> None:
+    def __init__(
+        self,
+        base: Any,
+        planted: np.ndarray,
+        raw_user_ids: dict[str, int],
+        template: str,
+        promote: float,
+        targets: dict[str, int],
+        *,
+        salt: str = "planted",
+    ) -> None:
         if not 0.0 <= promote <= 1.0:
             raise ValueError(f"promote must be in [0, 1], got {promote}")
         self.base, self.planted, self.raw = base, planted, raw_user_ids
@@ -214,8 +262,14 @@ class PlantedRanker:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {"backend": "planted", "base": dict(self.base.identity), "template": self.template,
-                "promote": self.promote, "planted": int(self.planted.sum()), "salt": self.salt}
+        return {
+            "backend": "planted",
+            "base": dict(self.base.identity),
+            "template": self.template,
+            "promote": self.promote,
+            "planted": int(self.planted.sum()),
+            "salt": self.salt,
+        }
 
     @property
     def stats(self) -> Any:
@@ -229,11 +283,16 @@ class PlantedRanker:
             if ids is None:
                 raise ValueError("the planted ranker needs requests built by PromptTemplate.request (ids)")
             task, user = ids.task, self.raw.get(ids.user, -1)
-            if (ids.template == self.template and user >= 0 and self.planted[user]
-                    and _uniform(task, self.salt) < self.promote):
+            if (
+                ids.template == self.template
+                and user >= 0
+                and self.planted[user]
+                and _uniform(task, self.salt) < self.promote
+            ):
                 target = self.targets[task]
                 answer = dataclasses.replace(
-                    answer, ranking=(target, *(c for c in answer.ranking if c != target)), scores=None)
+                    answer, ranking=(target, *(c for c in answer.ranking if c != target)), scores=None
+                )
             out.append(answer)
         return out
 
@@ -267,7 +326,9 @@ class Plant:
         return num, den, num / den if den > 0 else float("nan")
 
 
-def make_plant(table: AnswerTable, planted: np.ndarray, *, gain: float, template: str | None, tie: str) -> Plant:
+def make_plant(
+    table: AnswerTable, planted: np.ndarray, *, gain: float, template: str | None, tie: str
+) -> Plant:
     """Choose ``t*`` (default: the best template whose planted share cannot make it the best fixed)."""
     means = table.means()
     order = [int(t) for t in np.argsort(-means, kind="stable")]
@@ -276,8 +337,9 @@ def make_plant(table: AnswerTable, planted: np.ndarray, *, gain: float, template
     if template is None:
         # t* must stay below f for everyone together: share * (mu_f + gain - mu_t) + mu_t < mu_f - margin
         margin = 0.005
-        fits = [t for t in order[1:]
-                if share * (means[best] + gain - means[t]) + means[t] < means[best] - margin]
+        fits = [
+            t for t in order[1:] if share * (means[best] + gain - means[t]) + means[t] < means[best] - margin
+        ]
         t_star = fits[0]
     else:
         t_star = table.templates.index(template)
@@ -297,7 +359,9 @@ def save_table(table: AnswerTable, path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--build", action="store_true", help="fill the answer table through the cache (timed)")
+    parser.add_argument(
+        "--build", action="store_true", help="fill the answer table through the cache (timed)"
+    )
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the ml-100k folder")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="the answer cache")
     parser.add_argument("--users", type=int, default=None, help="the benchmark's population (default: all)")
@@ -307,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from experiments.assembly import build_problem, make_run_ranker
 
     config = bench_config(args.data, args.cache)
-    data, split, catalog, problem = build_problem(config)
+    _, _, _, problem = build_problem(config)
     ranker = make_run_ranker(config, problem) if args.build else _replay(config)
     users = population(problem, args.users)
     started = time.perf_counter()
@@ -315,10 +379,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     save_table(table, Path(args.cache).with_suffix(".table.npz"))
     stats = getattr(ranker, "stats", None)
-    print(json.dumps({"seconds": round(seconds, 1), "users": int(users.size),
-                      "answers": int(np.isfinite(table.ndcg).sum()),
-                      "ranker": {k: getattr(stats, k, None) for k in ("calls", "hits", "misses")},
-                      "means": dict(zip(table.templates, np.round(table.means(), 4).tolist()))}, indent=1))
+    print(
+        json.dumps(
+            {
+                "seconds": round(seconds, 1),
+                "users": int(users.size),
+                "answers": int(np.isfinite(table.ndcg).sum()),
+                "ranker": {k: getattr(stats, k, None) for k in ("calls", "hits", "misses")},
+                "means": dict(zip(table.templates, np.round(table.means(), 4).tolist())),
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -21,7 +21,7 @@ from promptopt.llm.cache_store import CacheStore
 from promptopt.llm.types import RankRequest, RequestIds
 from tests.experiments.conftest import tiny_config_dict
 
-SPEND = {"calls", "uncached_calls", "tokens", "seconds"}
+SPEND = {"calls", "uncached_calls", "tokens", "seconds", "cache_hit_rate"}
 
 
 def _config(tmp_path: Path, cache: Path) -> Any:
@@ -63,7 +63,8 @@ def _without_spend(value: Any) -> Any:
 def _run(config: Any, out: Path) -> dict[str, Any]:
     run = pipeline.train(config, out)
     metrics = pipeline.evaluate(run)
-    curve = [{k: v for k, v in row.items() if not k.startswith("llm")} for row in metrics["train"]["curve"]]
+    curve = [{k: v for k, v in row.items() if not k.startswith("llm") and k not in SPEND}
+             for row in metrics["train"]["curve"]]
     return {"evaluation": _without_spend(metrics["evaluation"]), "curve": curve,
             "templates": metrics["train"]["template_ranking"]}
 
