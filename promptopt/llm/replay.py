@@ -137,7 +137,8 @@ class ReplayRanker:
                 self._memory.popitem(last=False)
 
     def _never_logged(self, request: RankRequest) -> str:
-        user, template, task = (request.meta_value(k) for k in ("user", "template", "task"))
+        ids = request.ids
+        user, template, task = (None, None, None) if ids is None else (ids.user, ids.template, ids.task)
         backend = self.logged_identity.get("backend", "?")
         return (
             f"replay: no logged answer for user {user!r}, template {template!r}, task {task!r} in "

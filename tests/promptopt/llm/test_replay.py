@@ -64,7 +64,7 @@ def test_a_request_never_logged_fails_naming_user_template_and_task(logged) -> N
     message = str(err.value)
     assert "\n" not in message
     raw = problem.data.user_ids[user]
-    for part in (f"user {raw!r}", "template 'expert.profile.none.index'", requests[0].meta_value("task"),
+    for part in (f"user {raw!r}", "template 'expert.profile.none.index'", requests[0].ids.task,
                  "ranker.backend: simulated"):
         assert str(part) in message
 
