@@ -197,9 +197,9 @@ class RankerConfig:
     """simulated backend: noise of the ranking quality."""
     replay_cache: Name | None = None
     """replay backend: the answer cache holding the logged answers (None = ``cache.path``)."""
-    replay_identity: dict[str, Any] | None = None
-    """replay backend: identity of the logged backend to replay, as ``promptopt cache stats`` lists
-    it (None = the file's only identity)."""
+    replay_identity: Name | None = None
+    """replay backend: identity (JSON) of the logged backend to replay, as ``promptopt cache stats``
+    lists it (None = the file's only identity)."""
 
     def __post_init__(self) -> None:
         if not _DEVICE.fullmatch(self.device):

@@ -33,8 +33,8 @@ class ReplayRanker:
 
     Args:
         path: The SQLite answer cache holding the logged answers (never written to).
-        identity: The identity of the backend whose answers are replayed, as the cache stores it
-            (``promptopt cache stats FILE`` lists them). ``None``: the file's only identity.
+        identity: The identity of the backend whose answers are replayed (a mapping, or its JSON as
+            ``promptopt cache stats FILE`` lists it). ``None``: the file's only identity.
         memory_entries: Answers kept in this process's memory (repeated requests skip SQLite).
 
     Raises:
@@ -44,7 +44,11 @@ class ReplayRanker:
     """
 
     def __init__(
-        self, path: str | Path, identity: Mapping[str, Any] | None = None, *, memory_entries: int = 65_536
+        self,
+        path: str | Path,
+        identity: Mapping[str, Any] | str | None = None,
+        *,
+        memory_entries: int = 65_536,
     ) -> None:
         if memory_entries < 0:
             raise ValueError(f"memory_entries must be >= 0, got {memory_entries}")
@@ -59,6 +63,18 @@ class ReplayRanker:
                 )
             self._logged_json = next(iter(logged))
         else:
+            if isinstance(identity, str):
+                import json
+
+                try:
+                    identity = json.loads(identity)
+                except ValueError:
+                    raise RankerError(
+                        "replay: ranker.replay_identity must be the JSON of a backend identity, "
+                        f"got {identity!r}"
+                    ) from None
+                if not isinstance(identity, Mapping):
+                    raise RankerError("replay: ranker.replay_identity must be a JSON object")
             self._logged_json = check_identity(identity)
             if self._logged_json not in logged:
                 raise RankerError(

@@ -90,7 +90,10 @@ def test_factory_builds_replay_from_the_cache_section(logged) -> None:
     _, live, path, _ = logged
     ranker = make_ranker(RankerConfig(backend="replay"), cache=CacheConfig(path=str(path)))
     assert isinstance(ranker, ReplayRanker)
-    named = RankerConfig(backend="replay", replay_cache=str(path), replay_identity=dict(live.identity))
+    import json
+
+    logged = json.dumps(dict(live.identity))
+    named = RankerConfig(backend="replay", replay_cache=str(path), replay_identity=logged)
     other = make_ranker(named, cache=CacheConfig(path="elsewhere.sqlite"))
     assert other.path == path
 
