@@ -141,7 +141,6 @@ def _actions(run_dir: Path, config, problem) -> np.ndarray:
     from experiments.rundir import RunDir
     from policies.selectors import PPOSelector
 
-    ranker = assembly.make_run_ranker(config, problem)
-    agent = assembly.load_agent(RunDir(run_dir), config, problem, ranker, "policy")
+    agent = assembly.load_agent(RunDir(run_dir), config, problem, "policy")
     users = np.concatenate([problem.pool("train"), problem.pool("test")])
     return PPOSelector(agent, problem).action_probabilities(users)
