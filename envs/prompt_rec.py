@@ -13,6 +13,7 @@ from promptopt.errors import ConfigError
 from promptopt.llm.types import Ranker
 from promptopt.problem import Outcome, RecProblem
 from promptopt.profile import PROFILE_FEATURES
+from promptopt.runner import Episode
 
 ActionSpaceKind = Literal["discrete", "multidiscrete"]
 
@@ -65,10 +66,17 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
     scored on B shuffled candidate orders and averaged. An invalid action (a template the user
     cannot fill, or a slot combination outside the catalog) earns 0 and calls nothing.
 
+    With a ``baseline`` (a ranked list of default templates) the step's reward is paired: the
+    chosen template's total minus the default's total on the same tasks, candidates and shown
+    orders (the default is the first template of the list the user can fill; 0 when it is the
+    chosen one). Its answer is cached like any other, so it is paid once per task. ``info["reward"]``
+    keeps the chosen template's own breakdown; ``info["baseline"]`` holds the default's.
+
     ## Starting State
 
     A user drawn uniformly from the pool (``users``) with ``self.np_random``; ``options={"user": u}``
-    picks the user.
+    picks the user. With ``train_targets > 1`` a training user's target is then drawn uniformly from
+    :meth:`~promptopt.problem.RecProblem.training_rows` (its episode target and earlier ones).
 
     ## Episode End
 
@@ -88,6 +96,10 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
     * ``ranker``: any :class:`~promptopt.llm.types.Ranker` (wrap it in ``CachedRanker``).
     * ``users``: ``"train"``, ``"val"``, ``"test"`` or explicit user indices.
     * ``action_space``: ``"discrete"`` or ``"multidiscrete"``.
+    * ``train_targets``: episode targets per training user (``env.train_targets``; 1 = its episode
+      target only).
+    * ``baseline``: ranked default templates of the paired reward (``env.reward_baseline:
+      default``); ``None`` = the plain reward.
     * ``render_mode``: ``None`` or ``"ansi"`` (a one-line description of the last step).
 
     ## Version History
@@ -105,9 +117,20 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         users: str | Sequence[int] | np.ndarray = "train",
         action_space: ActionSpaceKind = "discrete",
         render_mode: str | None = None,
+        train_targets: int = 1,
+        baseline: Sequence[int] | None = None,
     ) -> None:
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if train_targets < 1:
+            raise ValueError(f"train_targets must be >= 1, got {train_targets}")
+        self.train_targets = int(train_targets)
+        self.baseline = None if baseline is None else tuple(int(t) for t in baseline)
+        if self.baseline is not None and (
+            not self.baseline or any(not 0 <= t < problem.n_templates for t in self.baseline)
+        ):
+            raise ValueError(f"baseline must list template indices in 0..{problem.n_templates - 1}, "
+                             f"got {list(self.baseline)}")
         self.problem = problem
         self.ranker = ranker
         self.render_mode = render_mode
@@ -146,6 +169,8 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
             raise ConfigError(f"env.action_space must be 'discrete' or 'multidiscrete', got {action_space!r}")
         assert len(PROFILE_FEATURES) + 1 == problem.obs_dim
         self._user: int | None = None
+        self._row: int | None = None
+        self._default: int | None = None
         self._obs = np.zeros(problem.obs_dim, dtype=np.float32)
         self._mask = np.ones(problem.n_templates, dtype=bool)
         self._last: str = ""
@@ -163,19 +188,28 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         else:
             # random() is 3x cheaper than integers(); floor(u * n) is uniform over the pool.
             self._user = int(self.pool[int(self.np_random.random() * self.pool.size)])
+        self._row = None
+        if self.train_targets > 1:
+            rows = self.problem.training_rows(self._user, self.train_targets)
+            self._row = rows[int(self.np_random.random() * len(rows))]
         # The problem caches both (read-only arrays); the env hands out copies.
-        self._obs = self.problem.observation(self._user)
-        self._mask = self.problem.action_mask(self._user)
+        self._obs = self.problem.observation(self._user, row=self._row)
+        self._mask = self.problem.action_mask(self._user, row=self._row)
+        self._default = None
+        if self.baseline is not None:
+            self._default = next((t for t in self.baseline if self._mask[t]), None)
         return self._obs.copy(), {"user": self._user, "action_mask": self._mask.copy()}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         user, template = self.plan(action)
-        if template is None:
-            outcome = self.problem.invalid_outcome(user, -1)
-        else:
-            outcome = self.problem.run([user], [template], self.ranker)[0]
-            assert outcome is not None  # the episode row always exists
-        return self.finish(outcome)
+        episodes = [] if template is None else [self.episode(template)]
+        base = self.baseline_episode(template)
+        if base is not None:
+            episodes.append(base)
+        ran = self.problem.run_episodes(episodes, self.ranker) if episodes else []
+        outcome = ran[0] if template is not None else self.problem.invalid_outcome(user, -1)
+        assert outcome is not None  # the episode row always exists
+        return self.finish(outcome, ran[-1] if base is not None else None)
 
     def render(self) -> str | None:
         return self._last if self.render_mode == "ansi" else None
@@ -226,10 +260,33 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         found = self.problem.catalog.from_slot_vector(tuple(int(a) for a in np.asarray(action).ravel()))
         return self._user, None if found is None else int(found)
 
-    def finish(self, outcome: Outcome) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Turn the ranker's scored outcome of :meth:`plan` into the step's return values."""
+    def episode(self, template: int) -> Episode:
+        """The episode of ``template`` for the current user and target."""
+        assert self._user is not None
+        return Episode(self._user, int(template), row=self._row)
+
+    def baseline_episode(self, template: int | None) -> Episode | None:
+        """The default template's episode of the paired reward (``None``: no baseline, or chosen)."""
+        if self._default is None or template == self._default:
+            return None
+        return self.episode(self._default)
+
+    def finish(
+        self, outcome: Outcome, base: Outcome | None = None
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Turn the ranker's scored outcome of :meth:`plan` into the step's return values.
+
+        ``base``: the default template's outcome of :meth:`baseline_episode` (``None`` when the
+        default was chosen or there is no baseline).
+        """
         user = self._user
         assert user is not None
+        reward = float(outcome.reward.total)
+        baseline: dict[str, Any] | None = None
+        if self._default is not None:
+            base_total = reward if base is None else float(base.reward.total)
+            reward -= base_total
+            baseline = {"template": self._default, "total": base_total}
         template_id = template_name = None
         if outcome.template >= 0:
             template = self.problem.catalog[outcome.template]
@@ -251,8 +308,11 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
                       "grounded": outcome.parse.grounded},
             "invalid_action": not outcome.valid,
             "action_mask": self._mask.copy(),
+            "row": self._row,
         }
+        if baseline is not None:
+            info["baseline"] = baseline
         if self.render_mode == "ansi":
             self._last = (f"user {self.problem.data.user_ids[user]}: template {template_id} -> "
                           f"reward {outcome.reward.total:.4f}")
-        return self._obs.copy(), float(outcome.reward.total), True, False, info
+        return self._obs.copy(), reward, True, False, info

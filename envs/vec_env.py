@@ -31,6 +31,9 @@ class BatchedPromptRecVecEnv(DummyVecEnv):
             ``DummyVecEnv.seed`` does); ``None`` = unseeded.
         users: User pool of every sub-environment.
         action_space: ``"discrete"`` or ``"multidiscrete"``.
+        train_targets: Episode targets per training user (see :class:`~envs.prompt_rec.PromptRecEnv`).
+        baseline: Ranked default templates of the paired reward (``None`` = the plain reward); the
+            default's episodes go in the same ranker call as the chosen ones.
 
     ``action_masks()`` returns the stacked ``(n_envs, n_actions)`` masks, and
     ``env_method("action_masks")`` works too, so sb3-contrib's ``MaskablePPO`` can use it.
@@ -45,10 +48,13 @@ class BatchedPromptRecVecEnv(DummyVecEnv):
         seed: int | None = None,
         users: str | Sequence[int] | np.ndarray = "train",
         action_space: ActionSpaceKind = "discrete",
+        train_targets: int = 1,
+        baseline: Sequence[int] | None = None,
     ) -> None:
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
-        make = partial(PromptRecEnv, problem, ranker, users=users, action_space=action_space)
+        make = partial(PromptRecEnv, problem, ranker, users=users, action_space=action_space,
+                       train_targets=train_targets, baseline=baseline)
         super().__init__([make for _ in range(n_envs)])
         self.problem = problem
         self.ranker = ranker
@@ -58,16 +64,23 @@ class BatchedPromptRecVecEnv(DummyVecEnv):
 
     def step_wait(self) -> VecEnvStepReturn:
         plans = [env.plan(action) for env, action in zip(self._prompt_envs, self.actions)]
-        sendable = [i for i, (_, template) in enumerate(plans) if template is not None]
-        outcomes: list[Outcome | None] = [None] * self.num_envs
-        ran = self.problem.run([plans[i][0] for i in sendable], [plans[i][1] for i in sendable],
-                               self.ranker)
-        for i, outcome in zip(sendable, ran):
-            outcomes[i] = outcome
+        episodes, owners = [], []  # owners: (sub-env, 0 = chosen / 1 = the paired baseline's default)
+        for i, (env, (_, template)) in enumerate(zip(self._prompt_envs, plans)):
+            if template is not None:
+                episodes.append(env.episode(template))
+                owners.append((i, 0))
+            base = env.baseline_episode(template)
+            if base is not None:
+                episodes.append(base)
+                owners.append((i, 1))
+        outcomes: list[list[Outcome | None]] = [[None, None] for _ in range(self.num_envs)]
+        ran = self.problem.run_episodes(episodes, self.ranker) if episodes else []
+        for (i, part), outcome in zip(owners, ran):
+            outcomes[i][part] = outcome
         buf_obs = self.buf_obs[None]
         for i, env in enumerate(self._prompt_envs):
-            outcome = outcomes[i] or self.problem.invalid_outcome(plans[i][0], -1)
-            obs, self.buf_rews[i], terminated, truncated, info = env.finish(outcome)
+            outcome = outcomes[i][0] or self.problem.invalid_outcome(plans[i][0], -1)
+            obs, self.buf_rews[i], terminated, truncated, info = env.finish(outcome, outcomes[i][1])
             self.buf_dones[i] = terminated or truncated
             info["TimeLimit.truncated"] = truncated and not terminated
             if self.buf_dones[i]:

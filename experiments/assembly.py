@@ -132,15 +132,59 @@ def agent_config(config: ExperimentConfig, kind: str) -> ExperimentConfig:
 
 
 def make_env(config: ExperimentConfig, problem: RecProblem, ranker: Ranker, n_envs: int | None = None,
-             *, users: str | Sequence[int] | np.ndarray = "train") -> Any:
+             *, users: str | Sequence[int] | np.ndarray = "train",
+             default_order: Sequence[int] | None = None) -> Any:
     """The batched training env (one ranker call per step for all sub-environments).
 
     ``users``: a split's name or the users episodes are drawn from (the study's training pool).
+    ``default_order``: the ranked default templates (:func:`default_order`); the paired reward of
+    ``env.reward_baseline: default`` needs it (an env built only to load an agent does not).
+    ``env.train_targets`` sets the training users' episode targets.
     """
     from envs.vec_env import BatchedPromptRecVecEnv
 
+    baseline = None
+    if config.env.reward_baseline == "default" and default_order is not None:
+        baseline = list(default_order)
     return BatchedPromptRecVecEnv(problem, ranker, n_envs or config.env.n_envs, seed=config.seed,
-                                  users=users, action_space=config.env.action_space)
+                                  users=users, action_space=config.env.action_space,
+                                  train_targets=config.env.train_targets, baseline=baseline)
+
+
+def needs_default(config: ExperimentConfig) -> bool:
+    """Whether training ranks a default template first (paired reward or warm start)."""
+    return config.env.reward_baseline == "default" or config.policy.warm_start > 0
+
+
+def default_order(
+    config: ExperimentConfig, problem: RecProblem, ranker: Ranker,
+    users: Sequence[int] | np.ndarray | None = None,
+) -> tuple[list[int], dict[str, Any]]:
+    """Templates ranked by mean reward on a seeded sample of ``env.default_scan_users`` training users.
+
+    Every valid template of every sampled user is scored (one ``rank`` call per template, through
+    the run's cached ranker, so the answers count in training's spend and later scans reuse them).
+    Templates nobody in the sample can fill come last. ``users``: the pool to sample from
+    (default: the training users). Returns the order and a JSON-able record of the scan.
+    """
+    import numpy as np
+
+    from promptopt.selectors import template_scores
+
+    pool = problem.pool("train") if users is None else np.asarray(users, dtype=np.int64)
+    n = min(config.env.default_scan_users, pool.size)
+    sample = np.sort(np.random.default_rng(config.seed).choice(pool, size=n, replace=False))
+    scores, _ = template_scores(problem, ranker, sample)
+    valid = np.isfinite(scores)
+    means = np.where(valid.any(axis=0), np.nansum(np.where(valid, scores, 0.0), axis=0)
+                     / np.maximum(valid.sum(axis=0), 1), -np.inf)
+    order = [int(t) for t in np.argsort(-means, kind="stable")]
+    ids = problem.catalog.ids
+    record = {"users": int(n), "order": [ids[t] for t in order],
+              "means": {ids[t]: (float(means[t]) if np.isfinite(means[t]) else None) for t in order}}
+    logger.info("default template %s (mean reward %.4f over %d scanned training users)",
+                ids[order[0]], means[order[0]], n)
+    return order, record
 
 
 class NoRanker:

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments import safe_run
-from experiments.assembly import agent_config, agent_kinds, build_problem, make_env, make_run_ranker
+from experiments.assembly import (
+    agent_config,
+    agent_kinds,
+    build_problem,
+    default_order,
+    make_env,
+    make_run_ranker,
+    needs_default,
+)
 from experiments.evaluate_run import run_protocol, summary_keys
 from experiments.export_run import build_book, check_no_secrets
 from experiments.plots import write_run_plots
@@ -133,21 +141,27 @@ def _train_agents(run: RunDir, config: ExperimentConfig, data: InteractionData, 
     """LightGCN pretraining, then each agent (skipping those a resumed run already finished)."""
     metrics = run.update_metrics("ranker", dict(ranker.identity))
     lightgcn = _pretrain(run, config, data, problem)
+    order: list[int] | None = None
+    scan: dict[str, Any] | None = None
+    if needs_default(config):  # cached answers: a resumed run rescans for free
+        order, scan = default_order(config, problem, ranker)
     agents: dict[str, Any] = {}
     for kind in agent_kinds(config):
         done = (metrics.get("train") or {}).get("agents", {}).get(kind)
         if run.agent(kind).is_file() and done:
             agents[kind] = done
             continue
-        env = make_env(config, problem, ranker)
+        env = make_env(config, problem, ranker, default_order=order)
         cfg = agent_config(config, kind)
-        state = train_agent(kind, lambda env=env, cfg=cfg: make_agent(env, cfg, embeddings_path=run.lightgcn),
+        default = None if order is None else order[0]
+        state = train_agent(kind, lambda env=env, cfg=cfg, default=default: make_agent(
+                                env, cfg, embeddings_path=run.lightgcn, default=default),
                             total_timesteps=config.ppo.total_timesteps,
                             checkpoint_every=config.ppo.checkpoint_every, checkpoint_dir=run.checkpoints,
                             output=run.agent(kind), tracker=tracker, ranker=ranker)
         agents[kind] = state.to_json()
-        metrics = run.update_metrics("train", _train_section(agents, lightgcn, started))
-    section = _train_section(agents, lightgcn, started)
+        metrics = run.update_metrics("train", _train_section(agents, lightgcn, started, scan))
+    section = _train_section(agents, lightgcn, started, scan)
     run.update_metrics("train", section, summary=_train_summary(section))
     tracker.summary(_train_summary(section))
 
@@ -211,7 +225,8 @@ def _pretrain(run: RunDir, config: ExperimentConfig, data: InteractionData, prob
             "history": [[h.epoch, h.loss, h.recall] for h in emb.history]}
 
 
-def _train_section(agents: dict[str, Any], lightgcn: dict, started: float) -> dict[str, Any]:
+def _train_section(agents: dict[str, Any], lightgcn: dict, started: float,
+                   scan: dict[str, Any] | None = None) -> dict[str, Any]:
     main = agents.get("policy") or next(iter(agents.values()), {})
     episodes = main.get("template_episodes", {})
     rewards = main.get("template_reward", {})
@@ -229,7 +244,7 @@ def _train_section(agents: dict[str, Any], lightgcn: dict, started: float) -> di
     llm["cache_hit_rate"] = llm.get("hits", 0) / seen if seen else 0.0
     return {"steps": main.get("steps", 0), "seconds": time.perf_counter() - started,
             "curve": main.get("curve", []), "template_ranking": ranking, "agents": agents,
-            "lightgcn": lightgcn, "llm": llm}
+            "lightgcn": lightgcn, "llm": llm, **({"default_scan": scan} if scan else {})}
 
 
 def _train_summary(section: dict[str, Any]) -> dict[str, float]:

@@ -119,6 +119,7 @@ def make_agent(
     device: str = "cpu",
     verbose: int = 0,
     tensorboard_log: str | None = None,
+    default: int | None = None,
 ) -> PPO:
     """Build the agent for ``env`` (a ``PromptRecEnv`` or ``BatchedPromptRecVecEnv``).
 
@@ -135,6 +136,8 @@ def make_agent(
         device: Torch device; the policy is small, so CPU is usually fastest.
         verbose: SB3 verbosity.
         tensorboard_log: SB3 tensorboard folder (``None`` = none).
+        default: The default template of ``policy.warm_start`` (``None``: no warm start, e.g. an
+            agent whose weights are loaded next).
 
     Raises:
         ConfigError: Masking requested but the env has no ``action_masks()``; a bad policy setup.
@@ -156,7 +159,7 @@ def make_agent(
     if (ppo.n_steps * n_envs) % ppo.batch_size:
         logger.warning("ppo.n_steps * n_envs = %d is not a multiple of ppo.batch_size = %d",
                        ppo.n_steps * n_envs, ppo.batch_size)
-    return algo(
+    agent = algo(
         "MlpPolicy",
         env,
         learning_rate=ppo.learning_rate,
@@ -176,3 +179,38 @@ def make_agent(
         verbose=verbose,
         tensorboard_log=tensorboard_log,
     )
+    if default is not None and config.policy.warm_start > 0:
+        warm_start(agent, default, config.policy.warm_start)
+    return agent
+
+
+def warm_start(agent: Any, default: int, probability: float) -> None:
+    """Make the untrained policy choose ``default`` with ``probability`` (``policy.warm_start``).
+
+    SB3 initialises the action head with orthogonal weights of gain 0.01, so every logit starts
+    near 0; the head's bias then decides the start. The default's bias is set to
+    ``log(p (n - 1) / (1 - p))`` and the others' to 0, so with all ``n`` templates valid the default's
+    probability is ``p`` (masked templates give their share to the valid ones, the default
+    included). PPO then moves away from the default only where its advantage says so.
+
+    Raises:
+        ConfigError: The action space is not one discrete choice of a template.
+    """
+    import math
+
+    import torch
+    from gymnasium import spaces
+
+    space = agent.action_space
+    if not isinstance(space, spaces.Discrete):
+        raise ConfigError("policy.warm_start needs env.action_space: discrete (one action per template)")
+    n = int(space.n)
+    if not 0 <= default < n:
+        raise ValueError(f"default template must be in 0..{n - 1}, got {default}")
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"warm start probability must be in (0, 1), got {probability}")
+    with torch.no_grad():
+        bias = agent.policy.action_net.bias
+        bias.zero_()
+        if n > 1:
+            bias[default] = math.log(probability * (n - 1) / (1.0 - probability))

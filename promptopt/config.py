@@ -357,6 +357,17 @@ class EnvConfig:
     """Sub-environments of the batched vector env (one ranker call per step for all)."""
     mask_invalid: bool = True
     """Expose action masks for templates a user cannot fill."""
+    reward_baseline: Literal["none", "default"] = "none"
+    """PPO's reward: the metric (``none``), or the metric minus the default template's metric on the
+    same tasks, candidates and shown order (``default``: a paired baseline; the default's answer is
+    cached, so it is paid once per task). The default is ranked by the ``default_scan_users`` scan."""
+    train_targets: Annotated[int, Ge(1), Le(1000)] = 1
+    """Episode targets per training user: its episode target (the second-to-last interaction) and up
+    to ``train_targets - 1`` other targets of the split (``split.n_targets``), nearest first (the last
+    interaction before earlier ones, unless the reward's temporal drift view needs it)."""
+    default_scan_users: Count = 64
+    """Training users (a seeded sample) scanned with every template to rank the default template of
+    ``reward_baseline: default`` and ``policy.warm_start``; their calls count in training's spend."""
 
 
 @_section
@@ -387,6 +398,10 @@ class PolicyConfig:
     """Critic head layers."""
     maskable: bool = True
     """Use sb3-contrib MaskablePPO with the env's action masks."""
+    warm_start: Annotated[float, Ge(0.0), Lt(1.0)] = 0.0
+    """Initial probability of the default template (ranked by the ``env.default_scan_users`` scan):
+    the untrained policy already prefers it, so a short budget starts from the default; 0 = SB3's
+    near-uniform start."""
 
 
 @_section
@@ -519,6 +534,12 @@ class ExperimentConfig:
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
 
     def __post_init__(self) -> None:
+        if self.env.train_targets > self.split.n_targets:
+            raise ConfigError(
+                f"env.train_targets={self.env.train_targets} asks for more targets per training user than "
+                f"the split builds (split.n_targets={self.split.n_targets}): lower env.train_targets or "
+                "raise split.n_targets"
+            )
         r = self.ranker
         if self.budget.max_cost is not None and r.backend != "openai":
             raise ConfigError(

@@ -73,6 +73,25 @@ class EpisodeTargets:
             return length - 1
         return length - 2
 
+    def training_rows(self, user: int, count: int, *, n_targets: int, temporal: bool) -> list[int]:
+        """Target rows of a training user's episodes: its episode target, then up to ``count - 1`` more.
+
+        The others are the user's remaining split targets (the last ``n_targets`` interactions,
+        each keeping at least one history item), nearest to the episode target first, the later
+        one first on a tie; the last interaction is left out when ``temporal`` (the temporal drift
+        view of an episode needs the interaction after its target). Every such row is hidden from
+        :func:`leak_free_mask`. A user who is not a training user gets its one episode target.
+        """
+        episode = self.target_row(user)
+        assert episode is not None
+        if count <= 1 or int(user) not in self._train_users:
+            return [episode]
+        length = self.data.history_length(user)
+        others = [r for r in range(max(1, length - n_targets), length)
+                  if r != episode and not (temporal and r == length - 1)]
+        others.sort(key=lambda r: (abs(r - episode), -r))
+        return [episode, *others[:count - 1]]
+
     def key(
         self, user: int, period: Period | None = None, final: bool = False, row: int | None = None
     ) -> EpisodeKey:

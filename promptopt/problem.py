@@ -192,6 +192,13 @@ class RecProblem:
         """``(user, target row)`` of the episode (row ``-1``: no target in ``period``)."""
         return self.targets.key(user, period, final, row)
 
+    def training_rows(self, user: int, count: int) -> list[int]:
+        """Target rows of ``user``'s training episodes (``env.train_targets``); see
+        :meth:`~promptopt.episodes.EpisodeTargets.training_rows` (``split.n_targets`` targets; the
+        last one is kept out when the reward has the temporal drift view)."""
+        return self.targets.training_rows(user, count, n_targets=self.split_config.n_targets,
+                                          temporal="temporal" in self.views)
+
     def context(
         self, user: int, *, period: Period | None = None, final: bool = False, row: int | None = None
     ) -> UserContext | None:
