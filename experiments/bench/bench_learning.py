@@ -48,11 +48,15 @@ from experiments.bench.planted import (
     population,
     table_rows,
 )
+from experiments.bench.planted_reference import InformedReference
 
 logger = logging.getLogger("promptopt.bench.learning")
 
-LEARNERS = ("policy", "mlp_ppo", "linucb", "epsilon_greedy")
-"""LightGCN+MLP PPO (raw argmax), MLP-only PPO, LinUCB, epsilon-greedy."""
+LEARNERS = ("policy", "mlp_ppo", "linucb", "epsilon_greedy", "advantage")
+"""LightGCN+MLP PPO (raw argmax), MLP-only PPO, LinUCB, epsilon-greedy, the contextual advantage
+model over the default (:class:`promptopt.advantage.AdvantageSelector`, profile statistics)."""
+NOT_GATED = ("advantage",)
+"""Learners that gate themselves (no ``_safe`` variant)."""
 GATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 """Margins the safe variants may deviate at (chosen on validation users)."""
 
@@ -101,6 +105,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="config overrides of the learners (ppo.ent_coef=0.02 ...)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="also train --variant-learners with these overrides, named LEARNER+NAME "
+        "(e.g. paired:env.reward_baseline=default); repeatable",
+    )
+    parser.add_argument(
+        "--variant-learners", nargs="+", default=["policy", "mlp_ppo"], choices=LEARNERS,
+        help="learners trained again under each --variant",
+    )
+    parser.add_argument("--no-reference", action="store_true", help="skip the informed reference row")
     parser.add_argument("--json", default=None, help="also write every number to this file")
     return parser.parse_args(argv)
 
@@ -111,12 +128,18 @@ def train_ppo(
 ) -> Any:
     """A (Maskable)PPO agent of ``kind`` trained on episodes of ``pool`` users."""
     from envs.vec_env import BatchedPromptRecVecEnv
+    from experiments.assembly import default_order, needs_default
     from policies.agent import make_agent
     from policies.selectors import PPOSelector
 
     cfg = dataclasses.replace(config, policy=dataclasses.replace(config.policy, kind=kind))
-    env = BatchedPromptRecVecEnv(problem, ranker, config.env.n_envs, seed=config.seed, users=pool)
-    agent = make_agent(env, cfg, embeddings_path=emb_path if kind == "lightgcn_mlp" else None)
+    # The paired reward and the warm start rank a default on the pool first (counted calls).
+    order = default_order(config, problem, ranker, users=pool)[0] if needs_default(config) else None
+    baseline = order if config.env.reward_baseline == "default" else None
+    env = BatchedPromptRecVecEnv(problem, ranker, config.env.n_envs, seed=config.seed, users=pool,
+                                 train_targets=config.env.train_targets, baseline=baseline)
+    agent = make_agent(env, cfg, embeddings_path=emb_path if kind == "lightgcn_mlp" else None,
+                       default=None if order is None else order[0])
     agent.learn(total_timesteps=config.ppo.total_timesteps)
     return PPOSelector(agent, problem, name="policy" if kind == "lightgcn_mlp" else "mlp_ppo")
 
@@ -125,10 +148,12 @@ def fit_learners(
     names: Sequence[str], config: Any, problem: Any, ranker: Any, pool: np.ndarray, emb: Any, emb_path: Path
 ) -> dict[str, tuple[Any, int, set]]:
     """Every learner of ``names`` trained on ``pool``; name -> (selector, distinct calls, requests)."""
+    from promptopt.advantage import AdvantageSelector
     from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 
     everyone = np.concatenate([problem.split.train, problem.split.val, problem.split.test])
     features = bandit_features(problem, everyone, emb.user_embeddings.numpy())
+    profile = bandit_features(problem, everyone, None)
     makers: dict[str, Callable[[DistinctCalls], Any]] = {
         "policy": lambda r: train_ppo(config, "lightgcn_mlp", problem, r, pool, emb_path),
         "mlp_ppo": lambda r: train_ppo(config, "mlp", problem, r, pool, emb_path),
@@ -138,6 +163,9 @@ def fit_learners(
         "epsilon_greedy": lambda r: EpsilonGreedySelector(
             problem.n_templates, epsilon=config.eval.epsilon
         ).fit(problem, r, pool, features, config.ppo.total_timesteps, seed=config.seed),
+        "advantage": lambda r: AdvantageSelector(problem.n_templates).fit(
+            problem, r, pool, profile, seed=config.seed
+        ),
     }
     out = {}
     for name in names:
@@ -202,6 +230,8 @@ def safe_variants(
     val = problem.pool("val")
     out = {}
     for name, (selector, _, seen) in fitted.items():
+        if name.split("+")[0] in NOT_GATED:
+            continue
         if hasattr(selector, "action_probabilities"):
             scorer = selector.action_probabilities
         else:
@@ -328,9 +358,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raw["ppo"]["total_timesteps"] = args.ppo_steps
     raw = apply_overrides(raw, args.set)
     data, s = problem0.data, base_config.split
+    variants = {}
+    for item in args.variant:
+        name, _, sets = item.partition(":")
+        variants[name] = [f"{kv}" for kv in sets.split(",") if kv]
     results: dict[str, Any] = {"plant": info, "args": vars(args), "seeds": []}
     for seed in args.seeds:
         config = config_from_dict({**raw, "seed": seed}, source="bench_learning")
+        configs = {
+            name: config_from_dict(apply_overrides({**raw, "seed": seed}, sets), source=f"variant {name}")
+            for name, sets in variants.items()
+        }
         split = split_population(data, users, s.val_fraction, s.test_fraction, seed)
         # Tasks (candidates, shown orders) keep the table's seed 0; the split varies with the seed.
         problem = RecProblem.build(
@@ -346,9 +384,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             n_pool = max(1, int(np.floor(share * train.size)))
             pool = np.sort(np.random.default_rng(seed).choice(train, size=n_pool, replace=False))
             fitted = fit_learners(args.learners, config, problem, ranker, pool, emb, emb_path)
+            for vname, vconfig in configs.items():
+                more = fit_learners(args.variant_learners, vconfig, problem, ranker, pool, emb, emb_path)
+                fitted.update({f"{k}+{vname}": v for k, v in more.items()})
             row: dict[str, Any] = {"seed": seed, "share": share, "exhaustive": exhaustive, "learners": {}}
             safe = safe_variants(problem, ranker, fitted, pool, seed)
-            for name, (selector, calls, _) in {**fitted, **safe}.items():
+            extra = {}
+            if not args.no_reference:
+                reference = DistinctCalls(ranker)
+                informed = InformedReference(problem, plant).fit(reference, train, int(share * exhaustive))
+                extra[informed.name] = (informed, reference.calls, reference.seen)
+            for name, (selector, calls, _) in {**fitted, **safe, **extra}.items():
                 choices = selector.select(test)
                 gain, oracle, captured = plant.captured(test, choices)
                 value = realized(problem, ranker, test, choices)
@@ -378,14 +424,15 @@ def report(results: dict[str, Any]) -> str:
         "template means (NDCG@10 over the table): "
         + ", ".join(f"{t} {m:.4f}" for t, m in zip(info["templates"], info["means"])),
         "",
-        f"{'learner':<16} | {'share':>5} | {'captured (expectation) mean [95% t-CI]':<40} | "
+        f"{'learner':<26} | {'share':>5} | {'captured (expectation) mean [95% t-CI]':<40} | "
         f"{'per seed':<34} | {'realized NDCG@10 - f [95% CI]':<30} | calls / exhaustive | deviates | "
         "t* on planted",
         "-" * 190,
     ]
     rows = results["seeds"]
+    names = list(dict.fromkeys(n for r in rows for n in r["learners"]))
     for share in results["args"]["shares"]:
-        for name in [*results["args"]["learners"], *(f"{n}_safe" for n in results["args"]["learners"])]:
+        for name in names:
             got = [r["learners"][name] for r in rows if r["share"] == share and name in r["learners"]]
             if not got:
                 continue
@@ -395,7 +442,7 @@ def report(results: dict[str, Any]) -> str:
             rmean, rlo, rhi = paired_bootstrap(d)
             calls = np.mean([g["calls"] / r["exhaustive"] for g, r in zip(got, rows)])
             lines.append(
-                f"{name:<16} | {share:>5.2f} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{'':<19} | {per:<34} | "
+                f"{name:<26} | {share:>5.2f} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}]{'':<19} | {per:<34} | "
                 f"{rmean:+.4f} [{rlo:+.4f}, {rhi:+.4f}]  | {calls:>17.1%} | "
                 f"{np.mean([g['deviates'] for g in got]):>8.1%} | "
                 f"{np.mean([g['planted_hit'] for g in got]):.1%}"
