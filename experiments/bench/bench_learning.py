@@ -56,6 +56,8 @@ LEARNERS = ("policy", "mlp_ppo", "linucb", "epsilon_greedy", "advantage")
 """LightGCN+MLP PPO (raw argmax), MLP-only PPO, LinUCB, epsilon-greedy, the contextual advantage
 model over the default (:class:`promptopt.advantage.AdvantageSelector`, profile statistics)."""
 NOT_GATED = ("advantage",)
+NO_GRAPH = ("advantage",)
+"""Learners that need no LightGCN embeddings."""
 """Learners that gate themselves (no ``_safe`` variant)."""
 GATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 """Margins the safe variants may deviate at (chosen on validation users)."""
@@ -145,14 +147,20 @@ def train_ppo(
 
 
 def fit_learners(
-    names: Sequence[str], config: Any, problem: Any, ranker: Any, pool: np.ndarray, emb: Any, emb_path: Path
+    names: Sequence[str],
+    config: Any,
+    problem: Any,
+    ranker: Any,
+    pool: np.ndarray,
+    emb: Any,
+    emb_path: Path | None,
 ) -> dict[str, tuple[Any, int, set]]:
     """Every learner of ``names`` trained on ``pool``; name -> (selector, distinct calls, requests)."""
     from promptopt.advantage import AdvantageSelector
     from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 
     everyone = np.concatenate([problem.split.train, problem.split.val, problem.split.test])
-    features = bandit_features(problem, everyone, emb.user_embeddings.numpy())
+    features = None if emb is None else bandit_features(problem, everyone, emb.user_embeddings.numpy())
     profile = bandit_features(problem, everyone, None)
     makers: dict[str, Callable[[DistinctCalls], Any]] = {
         "policy": lambda r: train_ppo(config, "lightgcn_mlp", problem, r, pool, emb_path),
@@ -374,9 +382,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         problem = RecProblem.build(
             data, split, problem0.catalog, config.reward, config.split, seed=0, hints=problem0.hints
         )
-        emb = pretrain_from_config(build_graph(data, problem.train_mask), config.policy, seed=seed)
-        work = Path("runs/bench/learning") / f"seed{seed}"
-        emb_path = emb.save(work / "lightgcn.pt")
+        emb, emb_path = None, None
+        if set(args.learners) - set(NO_GRAPH) or variants:  # advantage alone reads profile statistics
+            emb = pretrain_from_config(build_graph(data, problem.train_mask), config.policy, seed=seed)
+            emb_path = emb.save(Path("runs/bench/learning") / f"seed{seed}" / "lightgcn.pt")
         train, test = problem.pool("train"), problem.pool("test")
         exhaustive = int(sum(problem.action_mask(int(u)).sum() for u in train))
         base = realized(problem, ranker, test, np.full(test.size, plant.best))
