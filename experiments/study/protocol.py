@@ -40,7 +40,14 @@ from typing import Any
 
 import numpy as np
 
-from experiments.assembly import agent_config, build_problem, make_env, make_run_ranker
+from experiments.assembly import (
+    agent_config,
+    build_problem,
+    default_order,
+    make_env,
+    make_run_ranker,
+    needs_default,
+)
 from experiments.rundir import RunDir
 from experiments.selector_factory import SelectorFactory
 from experiments.study.answers import AnswerTable, score_table
@@ -356,12 +363,17 @@ def train_ppo_agents(
     counters: dict[str, CountingRanker] = {}
     for name, kind in PPO_AGENTS.items():
         counter = counters[name] = CountingRanker(ranker)
-        env = make_env(config, problem, counter, users=pool)
+        # The paired reward and the warm start rank a default on the pool first (counted calls).
+        order = default_order(config, problem, counter, users=pool)[0] if needs_default(config) else None
+        env = make_env(config, problem, counter, users=pool, default_order=order)
         cfg = agent_config(config, kind)
+        default = None if order is None else order[0]
         started = time.perf_counter()
         state = train_agent(
             kind,
-            lambda env=env, cfg=cfg: make_agent(env, cfg, embeddings_path=run.lightgcn),
+            lambda env=env, cfg=cfg, default=default: make_agent(
+                env, cfg, embeddings_path=run.lightgcn, default=default
+            ),
             total_timesteps=config.ppo.total_timesteps,
             checkpoint_every=10**9,  # a study run never resumes: no checkpoints
             checkpoint_dir=run.checkpoints,
