@@ -66,9 +66,13 @@ def gap_section(gap: Mapping[str, Any]) -> list[str]:
     lines.append("")
     comparison = gap.get("comparison")
     if comparison:
+        verdict = comparison["verdict"]
+        said = f"the policy **{verdict}** the gap relative to the best fixed template"
+        if verdict == "no clear change":
+            said = ("**no clear change**: the interval holds 0, so the data cannot tell whether the policy "
+                    "widens or narrows the gap relative to the best fixed template")
         lines.append(f"Gap of `{comparison['a']}` minus gap of `{comparison['b']}`: "
-                     f"{_signed(comparison['difference'])}: the policy **{comparison['verdict']}** the gap "
-                     f"relative to the best fixed template.")
+                     f"{_signed(comparison['difference'])}: {said}.")
     elif len(gap["eligible"]) < 2:
         lines.append("Fewer than two groups are large enough for a gap.")
     lines.append("")
@@ -147,8 +151,10 @@ def fairness_markdown(audit: Mapping[str, Any], meta: Mapping[str, Any], plots: 
                   "uses and the policy's weights come from training users only); the "
                   "gap is the range of the group means over groups of at least "
                   f"{s['min_group_users']} users, "
-                  "with a stratified bootstrap interval; the policy's gap is compared with the best fixed "
-                  "template's on the same resamples.", ""]
+                  "with a stratified bootstrap interval (the bootstrapped range of group means is biased "
+                  "upwards when groups are alike, so a gap's interval can lie above its point value); the "
+                  "policy's gap is compared with the best fixed template's on the same resamples, where that "
+                  "bias cancels.", ""]
         for gap in gaps:
             lines += gap_section(gap)
         if plots.get("group_gaps"):
