@@ -43,6 +43,8 @@ class TinyLLMConfig:
     """The generated report."""
     work_dir: str = "runs/tiny_llm"
     """LightGCN weights and the raw results (results.json)."""
+    note: str = ""
+    """Printed in the report's protocol section (say here why a run was sized as it was)."""
 
     def templates(self) -> tuple[str, ...]:
         """Every template id the protocol renders, once each, in first-use order."""

@@ -52,6 +52,7 @@ def report_text(result: Mapping[str, Any]) -> str:
         "",
         "## Protocol",
         "",
+        *([f"**How this run was sized.** {proto['note'].strip()}", ""] if proto.get("note") else []),
         f"* Data: MovieLens-100K (`{exp['data']['path']}`); each test user's last rated movie is the target, "
         f"with {exp['split']['n_negatives']} {exp['split']['negatives']} negatives the user never rated: "
         f"{result['n_candidates']} candidates.",
@@ -113,6 +114,7 @@ def report_text(result: Mapping[str, Any]) -> str:
         ])
     lines += _table(["ranker", "split", "NDCG@10 base", "merged", "found", "grounded", "hallucinated",
                      "duplicates", "missing", "complete"], ground_rows)
+    lines += ["", *_grounding_effect(rows)]
     lines += ["", "## Cost and provenance", ""]
     cost_rows = [[r["name"], f"{r['seconds']:.0f}"] for r in rows]
     lines += _table(["ranker", "seconds in this run (0 when answered from the cache)"], cost_rows)
@@ -141,6 +143,27 @@ def _verdict(rows: Sequence[Mapping[str, Any]], chance: float) -> list[str]:
         low, high = r["base"]["low"], r["base"]["high"]
         where = "above chance" if low > chance else "below chance" if high < chance else "includes chance"
         out.append(f"* {r['name']}: {_ci(r['base'])}: {where} ({chance:.3f}).")
+    return out
+
+
+def _grounding_effect(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What grounding changed, per generate template: the same users and answers, so the change of the
+    mean is the mean of the per-user changes."""
+    plain = {r["template"]: r for r in rows if r["kind"] == "generate" and not r.get("grounding")}
+    out = []
+    for r in rows:
+        before = plain.get(r.get("template")) if r.get("grounding") else None
+        if before is None:
+            continue
+        p, q = before["parse"], r["parse"]
+        out.append(
+            f"* Grounding ({r['template']}, test users): NDCG@10 {before['base']['mean']:.3f} -> "
+            f"{r['base']['mean']:.3f} ({r['base']['mean'] - before['base']['mean']:+.3f}) in the base order, "
+            f"{before['merged']['mean']:.3f} -> {r['merged']['mean']:.3f} "
+            f"({r['merged']['mean'] - before['merged']['mean']:+.3f}) merged; per answer "
+            f"{q['grounded']:.1f} items grounded, hallucinated {p['hallucinated']:.1f} -> "
+            f"{q['hallucinated']:.1f}."
+        )
     return out
 
 

@@ -21,7 +21,8 @@ def _config(tmp_path, model) -> object:
         "tiny_llm": {"users": 6, "generate_users": 4, "index_templates": TEMPLATES[:1],
                      "title_templates": TEMPLATES[1:], "generate_templates": TEMPLATES[1:],
                      "embedding_template": TEMPLATES[0], "max_new_tokens": 12, "chunk": 5,
-                     "output": str(tmp_path / "RESULTS.md"), "work_dir": str(tmp_path / "work")},
+                     "output": str(tmp_path / "RESULTS.md"), "work_dir": str(tmp_path / "work"),
+                     "note": "Sized for a unit test."},
         "experiment": {
             "name": "tiny_llm_test", "seed": 0,
             "data": {"format": "synthetic", "synthetic": {"n_users": 40, "n_items": 60, "n_genres": 5,
@@ -73,6 +74,8 @@ def test_every_row_ranks_the_same_tasks_and_a_rerun_is_answered_from_the_cache(t
     report = (tmp_path / "RESULTS.md").read_text()
     assert "measured on test users" in report and report.count("| test |") >= len(result["rows"])
     assert "## Position bias" in report and "## Grounding" in report
+    assert "**How this run was sized.** Sized for a unit test." in report
+    assert f"* Grounding ({TEMPLATES[1]}, test users): NDCG@10 {plain['base']['mean']:.3f} -> " in report
     first_misses = result["cache"]["misses"]
     assert first_misses > 0
 
