@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from promptopt.errors import ConfigError
 from promptopt.llm.types import Ranker
@@ -87,8 +89,12 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
     ``reset``: ``user``, ``action_mask``. ``step``: ``user``, ``template`` (index),
     ``template_id``, ``template_name``, ``reward`` (total / accuracy / robustness / per_view),
     ``metrics`` (every metric of every view), ``period``, ``calls``, ``usage``
-    (prompt / completion tokens), ``cache_hit`` (every answer came from the cache), ``parse``
-    (found / duplicates / hallucinated / missing), ``invalid_action``, ``action_mask``.
+    (prompt / completion tokens), ``parse`` (found / duplicates / hallucinated / missing),
+    ``invalid_action``, ``action_mask``.
+
+    ``info`` depends only on the seed and the actions, never on the state of the answer cache, so
+    Gymnasium's determinism check (``check_env``) holds on a cold cache. How many answers of the last
+    step came from the cache is :attr:`last_step_cached` (the cache's totals: ``ranker.stats``).
 
     ## Arguments
 
@@ -100,14 +106,18 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
       target only).
     * ``baseline``: ranked default templates of the paired reward (``env.reward_baseline:
       default``); ``None`` = the plain reward.
-    * ``render_mode``: ``None`` or ``"ansi"`` (a one-line description of the last step).
+    * ``render_mode``: ``None``, ``"ansi"`` (a one-line description of the last step) or
+      ``"rgb_array"`` (an image of the catalog, SB3's default for ``make_vec_env`` and video
+      recorders: one cell per template, grey when the user cannot fill it, white when it can; the
+      last step's template in a second row, from red (reward 0) to green (reward 1)).
 
     ## Version History
 
     * v0: Initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    _spec: EnvSpec | None = None
 
     def __init__(
         self,
@@ -120,8 +130,8 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         train_targets: int = 1,
         baseline: Sequence[int] | None = None,
     ) -> None:
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None, 'ansi' or 'rgb_array', got {render_mode!r}")
         if train_targets < 1:
             raise ValueError(f"train_targets must be >= 1, got {train_targets}")
         self.train_targets = int(train_targets)
@@ -174,6 +184,24 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         self._obs = np.zeros(problem.obs_dim, dtype=np.float32)
         self._mask = np.ones(problem.n_templates, dtype=bool)
         self._last: str = ""
+        self._last_step: tuple[int, float] | None = None  # (template, reward) of the last step
+        self.last_step_cached = 0
+        """Answers of the last step served from the answer cache (bookkeeping kept out of ``info``)."""
+
+    # ------------------------------------------------------------------ spec
+    # gymnasium.make stores its kwargs (this problem and ranker) in the spec, and wrappers deep-copy
+    # the spec when it is read: copying a problem and a live ranker (SQLite, HTTP clients) fails
+    # ("cannot pickle 'mappingproxy' object") and the spec becomes None. The kwargs are shared
+    # services, so copies of the spec share them (gym.make(env.spec) builds an env on the same ones).
+    @property  # type: ignore[override]
+    def spec(self) -> EnvSpec | None:
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        if value is not None and not isinstance(value.kwargs, _SharedKwargs):
+            value = dataclasses.replace(value, kwargs=_SharedKwargs(value.kwargs))
+        self._spec = value
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
@@ -198,6 +226,7 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         self._default = None
         if self.baseline is not None:
             self._default = next((t for t in self.baseline if self._mask[t]), None)
+        self._last_step = None
         return self._obs.copy(), {"user": self._user, "action_mask": self._mask.copy()}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -211,8 +240,23 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         assert outcome is not None  # the episode row always exists
         return self.finish(outcome, ran[-1] if base is not None else None)
 
-    def render(self) -> str | None:
-        return self._last if self.render_mode == "ansi" else None
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "ansi":
+            return self._last
+        if self.render_mode == "rgb_array":
+            return self._image()
+        return None
+
+    def _image(self, cell: int = 8) -> np.ndarray:
+        """Shapes: ``(2 * cell, n_templates * cell, 3)`` uint8 (see ``render_mode`` above)."""
+        n = self.problem.n_templates
+        rows = np.zeros((2, n, 3), dtype=np.uint8)
+        rows[0] = np.where(self._mask[:, None], 235, 90).astype(np.uint8)
+        if self._last_step is not None and self._last_step[0] >= 0:
+            template, reward = self._last_step
+            r = float(np.clip(reward, 0.0, 1.0))
+            rows[1, template] = (round(255 * (1 - r)), round(255 * r), 40)
+        return np.repeat(np.repeat(rows, cell, axis=0), cell, axis=1)
 
     # ------------------------------------------------------------------ masks
     def action_masks(self) -> np.ndarray:
@@ -302,7 +346,6 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
             "calls": outcome.calls,
             "usage": {"prompt_tokens": outcome.usage.prompt_tokens,
                       "completion_tokens": outcome.usage.completion_tokens},
-            "cache_hit": outcome.calls > 0 and outcome.cached == outcome.calls,
             "parse": {"found": outcome.parse.found, "duplicates": outcome.parse.duplicates,
                       "hallucinated": outcome.parse.hallucinated, "missing": outcome.parse.missing,
                       "grounded": outcome.parse.grounded},
@@ -312,7 +355,16 @@ class PromptRecEnv(gym.Env[np.ndarray, Any]):
         }
         if baseline is not None:
             info["baseline"] = baseline
+        self.last_step_cached = outcome.cached
+        self._last_step = (outcome.template, float(reward))
         if self.render_mode == "ansi":
             self._last = (f"user {self.problem.data.user_ids[user]}: template {template_id} -> "
                           f"reward {outcome.reward.total:.4f}")
         return self._obs.copy(), reward, True, False, info
+
+
+class _SharedKwargs(dict):  # type: ignore[type-arg]
+    """An env spec's kwargs: a deep copy of the spec copies this dict, not the objects in it."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedKwargs:
+        return _SharedKwargs(self)

@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from promptopt import __version__
+
 # (name, module under experiments.commands, one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "train", "train a prompt-selection policy (LightGCN+MLP PPO) and export prompts"),
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learn which prompt to send a frozen LLM recommender, per user.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"promptopt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, module_name, help_text in COMMANDS:
         try:
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         command = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        command.set_defaults(_run=module.run, _extras=getattr(module, "REQUIRES_EXTRAS", ()))
         if getattr(module, "ACCEPTS_OVERRIDES", False):
             command.epilog = (
                 "Any config field can be overridden with --section.key=value, e.g. "
@@ -115,7 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from promptopt.errors import PromptoptError
+    from promptopt.extras import require_extras
 
+    lacking = require_extras(args._extras)
+    if lacking:
+        print(f"promptopt {args.command}: error: {lacking}", file=sys.stderr)
+        return 2
     try:
         return int(args._run(args) or 0)
     except BrokenPipeError:
@@ -127,6 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The one boundary of user errors: bad input, a server or disk that failed, a budget reached.
         # A run under way saved its checkpoint before the error reached here (experiments.training).
         print(f"promptopt {args.command}: error: {error_line(exc)}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a library of an extra the install left out: name the extra
+        from promptopt.extras import missing_extra_hint
+
+        hint = missing_extra_hint(exc)
+        if hint is None:
+            raise
+        print(f"promptopt {args.command}: error: {hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"promptopt {args.command}: interrupted", file=sys.stderr)

@@ -33,6 +33,7 @@ from experiments.assembly import (
 from experiments.evaluate_run import run_protocol, summary_keys
 from experiments.export_run import build_book, check_no_secrets
 from experiments.plots import write_run_plots
+from experiments.preflight import check_ranker, check_tracking
 from experiments.reference_rows import reference_rows
 from experiments.report import write_report
 from experiments.rundir import RunDir, default_run_dir
@@ -114,8 +115,10 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
                                   f"--resume {run.root}`, delete it, or choose another --output-dir")
             started = time.perf_counter()
             data, _split, _catalog, problem = build_problem(config)
+            check_tracking(config)
             ranker = make_run_ranker(config, problem, run=run, phase="train")
             try:
+                check_ranker(config, problem, ranker)  # one remote episode, before pretraining
                 run.create()
                 _write_config(run, config)
                 with run_logging(run.log):
@@ -155,10 +158,12 @@ def _train_agents(run: RunDir, config: ExperimentConfig, data: InteractionData, 
         cfg = agent_config(config, kind)
         default = None if order is None else order[0]
         state = train_agent(kind, lambda env=env, cfg=cfg, default=default: make_agent(
-                                env, cfg, embeddings_path=run.lightgcn, default=default),
+                                env, cfg, embeddings_path=run.lightgcn, default=default,
+                                tensorboard_log=config.tracking.tensorboard_dir),
                             total_timesteps=config.ppo.total_timesteps,
                             checkpoint_every=config.ppo.checkpoint_every, checkpoint_dir=run.checkpoints,
-                            output=run.agent(kind), tracker=tracker, ranker=ranker)
+                            output=run.agent(kind), tracker=tracker, ranker=ranker,
+                            tb_log_name=f"{run.root.name}-{kind}")
         agents[kind] = state.to_json()
         metrics = run.update_metrics("train", _train_section(agents, lightgcn, started, scan))
     section = _train_section(agents, lightgcn, started, scan)

@@ -282,6 +282,7 @@ def train_agent(
     output: Path,
     tracker: Tracker,
     ranker: Any,
+    tb_log_name: str = "PPO",
 ) -> TrainingState:
     """Train (or finish training) one agent and save it to ``output``.
 
@@ -294,6 +295,7 @@ def train_agent(
         output: Final agent zip.
         tracker: wandb tracker.
         ranker: The (cached) ranker, for spend statistics.
+        tb_log_name: TensorBoard run name, when the agent was made with a ``tensorboard_log``.
 
     Raises:
         BudgetExceeded: The ranker's budget ran out; a checkpoint was saved first and the message
@@ -321,7 +323,7 @@ def train_agent(
     if remaining > 0:
         try:
             agent.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=found is None,
-                        progress_bar=False)
+                        progress_bar=False, tb_log_name=tb_log_name)
         except (PromptoptError, OSError, KeyboardInterrupt) as exc:
             # Any user error mid-training (budget, server, cache file, full disk, Ctrl-C) keeps the
             # progress: the last rollout boundary becomes a checkpoint before the error goes on.

@@ -507,6 +507,9 @@ class TrackingConfig:
     """wandb project."""
     entity: Name | None = None
     """wandb entity (team); None = default."""
+    tensorboard_dir: str | None = None
+    """SB3's tensorboard_log: PPO's TensorBoard event files go to DIR/<run directory name>-<agent>_1
+    (None = none; needs the tensorboard package, extra tracking); view with tensorboard --logdir DIR."""
 
 
 @_section

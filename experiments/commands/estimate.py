@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.shipped import config_arg
+
 ACCEPTS_OVERRIDES = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="experiment YAML")
+    parser.add_argument("config", type=config_arg,
+                        help="experiment YAML, or the name of a shipped config (quickstart)")
     parser.add_argument("--sample", type=int, default=200, metavar="N",
                         help="requests rendered per phase to measure prompt length (default 200)")
 

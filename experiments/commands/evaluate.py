@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+REQUIRES_EXTRAS = ("train",)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by `promptopt train`")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+REQUIRES_EXTRAS = ("train",)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", nargs="?",

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.shipped import config_arg
+
 ACCEPTS_OVERRIDES = True
+REQUIRES_EXTRAS = ("train",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="study YAML (experiments/configs/study_ml100k.yaml)")
+    parser.add_argument("config", type=config_arg,
+                        help="study YAML, or a shipped config name (study_ml100k)")
 
 
 def run(args: argparse.Namespace) -> int:

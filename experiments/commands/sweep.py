@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.shipped import config_arg, sweep_arg
+
+REQUIRES_EXTRAS = ("train",)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="sweep YAML in wandb's format (experiments/sweeps/)")
+    parser.add_argument("file", metavar="FILE", type=sweep_arg,
+                        help="sweep YAML in wandb's format, or a shipped sweep name (ppo_bayes)")
     parser.add_argument("--count", type=int, default=10, help="number of trials (default 10)")
-    parser.add_argument("--config", metavar="CONFIG",
+    parser.add_argument("--config", metavar="CONFIG", type=config_arg,
                         help="experiment YAML (default: the one named in the sweep's command)")
     parser.add_argument("--output-dir", metavar="DIR",
                         help="sweep directory (default: runs/sweep-<name>-<time>)")

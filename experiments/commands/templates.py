@@ -17,6 +17,8 @@ import logging
 import sys
 from typing import Any
 
+from experiments.shipped import config_arg
+
 ACCEPTS_OVERRIDES = True
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"keep templates whose id matches (repeatable; {default_note})")
         p.add_argument("--max-history", type=int, default=None, metavar="N",
                        help="cap on listed history items (default: templates.max_history, 50)")
-        p.add_argument("--config", default=None, metavar="CONFIG", help="experiment YAML")
+        p.add_argument("--config", default=None, metavar="CONFIG", type=config_arg,
+                       help="experiment YAML or shipped config name")
 
     listing = sub.add_parser("list", help="the templates of a catalog with their requirements")
     catalog_options(listing, default_note="default: the catalog's default subset")

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.shipped import config_arg
+
 ACCEPTS_OVERRIDES = True
+REQUIRES_EXTRAS = ("train",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", help="experiment YAML (see experiments/configs/)")
+    parser.add_argument("config", nargs="?", type=config_arg,
+                        help="experiment YAML, or the name of a shipped config (quickstart, ...)")
     parser.add_argument("--output-dir", metavar="DIR",
                         help="run directory (default: runs/<config name>-<time>)")
     parser.add_argument("--resume", metavar="RUN_DIR",

@@ -119,3 +119,41 @@ def test_a_real_process_exits_2_without_traceback(tmp_path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
     assert "unknown key 'ppo.total_timestep' (did you mean 'ppo.total_timesteps'?)" in out.stderr
+
+
+def test_version(capsys) -> None:
+    from promptopt import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"promptopt {__version__}"
+
+
+def test_shipped_configs_resolve_by_name_outside_the_repository(tmp_path, monkeypatch, capsys) -> None:
+    from experiments.shipped import resolve, shipped_names
+
+    monkeypatch.chdir(tmp_path)
+    assert {"quickstart", "ml100k_embedding"} <= set(shipped_names("config"))
+    assert Path(resolve("quickstart")).samefile(QUICKSTART)
+    assert Path(resolve("quickstart.yaml")).samefile(QUICKSTART)
+    assert Path(resolve("ppo_bayes", "sweep")).samefile(ROOT / "experiments" / "sweeps" / "ppo_bayes.yaml")
+    (tmp_path / "quickstart").write_text("name: mine\n")  # a file of that name wins over the shipped one
+    assert resolve("quickstart") == "quickstart"
+    assert main(["estimate", "ml100k_embedding", "--sample", "5", "--data.format=synthetic"]) == 0
+    assert "total (shared answers counted once)" in capsys.readouterr().out
+
+
+def test_a_command_without_its_extra_says_which_to_install(tmp_path, monkeypatch, capsys) -> None:
+    from promptopt import extras
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(extras.EXTRA_OF_MODULE, "no_such_library_xyz", "train")
+    assert main(["train", "quickstart"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["promptopt train: error: this command needs the train extra (no_such_library_xyz not "
+                     "installed): pip install 'promptopt[train]' (or 'promptopt[all]')"]
+    assert not (tmp_path / "runs").exists()
+    # A library of an extra missing mid-command (e.g. a backend's) is one line too.
+    hint = extras.missing_extra_hint(ModuleNotFoundError("No module named 'openai'", name="openai"))
+    assert hint is not None and "pip install 'promptopt[openai]'" in hint
+    assert extras.missing_extra_hint(ModuleNotFoundError("x", name="another_unknown_lib.sub")) is None
