@@ -45,6 +45,7 @@ from policies.graph import build_graph
 from policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
 from promptopt.config import ExperimentConfig, config_to_dict, load_config
 from promptopt.errors import ConfigError
+from promptopt.progress import progress_bar
 from promptopt.selector_names import BANDIT_SELECTORS
 
 if TYPE_CHECKING:
@@ -275,8 +276,6 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
     Returns:
         The run's metrics (``train``, ``evaluation``, ``summary``).
     """
-    from tqdm.auto import tqdm
-
     run = RunDir(Path(run_dir)).require()
     config = read_config(run)
     with run.locked(), run_logging(run.log):
@@ -284,8 +283,7 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
         try:
             _data, _split, _catalog, problem = build_problem(config)
             ranker = make_run_ranker(config, problem, run=run, phase="evaluate")
-            bar = tqdm(total=len(config.eval.selectors), desc="evaluate", unit="selector", disable=None,
-                       leave=False)
+            bar = progress_bar(total=len(config.eval.selectors), desc="evaluate", unit="selector")
 
             def progress(name: str) -> None:
                 if bar.n or getattr(bar, "postfix", None):  # a disabled bar (no TTY) has no postfix

@@ -29,6 +29,7 @@ from typing import Any
 from experiments.rundir import write_json
 from experiments.tracking import Tracker
 from promptopt.errors import BudgetExceeded, ConfigError, PromptoptError, RankerError
+from promptopt.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,6 @@ def _make_callback(
     import copy
 
     from stable_baselines3.common.callbacks import BaseCallback
-    from tqdm.auto import tqdm
 
     class RunCallback(BaseCallback):
         """Progress, curve, per-template counts, wandb and checkpoints (see the module docstring).
@@ -161,8 +161,7 @@ def _make_callback(
             self.session_start = time.perf_counter()
             self.session_steps = state.steps
             self.seconds_before = state.seconds
-            self.bar = tqdm(total=total, initial=state.steps, unit="step", desc=f"PPO {state.kind}",
-                            dynamic_ncols=True, disable=None, leave=False)
+            self.bar = progress_bar(total=total, initial=state.steps, unit="step", desc=f"PPO {state.kind}")
             self.next_checkpoint = (state.steps // checkpoint_every + 1) * checkpoint_every
             self.llm_base = ranker_stats(ranker)
             self.llm_offset = dict(state.llm)

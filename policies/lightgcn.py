@@ -34,6 +34,7 @@ import numpy as np
 
 from policies.graph import InteractionGraph, holdout_last_edges
 from promptopt.errors import PromptoptError
+from promptopt.progress import progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -310,6 +311,7 @@ def pretrain_lightgcn(
     best_state = copy.deepcopy(model.state_dict())
     best_epoch, waited = 0, 0
     history: list[EpochLog] = []
+    bar = progress_bar(total=epochs, desc="LightGCN BPR", unit="epoch")
     for epoch in range(1, epochs + 1):
         model.train()
         order = rng.permutation(fit_graph.n_edges)
@@ -342,6 +344,8 @@ def pretrain_lightgcn(
         history.append(EpochLog(epoch, total / batches, recall))
         logger.debug("lightgcn epoch %d: bpr loss %.4f, val recall@%d %.4f",
                      epoch, total / batches, k, recall)
+        bar.update(1)
+        bar.set_postfix_str(f"loss {total / batches:.4f}, val recall@{k} {recall:.4f}")
         if not validate or recall > best_recall:
             best_recall, best_epoch, waited = recall, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -349,6 +353,7 @@ def pretrain_lightgcn(
             waited += 1
             if waited >= patience:
                 break
+    bar.close()
     model.load_state_dict(best_state)
     with torch.no_grad():
         final = model.get_embedding(graph.normalized_adjacency())

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from promptopt.progress import progress_bar
+
 if TYPE_CHECKING:
     from promptopt.llm.types import Ranker
     from promptopt.problem import RecProblem
@@ -164,6 +166,7 @@ class _LinearBandit:
         self._reset(features.shape[1] + 1)
         rng = np.random.default_rng(seed)
         done = 0
+        bar = progress_bar(total=steps, desc=f"{self.name}: fitting", unit="episode")
         while done < steps:
             batch = rng.choice(users, size=min(self.batch_size, steps - done))
             x = features[batch]
@@ -175,6 +178,8 @@ class _LinearBandit:
             self._update(x[keep], arms[keep], rewards)
             self.rewards.extend(rewards.tolist())
             done += len(batch)
+            bar.update(len(batch))
+        bar.close()
         logger.info("%s: %d episodes, mean training reward %.4f", self.name, done,
                     float(np.mean(self.rewards)) if self.rewards else float("nan"))
         return self

@@ -20,6 +20,7 @@ import numpy as np
 
 from promptopt.fallback import FallbackOrder
 from promptopt.llm.types import Ranker
+from promptopt.progress import progress_bar
 from promptopt.splits import seeded_rng
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ def template_scores(
     metric: str = "reward",
     period: Period | None = None,
     final: bool = False,
+    desc: str = "scoring templates",
 ) -> tuple[np.ndarray, Spend]:
     """Score every valid template for every user: one ``rank`` call per template.
 
@@ -160,6 +162,7 @@ def template_scores(
         metric: ``"reward"`` (the total) or a base-view metric name such as ``"ndcg@10"``.
         period: Passed to :meth:`RecProblem.run`.
         final: Passed to :meth:`RecProblem.run`.
+        desc: What the progress bar says (one step per template).
 
     Returns:
         ``(n_users, n_templates)`` scores (``nan`` where a template is invalid for the user or the
@@ -168,16 +171,18 @@ def template_scores(
     users = np.asarray(users, dtype=np.int64)
     scores = np.full((users.size, problem.n_templates), np.nan)
     spend = Spend()
-    for template in range(problem.n_templates):
-        rows = [i for i, u in enumerate(users)
-                if problem.action_mask(int(u), period=period, final=final)[template]]
-        if not rows:
-            continue
-        outcomes = problem.run(users[rows], [template] * len(rows), ranker, period=period, final=final)
-        spend = spend + Spend.of(outcomes)
-        for i, outcome in zip(rows, outcomes):
-            if outcome is not None:
-                scores[i, template] = _value(outcome, metric)
+    with progress_bar(total=problem.n_templates, desc=desc, unit="template") as bar:
+        for template in range(problem.n_templates):
+            rows = [i for i, u in enumerate(users)
+                    if problem.action_mask(int(u), period=period, final=final)[template]]
+            if rows:
+                outcomes = problem.run(users[rows], [template] * len(rows), ranker, period=period,
+                                       final=final)
+                spend = spend + Spend.of(outcomes)
+                for i, outcome in zip(rows, outcomes):
+                    if outcome is not None:
+                        scores[i, template] = _value(outcome, metric)
+            bar.update(1)
     return scores, spend
 
 
@@ -204,7 +209,8 @@ def best_fixed(
     Raises:
         ValueError: No user could be scored with any template.
     """
-    scores, spend = template_scores(problem, ranker, users, metric=metric)
+    scores, spend = template_scores(problem, ranker, users, metric=metric,
+                                    desc=f"{name}: every template on {len(users)} users")
     counts = np.isfinite(scores).sum(axis=0)
     if not counts.any():
         raise ValueError("best_fixed: no (user, template) pair could be scored; pass users with tasks")
@@ -258,7 +264,8 @@ class OracleSelector:
 
     def select(self, users: np.ndarray) -> np.ndarray:
         scores, spend = template_scores(self.problem, self.ranker, users, metric=self.metric,
-                                        period=self.period, final=self.final)
+                                        period=self.period, final=self.final,
+                                        desc=f"{self.name}: every template on {len(users)} users")
         self.spend = self.spend + spend
         self.last_scores = scores
         filled = np.where(np.isfinite(scores), scores, -np.inf)

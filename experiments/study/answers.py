@@ -17,6 +17,7 @@ import numpy as np
 
 from promptopt.llm.types import Ranker
 from promptopt.problem import Episode, Period, RecProblem
+from promptopt.progress import progress_bar
 
 logger = logging.getLogger("promptopt.study")
 
@@ -101,15 +102,17 @@ def score_table(
     # Every planned episode sends calls_per_episode requests, so a call holds at most `chunk`.
     per_call = max(1, chunk // problem.calls_per_episode)
     started, outcomes = time.perf_counter(), []
-    for start in range(0, len(episodes), per_call):
-        outcomes += problem.run_episodes(episodes[start : start + per_call], ranker)
-        logger.info(
-            "answers %s: %d/%d episodes (%.1f s)",
-            label,
-            len(outcomes),
-            len(episodes),
-            time.perf_counter() - started,
-        )
+    with progress_bar(total=len(episodes), desc=f"answers {label}".strip(), unit="episode") as bar:
+        for start in range(0, len(episodes), per_call):
+            outcomes += problem.run_episodes(episodes[start : start + per_call], ranker)
+            bar.update(min(per_call, len(episodes) - start))
+            logger.info(
+                "answers %s: %d/%d episodes (%.1f s)",
+                label,
+                len(outcomes),
+                len(episodes),
+                time.perf_counter() - started,
+            )
     for (i, template), outcome in zip(cells, outcomes):
         assert outcome is not None  # only episodes with a target and a valid template were planned
         ndcg[i, template], reward[i, template] = outcome.metrics["base"]["ndcg@10"], outcome.reward.total
