@@ -32,6 +32,7 @@ from experiments.assembly import (
 )
 from experiments.evaluate_run import run_protocol, summary_keys
 from experiments.export_run import build_book, check_no_secrets
+from experiments.latex import write_results_table
 from experiments.plots import write_run_plots
 from experiments.preflight import check_ranker, check_tracking
 from experiments.reference_rows import reference_rows
@@ -302,8 +303,11 @@ def evaluate(run_dir: str | Path) -> dict[str, Any]:
             if factory.scan:
                 evaluation["template_scan"] = factory.scan
             evaluation["reference"] = reference_rows(config, problem, run.lightgcn)
+            if factory.curves:
+                evaluation["bandit_curves"] = factory.curves
             metrics = run.update_metrics("evaluation", evaluation, summary=summary_keys(evaluation))
             plots = write_run_plots(run, metrics)
+            write_results_table(run.root / "results.tex", metrics["evaluation"], title=config.name)
             write_report(run.report, config=config_to_dict(config), metrics=metrics,
                          plots={k: str(p.relative_to(run.root)) for k, p in plots.items()},
                          ranker_identity=metrics.get("ranker"))

@@ -136,10 +136,23 @@ def write_report(
     else:
         lines += ["Not evaluated yet: run `promptopt evaluate RUN_DIR`.", ""]
     lines += ["## LLM spend", "", _spend_md(train, evaluation), ""]
+    scan = (evaluation or {}).get("template_scan") or []
+    if scan:
+        scanned = max((int(r["n"]) for r in scan), default=0)
+        ordered = sorted(scan, key=lambda r: (r["mean_reward"] is None, -(r["mean_reward"] or 0.0)))
+        lines += ["## best_fixed's scan: every template on the training users", "",
+                  f"Each template scored once on every training user who can fill it (up to {scanned} "
+                  "users): the measure `best_fixed` chooses by, and the prompt book's global ranking.", "",
+                  _md_table(["template", "mean reward (scan)", "users"],
+                            [[f"`{r['template_id']}`",
+                              "–" if r["mean_reward"] is None else f"{r['mean_reward']:.4f}", str(r["n"])]
+                             for r in ordered[:15]]), ""]
     ranking = train.get("template_ranking") or []
     if ranking:
-        lines += ["## Templates by mean training reward", "",
-                  _md_table(["template", "mean reward", "episodes"],
+        lines += ["## Templates PPO chose in training: mean reward of its own episodes", "",
+                  "On-policy: each template's mean over the training episodes in which PPO picked it "
+                  "(users it chose the template for, early and late in training), not the scan above.", "",
+                  _md_table(["template", "mean reward (PPO's episodes)", "episodes"],
                             [[f"`{r['template_id']}`",
                               "–" if r["mean_reward"] is None else f"{r['mean_reward']:.4f}", str(r["n"])]
                              for r in ranking[:15]]), ""]

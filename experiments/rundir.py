@@ -11,7 +11,8 @@
       metrics.json         training curve, LLM spend, evaluation, and a flat ``summary``
       prompts.json         the prompt book
       report.md            the human-readable report
-      plots/*.png          learning curve, template usage, methods with intervals, drift
+      results.tex          the headline results as a LaTeX table
+      plots/*.png, *.pdf   learning curve, template usage, methods with intervals, drift
       train.log            the run's log lines
       budget.json          the run's spend ledger: calls, tokens, money of every phase and resume
       .lock                held by the promptopt process working in the run (names its pid)

@@ -52,6 +52,9 @@ class SelectorFactory:
         scan: Every template's mean reward on the scanned training users (the prompt book's global
             ranking), once the rule is known.
         fitted_rule: The rule validated by this factory (``None`` when it was given or stored).
+        curves: After a bandit is fitted: its learning curve on training users, ``[[episodes done,
+            mean reward of the last rollout's worth of episodes], ...]`` (a rollout is
+            ``ppo.n_steps x env.n_envs`` episodes, PPO's curve's granularity).
     """
 
     def __init__(self, config: ExperimentConfig, problem: RecProblem, ranker: Ranker, run: RunDir,
@@ -65,6 +68,7 @@ class SelectorFactory:
         self._rule = rule
         self._scan: tuple[FixedSelector, dict[str, Any]] | None = None
         self._order: FallbackOrder | None = None
+        self.curves: dict[str, list[list[float]]] = {}
         self._built: dict[str, Selector] = {}
         self._ready: dict[tuple[str, Period | None], Selector] = {}
         self._agents: dict[str, Any] = {}
@@ -153,8 +157,14 @@ class SelectorFactory:
     def _bandit(self, selector: Any) -> Selector:
         steps = self.config.eval.bandit_steps or self.config.ppo.total_timesteps
         logger.info("%s: %d training episodes", selector.name, steps)
-        return selector.fit(self.problem, self.ranker, self.problem.pool("train"), self._features(), steps,
-                            seed=self.config.seed)
+        fitted = selector.fit(self.problem, self.ranker, self.problem.pool("train"), self._features(), steps,
+                              seed=self.config.seed)
+        rollout = max(1, self.config.ppo.n_steps * self.config.env.n_envs)
+        rewards = np.asarray(fitted.rewards, dtype=np.float64)
+        self.curves[selector.name] = [[float(min(start + rollout, rewards.size)),
+                                       float(rewards[start:start + rollout].mean())]
+                                      for start in range(0, rewards.size, rollout)]
+        return fitted
 
     def _epsilon_greedy(self) -> Selector:
         return self._bandit(EpsilonGreedySelector(self.problem.n_templates, epsilon=self.config.eval.epsilon))

@@ -1,6 +1,7 @@
 """The study's plots: selectors with intervals, paired differences, drift, PPO learning curves.
 
-Each function draws one PNG from the pooled results (or the run dict) and returns its path.
+Each function draws one PNG from the pooled results (or the run dict), a PDF of it beside it, and
+returns the PNG's path. Means over users say over how many (``n=...``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments.plots import save_figure
+from experiments.study.answers import AnswerTable
 from experiments.study.pooled import SELECTORS, PooledResults
 from experiments.study.targets import NONINFERIORITY_MARGIN
 
@@ -39,11 +42,10 @@ def plot_selectors(pooled: PooledResults, path: Path) -> Path:
             fmt="o",
             capsize=3,
         )
-        ax.set_yticks(y, names)
+        ax.set_yticks(y, [f"{n} (n={len(pooled.values(reward, 'last', n))})" for n in names])
         ax.set_title(f"{reward} reward: test NDCG@10 (95% CI)", fontsize=9)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path
 
@@ -70,8 +72,7 @@ def plot_paired(pooled: PooledResults, path: Path) -> Path:
     ax.set_xlabel("NDCG@10 minus best fixed template, paired over test users (95% CI)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path
 
@@ -89,27 +90,50 @@ def plot_drift(pooled: PooledResults, path: Path) -> Path:
     for k, (reward, period) in enumerate(
         (("accuracy", "source"), ("accuracy", "target"), ("robust", "source"), ("robust", "target"))
     ):
-        ax.bar(
+        bars = ax.bar(
             x + (k - 1.5) * 0.2,
             [pooled.mean(reward, period, n)[0] for n in names],
             0.2,
             label=f"{reward}, {period}",
         )
+        counts = [f"n={len(pooled.values(reward, period, n))}" for n in names]
+        ax.bar_label(bars, labels=counts, fontsize=5, rotation=90, padding=1)
     ax.set_xticks(x, names, rotation=20, fontsize=8)
-    ax.set_ylabel("NDCG@10")
+    ax.set_ylabel("NDCG@10 (test users, mean over seeds)")
     ax.set_title("Source vs drifted target period", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path
 
 
+def training_levels(table: AnswerTable) -> dict[str, float]:
+    """Baseline rewards on training users from the exhaustive sweep (every template, every user).
+
+    ``best fixed``: the best template's mean; ``random``: the mean over every valid (user, template)
+    pair; ``oracle``: the mean of each user's best template.
+    """
+    reward = table.reward
+    valid = np.isfinite(reward)
+    rows = valid.any(axis=1)
+    if not rows.any():
+        return {}
+    means = np.nanmean(np.where(valid, reward, np.nan)[:, valid.any(axis=0)], axis=0)
+    return {"oracle": float(np.nanmax(reward[rows], axis=1).mean()), "best fixed": float(np.max(means)),
+            "random": float(reward[valid].mean())}
+
+
 def plot_learning_curves(run: Mapping[str, Any], path: Path) -> Path:
-    """PPO training reward per rollout, per seed, LightGCN+MLP and MLP-only."""
+    """PPO training reward per rollout, per seed, LightGCN+MLP and MLP-only, with the training
+    users' baselines (:func:`training_levels` of the exhaustive sweep) as horizontal lines."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    tables = run.get("tables") or {}
     for ax, reward in zip(axes, ("accuracy", "robust")):
+        sweep = tables.get(f"train_{reward}")
+        levels = training_levels(AnswerTable.from_json(sweep)) if sweep else {}
+        for (label, level), color in zip(levels.items(), ("black", "grey", "tab:brown")):
+            ax.axhline(level, ls="--", lw=0.9, color=color, label=f"{label} (training sweep)")
         for seed in run["seeds"]:
             for name, ls in (("policy", "-"), ("mlp_ppo", ":")):
                 curve = seed["rewards"][reward]["train"][name]["curve"]
@@ -119,11 +143,10 @@ def plot_learning_curves(run: Mapping[str, Any], path: Path) -> Path:
                     ls,
                     label=f"{name} seed {seed['seed']}",
                 )
-        ax.set_title(f"PPO training reward ({reward})", fontsize=9)
+        ax.set_title(f"PPO training reward ({reward}), training users", fontsize=9)
         ax.set_xlabel("episodes")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path

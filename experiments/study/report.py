@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from experiments.latex import results_table
 from experiments.study import markdown
 from experiments.study.markdown import graph_comparison, markdown_table
 from experiments.study.plots import plot_drift, plot_learning_curves, plot_paired, plot_selectors
-from experiments.study.pooled import PooledResults
+from experiments.study.pooled import SELECTORS, PooledResults
 from experiments.study.provenance import answer_cache_summary
 from experiments.study.targets import NONINFERIORITY_MARGIN, TargetResults, measure_targets
 
@@ -43,6 +44,7 @@ def write_results(run: Mapping[str, Any], study: Any, *, append: bool = True) ->
         "drift": plot_drift(pooled, plots_dir / "drift.png"),
         "curves": plot_learning_curves(run, plots_dir / "learning_curves.png"),
     }
+    (plots_dir / "results.tex").write_text(latex_tables(run, pooled), encoding="utf-8")
     targets = measure_targets(run, pooled)
     log = plots_dir / "attempts.jsonl"
     if append:
@@ -55,6 +57,28 @@ def write_results(run: Mapping[str, Any], study: Any, *, append: bool = True) ->
     relative = {k: os.path.relpath(v, out.parent) for k, v in plots.items()}
     out.write_text(render(run, pooled, targets, attempts, relative), encoding="utf-8")
     return out
+
+
+def latex_tables(run: Mapping[str, Any], pooled: PooledResults) -> str:
+    """The headline results for papers: one booktabs table per reward, test users' last targets."""
+    out = []
+    for reward in ("accuracy", "robust"):
+        methods = {}
+        for name in SELECTORS:
+            cells = {}
+            for metric in ("ndcg@10", "hit@10", "mrr"):
+                values = pooled.values(reward, "last", name, metric=metric)
+                if values:
+                    interval = pooled.mean(reward, "last", name, metric=metric)
+                    cells[metric] = {"mean": interval[0], "low": interval[1], "high": interval[2]}
+            if cells:
+                methods[name] = {"metrics": cells}
+        n_users = max((len(pooled.values(reward, "last", n)) for n in methods), default=0)
+        evaluation = {"methods": methods, "split": "test", "n_users": n_users,
+                      "note": f"Each user's value is the mean over {len(run.get('seeds', []))} seed(s)."}
+        out.append(results_table(evaluation, label=f"tab:promptopt-study-{reward}",
+                                 title=f"{run.get('data', 'study')}, {reward} reward"))
+    return "\n".join(out)
 
 
 def attempt_record(run: Mapping[str, Any], study: Any, targets: TargetResults) -> dict[str, Any]:

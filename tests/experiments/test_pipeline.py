@@ -50,6 +50,11 @@ def test_run_directory_holds_every_artifact(finished_run) -> None:
         assert path.is_file() and path.stat().st_size > 0, path
     assert {p.name for p in run.plots.glob("*.png")} == {
         "learning_curve.png", "template_usage.png", "methods.png", "drift.png"}
+    assert {p.stem for p in run.plots.glob("*.pdf")} == {p.stem for p in run.plots.glob("*.png")}
+    tex = (run_dir / "results.tex").read_text(encoding="utf-8")
+    assert "\\begin{tabular}" in tex and "oracle$^\\dagger$" in tex and "held-out test users" in tex
+    curves = run.read_metrics()["evaluation"]["bandit_curves"]
+    assert set(curves) == {"epsilon_greedy", "linucb"} and all(len(c) >= 1 for c in curves.values())
     # The resolved config re-loads to the same values.
     assert load_config(run.config).ppo.total_timesteps == 256
 

@@ -52,6 +52,10 @@ def test_study_writes_a_complete_report(
     for png in ("selectors.png", "paired.png", "drift.png", "learning_curves.png"):
         path = tmp_path / "docs" / "results" / png
         assert path.stat().st_size > 1000 and f"results/{png}" in report
+        assert path.with_suffix(".pdf").stat().st_size > 1000  # vector copy for papers
+    tex = (tmp_path / "docs" / "results" / "results.tex").read_text(encoding="utf-8")
+    assert tex.count("\\begin{table}") == 2 and "accuracy reward" in tex and "robust reward" in tex
+    assert "oracle$^\\dagger$" in tex and "\\textbf{" in tex
     assert "## Targets" in capsys.readouterr().out
     # Raw results: the oracle is an upper bound of every selector, per user.
     study_json = tmp_path / "work" / "study.json"
@@ -87,3 +91,13 @@ def test_family_outside_the_catalog_fails_before_any_call(
     with pytest.raises(ConfigError, match=r"expert\.nope\.none\.index"):
         run_study(config, study)
     assert not (tmp_path / "cache.sqlite").exists()
+
+
+def test_training_levels_of_the_exhaustive_sweep() -> None:
+    from experiments.study.answers import AnswerTable
+    from experiments.study.plots import training_levels
+
+    nan = np.nan
+    reward = np.array([[0.2, 0.6, nan], [0.4, 0.1, nan], [nan, nan, nan]])
+    levels = training_levels(AnswerTable(np.arange(3), reward.copy(), reward))
+    assert levels == pytest.approx({"oracle": (0.6 + 0.4) / 2, "best fixed": 0.35, "random": 1.3 / 4})
