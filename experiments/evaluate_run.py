@@ -12,11 +12,14 @@ Selectors (``eval.selectors``), all scored through one :class:`~promptopt.proble
   for users where the gate validated on validation users says it pays (``promptopt.safe_policy``);
 * ``oracle`` — the best template in hindsight per user (an optimistic bound, ``n_templates`` calls).
 
-For each: NDCG@1/5/10, HR@1/5/10, MRR with percentile bootstrap intervals on each user's last
+For each: NDCG@1/5/10, HR@1/5/10, MRR with bootstrap intervals (``eval.interval``: percentile or
+BCa, :func:`scipy.stats.bootstrap`) on each user's last
 interaction, and (``eval.periods``) on each user's latest target before the drift time cut
 (source) and from it on (target), with the drop between them. The policy (and the raw policy) is
 compared with the best fixed template per user (paired): mean difference, bootstrap interval, and a
-two-sided sign-flip randomisation test
+two-sided sign-flip randomisation test (:func:`scipy.stats.permutation_test`, one sample, ``samples``
+permutations: the signs of the per-user differences are flipped), exact when :math:`2^n` is at most
+the number of resamples, else Monte-Carlo:
 
 .. math::
 
@@ -54,14 +57,15 @@ def sign_flip_p_value(diff: np.ndarray, *, n_resamples: int = 10000, seed: int =
     diff = np.asarray(diff, dtype=np.float64)
     if diff.size == 0 or not np.any(diff):
         return 1.0
-    rng = np.random.default_rng(seed)
-    observed = abs(diff.mean())
-    hits = 0
-    for start in range(0, n_resamples, 500):
-        size = min(500, n_resamples - start)
-        signs = rng.choice((-1.0, 1.0), size=(size, diff.size))
-        hits += int((np.abs((signs * diff).mean(axis=1)) >= observed - 1e-15).sum())
-    return (1 + hits) / (1 + n_resamples)
+    from scipy.stats import permutation_test
+
+    def mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.mean(x, axis=axis)
+
+    result = permutation_test((diff,), mean, permutation_type="samples", vectorized=True,
+                              n_resamples=n_resamples, alternative="two-sided", batch=500,
+                              rng=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
 def _interval_json(interval: Any) -> dict[str, float]:
@@ -99,7 +103,8 @@ def run_protocol(
     users = problem.pool(cfg.split)
     if len(users) == 0:
         raise ConfigError(f"no {cfg.split} users to evaluate: raise split.test_fraction or the data size")
-    kw = {"n_bootstrap": cfg.n_bootstrap, "confidence": cfg.confidence, "seed": config.seed}
+    kw = {"n_bootstrap": cfg.n_bootstrap, "confidence": cfg.confidence, "seed": config.seed,
+          "method": cfg.interval}
     names = [n for n in SELECTOR_NAMES if n in cfg.selectors]
     results: dict[str, SelectorEvaluation] = {}
     by_period: dict[str, dict[str, SelectorEvaluation]] = {"source": {}, "target": {}}
@@ -191,7 +196,8 @@ def summarise(
 def paired(a: SelectorEvaluation, b: SelectorEvaluation, config: ExperimentConfig) -> dict[str, Any]:
     """Per-user ``a - b`` on NDCG@10: bootstrap interval, sign-flip p-value, wins / losses / ties."""
     result = paired_difference(a, b, HEADLINE, n_bootstrap=config.eval.n_bootstrap,
-                               confidence=config.eval.confidence, seed=config.seed)
+                               confidence=config.eval.confidence, seed=config.seed,
+                               method=config.eval.interval)
     position = {int(u): i for i, u in enumerate(b.users)}
     ia = [i for i, u in enumerate(a.users) if int(u) in position]
     ib = [position[int(a.users[i])] for i in ia]

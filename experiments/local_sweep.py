@@ -36,6 +36,7 @@ from experiments.pipeline import run_all
 from experiments.rundir import default_run_dir
 from promptopt.config import load_config
 from promptopt.errors import ConfigError, PromptoptError
+from promptopt.suggest import closest
 
 logger = logging.getLogger(__name__)
 
@@ -379,10 +380,8 @@ def expected_keys(config: Any) -> set[str]:
 
 def check_metric(spec: SweepSpec, config: Any) -> None:
     """Refuse a sweep metric its trials will not report (a typo would fail every trial, after paying)."""
-    import difflib
-
     keys = expected_keys(config)
     if spec.metric not in keys:
-        close = difflib.get_close_matches(spec.metric, sorted(keys), n=3)
+        close = closest(spec.metric, sorted(keys), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(keys)[:12])} ..."
         raise ConfigError(f"sweep {spec.name}: trials will not report metric {spec.metric!r}; {hint}")

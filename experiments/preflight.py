@@ -7,7 +7,9 @@
 * :func:`check_tracking`: the libraries the ``tracking`` section asks for are installed.
 
 The preflight episode goes through the answer cache like any other, so its answers are kept (and a
-resumed run usually finds them there, costing nothing).
+resumed run usually finds them there, costing nothing); its calls count against the budget, so a
+failed preflight leaves the run directory holding only the spend ledger (``budget.json``), and the
+same command run again continues that ledger.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def check_ranker(config: ExperimentConfig, problem: RecProblem, ranker: Ranker) 
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise RankerError(
             f"preflight: {config.ranker.backend} ranker {config.ranker.model!r} at {where} failed one "
-            f"episode before LightGCN pretraining, nothing was trained: {message}"
+            f"episode before LightGCN pretraining, nothing was trained (run the same command again once "
+            f"it answers): {message}"
         ) from None
     assert outcome is not None
     logger.info("preflight: %s ranker %r at %s answered %d request(s) in %.1f s", config.ranker.backend,

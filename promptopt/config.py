@@ -447,6 +447,9 @@ class EvalConfig:
     """Bootstrap resamples for intervals."""
     confidence: Annotated[float, Gt(0.0), Lt(1.0)] = 0.95
     """Interval coverage."""
+    interval: Literal["percentile", "bca"] = "percentile"
+    """Bootstrap interval (scipy.stats.bootstrap): percentile, or bca (bias-corrected and accelerated,
+    better coverage for skewed per-user metrics)."""
     epsilon: Share = 0.1
     """epsilon-greedy exploration rate."""
     linucb_alpha: Annotated[float, Ge(0.0), Le(1e6)] = 1.0
@@ -507,7 +510,7 @@ class TrackingConfig:
     """wandb project."""
     entity: Name | None = None
     """wandb entity (team); None = default."""
-    tensorboard_dir: str | None = None
+    tensorboard_dir: Name | None = None
     """SB3's tensorboard_log: PPO's TensorBoard event files go to DIR/<run directory name>-<agent>_1
     (None = none; needs the tensorboard package, extra tracking); view with tensorboard --logdir DIR."""
 
@@ -604,7 +607,7 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def _suggest(path: str) -> str:
     """`` (did you mean 'ppo.learning_rate'?)`` or the list of keys of the section."""
-    import difflib
+    from promptopt.suggest import closest
 
     cls: Any = ExperimentConfig
     parts = path.split(".")
@@ -616,7 +619,7 @@ def _suggest(path: str) -> str:
         cls = nested
     names = [f.name for f in dataclasses.fields(cls)]
     prefix = ".".join([*parts[:-1], ""])
-    close = difflib.get_close_matches(parts[-1], names, n=1)
+    close = closest(parts[-1], names)
     if close:
         return f" (did you mean {prefix + close[0]!r}?)"
     return f" (known keys here: {', '.join(names)})"

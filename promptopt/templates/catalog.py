@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import hashlib
 import json
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from promptopt.errors import TemplateError
+from promptopt.suggest import closest
 from promptopt.templates.compose import SlotComposer
 from promptopt.templates.fields import liked_count
 from promptopt.templates.schema import check_unique, validate_catalog
@@ -245,7 +245,7 @@ class TemplateCatalog:
 # ---------------------------------------------------------------------- helpers
 def suggest(value: str, known: Sequence[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``known``, or a few known values."""
-    close = difflib.get_close_matches(value, known, n=3, cutoff=0.5)
+    close = closest(value, known, n=3, cutoff=50.0)
     if close:
         return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
     shown = ", ".join(known[:5])

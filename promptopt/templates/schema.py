@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promptopt.errors import TemplateError
+from promptopt.suggest import closest
 from promptopt.templates.fields import CANDIDATE_STYLES
 
 SLOT_NAMES: tuple[str, ...] = ("role", "history", "reasoning", "output")
@@ -137,7 +137,7 @@ def _describe(raw: Mapping[str, Any], error: Any) -> str:
         known = list(error.schema.get("properties", {}))
         unknown = [k for k in value if k not in known]
         name = unknown[0] if unknown else "?"
-        close = difflib.get_close_matches(str(name), known, n=1)
+        close = closest(str(name), known)
         hint = f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(known)}"
         return f"{where}: unknown field {name!r} ({hint})"
     if kind == "required":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptopt.errors import TemplateError
 from promptopt.llm.types import OutputFormat, RankRequest, RequestIds
+from promptopt.suggest import closest
 from promptopt.templates.fields import (
     FIELDS,
     MAX_COUNT,
@@ -58,7 +58,7 @@ def canonical_text(
             try:
                 seg = normalise_ref(seg, max_history)
             except KeyError:
-                close = difflib.get_close_matches(seg.name, FIELDS, n=1)
+                close = closest(seg.name, FIELDS)
                 hint = f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(FIELDS)}"
                 raise TemplateError(
                     f"{where}: unknown field {seg.name!r} in text ({hint}; write {{{{ and }}}} for "

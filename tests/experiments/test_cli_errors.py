@@ -37,6 +37,7 @@ class Case:
     expected: str
     """A regular expression the error line must match (after ``promptopt train: error: ``)."""
     leaves_run: bool = False
+    leaves_ledger: bool = False
     """The error happens during training: the run directory (with a checkpoint) stays."""
 
 
@@ -99,9 +100,10 @@ def _cases(root: Path) -> list[Case]:
              rf"environment variable {MISSING_KEY_ENV} is not set or empty: export your API key"),
         Case("unreachable server",
              ("train", _write_config(root, "down", ranker={**openai, "base_url": server}), *train[1:]),
-             # The preflight episode fails before LightGCN pretraining: no run directory yet.
+             # The preflight episode fails before LightGCN pretraining: only its spend ledger stays.
              rf"preflight: .* at {re.escape(server)} failed one episode before LightGCN pretraining, "
-             rf"nothing was trained: .*connection error"),
+             rf"nothing was trained \(run the same command again once it answers\): .*connection error",
+             leaves_ledger=True),
         Case("budget exhausted",
              ("train", _write_config(root, "budget", budget={"max_calls": 10}), *train[1:]),
              r"ranker budget reached \(max_calls=10.*continue with `promptopt train --resume run "
@@ -171,6 +173,8 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(outcomes, name: str)
     if case.leaves_run:
         assert sorted(p.name for p in (run / "checkpoints").glob("policy_*.json")), "a checkpoint was saved"
         assert (run / "config.yaml").is_file()
+    elif case.leaves_ledger:  # calls were sent: their ledger stays, nothing else
+        assert {p.name for p in run.iterdir() if not p.name.startswith(".")} == {"budget.json"}
     else:
         assert not run.exists() and not (folder / "runs").exists(), "a failed start left a run directory"
 

@@ -61,7 +61,10 @@ def test_a_down_server_stops_the_run_before_pretraining_with_one_line(tiny_confi
     assert "preflight" in lines[0] and "before LightGCN pretraining, nothing was trained" in lines[0]
     assert url in lines[0] and "500" in lines[0]
     assert failed.failures["500"] >= 2  # the episode's requests, each tried 1 + max_retries times
-    assert not (tmp_path / "run").exists()  # no run directory, no pretraining
+    # No pretraining, no config: the run directory holds only the spend ledger (the calls it sent).
+    run = tmp_path / "run"
+    assert not (run / "config.yaml").exists() and not (run / "lightgcn.pt").exists()
+    assert {p.name for p in run.iterdir() if not p.name.startswith(".")} <= {"budget.json"}
     assert elapsed < 60
 
 

@@ -114,7 +114,8 @@ def test_a_key_inside_the_server_url_reaches_no_file_log_or_output(tmp_path: Pat
     command line and config), metrics, report and prompt book hold the URL redacted.
 
     The official client cannot send requests to a base URL with a query (it appends the path after
-    it), so that run fails on its first call: its error line, log and files are searched all the same.
+    it), so that run fails in its preflight episode, before it starts: its error line and spend
+    ledger are searched all the same.
     """
     home = tmp_path / "home"
     home.mkdir()
@@ -143,14 +144,16 @@ def test_a_key_inside_the_server_url_reaches_no_file_log_or_output(tmp_path: Pat
         if form == "userinfo":
             assert server.stats().succeeded > 0, "the run really used the server"
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p != config]
-    assert any(p.suffix == ".wandb" for p in files) and (tmp_path / "run" / "train.log").is_file()
     if form == "userinfo":
+        assert any(p.suffix == ".wandb" for p in files) and (tmp_path / "run" / "train.log").is_file()
         assert (tmp_path / "run" / "prompts.json").is_file()
-    else:
-        assert b"promptopt train: error: " in result.stderr
+    else:  # the preflight episode fails before the run starts: its error line and ledger are searched
+        assert b"promptopt train: error: preflight: " in result.stderr
+        assert (tmp_path / "run" / "budget.json").is_file()
     leaks = [str(p.relative_to(tmp_path)) for p in files if URL_KEY.encode() in p.read_bytes()]
     leaks += [stream for stream, text in (("stdout", result.stdout), ("stderr", result.stderr))
               if URL_KEY.encode() in text]
     assert leaks == []
-    stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["ranker"]["base_url"]
-    assert "***" in stored and host.split(":")[0] in stored
+    if form == "userinfo":
+        stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["ranker"]["base_url"]
+        assert "***" in stored and host.split(":")[0] in stored

@@ -166,3 +166,49 @@ def test_selector_with_wrong_output_size_fails(problem, ranker, synthetic_split)
 
     with pytest.raises(ValueError, match="returned 23 choices for 24 users"):
         evaluate_selector(Broken(), problem, ranker, synthetic_split.test)
+
+
+def _reference_percentile(x: np.ndarray, n_bootstrap: int, confidence: float,
+                          seed: int) -> tuple[float, float]:
+    """The hand-written percentile bootstrap scipy replaced (resample with replacement, quantiles)."""
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_bootstrap, x.size))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
+
+
+def test_scipy_percentile_interval_agrees_with_the_hand_written_one_within_monte_carlo_error() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.binomial(1, 0.3, 200) * rng.uniform(0.3, 1.0, 200)  # NDCG-like: many zeros
+    ours = bootstrap_interval(x, n_bootstrap=20000, seed=1)
+    ref = [_reference_percentile(x, 20000, 0.95, seed) for seed in range(3)]
+    half_width = (ours.high - ours.low) / 2
+    for low, high in ref:  # different resamples: agreement up to Monte-Carlo error (~1% of the width)
+        assert abs(ours.low - low) < 0.03 * half_width and abs(ours.high - high) < 0.03 * half_width
+
+
+def test_bca_corrects_for_skew_where_the_percentile_interval_does_not() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.exponential(1.0, 40)  # right-skewed: the mean's sampling distribution is skewed too
+    pct = bootstrap_interval(x, n_bootstrap=20000, seed=2)
+    bca = bootstrap_interval(x, n_bootstrap=20000, seed=2, method="bca")
+    assert bca.mean == pct.mean and bca.n == pct.n == 40
+    assert bca.low > pct.low and bca.high > pct.high  # BCa moves both bounds towards the long tail
+    sym = rng.normal(0.0, 1.0, 400)  # symmetric data: the two agree
+    a, b = bootstrap_interval(sym, n_bootstrap=20000, seed=2), bootstrap_interval(sym, n_bootstrap=20000,
+                                                                                   seed=2, method="bca")
+    assert abs(a.low - b.low) < 0.02 and abs(a.high - b.high) < 0.02
+    const = bootstrap_interval([0.5] * 9, method="bca")
+    assert const.low == const.high == 0.5
+    with pytest.raises(ValueError, match="method must be one of percentile, bca"):
+        bootstrap_interval(x, method="studentized")
+
+
+def test_paired_share_positive_comes_from_the_intervals_resamples() -> None:
+    from promptopt.evaluation import _bootstrap
+
+    diff = np.random.default_rng(1).normal(0.05, 0.2, 60)
+    low, high, means = _bootstrap(diff, n_bootstrap=5000, confidence=0.9, seed=3, method="percentile")
+    assert means.shape == (5000,)
+    assert np.quantile(means, 0.05) == pytest.approx(low, abs=1e-9)
+    assert np.quantile(means, 0.95) == pytest.approx(high, abs=1e-9)
