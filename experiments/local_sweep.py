@@ -22,20 +22,31 @@ wandb's search methods map onto optuna samplers: ``grid`` -> ``GridSampler``, ``
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.leaderboard import (
+    TRIAL_ATTR,
+    TrialResult,
+    as_overrides,
+    format_value,
+    study_results,
+    write_leaderboard,
+)
 from experiments.pipeline import run_all
 from experiments.rundir import default_run_dir
+from experiments.sweep_storage import check_joined, describe, fingerprint, open_storage
 from promptopt.config import load_config
 from promptopt.errors import ConfigError, PromptoptError
+from promptopt.progress import progress_bar
 from promptopt.suggest import closest
 
 logger = logging.getLogger(__name__)
@@ -171,22 +182,6 @@ def _hashable(value: Any) -> Any:
     return value if value is None or isinstance(value, (bool, int, float, str)) else format_value(value)
 
 
-def format_value(value: Any) -> str:
-    """A value as wandb writes it into ``--name=value`` (parsed back by the config loader)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    return str(value)
-
-
-def as_overrides(params: Mapping[str, Any]) -> list[str]:
-    """``{"ppo.learning_rate": 3e-4}`` -> ``["--ppo.learning_rate=0.0003"]`` (what ``${args}`` gives)."""
-    return [f"--{k}={format_value(v)}" for k, v in params.items()]
-
-
 def make_sampler(spec: SweepSpec, seed: int) -> Any:
     """The optuna sampler for the sweep's method."""
     import optuna
@@ -200,19 +195,6 @@ def make_sampler(spec: SweepSpec, seed: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-@dataclass(frozen=True)
-class TrialResult:
-    """One finished (or failed) trial."""
-
-    number: int
-    params: Mapping[str, Any]
-    value: float | None
-    state: str
-    run_dir: str
-    seconds: float
-    error: str = ""
-
-
 TrialFn = Callable[[Sequence[str], Path], Mapping[str, Any]]
 """Runs one trial from overrides into a run directory and returns its metrics summary."""
 
@@ -223,15 +205,22 @@ def run_sweep(
     count: int,
     output_dir: Path,
     trial_fn: TrialFn,
-    seed: int = 0,
+    seed: int | None = 0,
+    storage: str | None = None,
+    study_name: str | None = None,
+    config_path: str | None = None,
 ) -> list[TrialResult]:
     """Run ``count`` trials (fewer when a grid is exhausted); write the leaderboard after each.
 
-    A trial that fails with a user error (:class:`PromptoptError`) is recorded as failed and the
-    sweep goes on; any other exception stops the sweep after recording it.
+    With ``storage`` (an RDB URL or a journal file, :mod:`experiments.sweep_storage`), this worker
+    joins the study ``study_name`` (default: the sweep's name) that other workers share: optuna hands
+    out the trial numbers, so each trial runs once, in ``output_dir/trial-NNN``, and the leaderboard
+    lists every worker's trials. A trial that fails with a user error (:class:`PromptoptError`) is
+    recorded as failed and the sweep goes on; any other exception stops the sweep after recording it.
+    ``config_path`` ends the leaderboard with the command that scores the best trial on test users.
 
     Returns:
-        The trials in the order they ran.
+        This worker's trials in the order they ran.
     """
     import optuna
 
@@ -239,16 +228,22 @@ def run_sweep(
         raise ConfigError(f"--count must be >= 1, got {count}")
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per failed trial
     study = optuna.create_study(
-        study_name=spec.name, sampler=make_sampler(spec, seed),
+        study_name=study_name or spec.name, sampler=make_sampler(spec, seed),
+        storage=open_storage(storage), load_if_exists=True,
         direction="maximize" if spec.goal == "maximize" else "minimize",
     )
+    check_joined(study, digest=fingerprint(spec.method, spec.metric, spec.goal, spec.parameters, spec.fixed),
+                 storage=storage, goal=spec.goal)
     dists = {k: _distribution(k, s, source=spec.name) for k, s in spec.parameters.items()}
     results: list[TrialResult] = []
     output_dir.mkdir(parents=True, exist_ok=True)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: Any) -> float:
         params = {**spec.fixed, **{k: _suggest(trial, k, dist) for k, dist in dists.items()}}
         run_dir = output_dir / f"trial-{trial.number:03d}"
+        info = {"params": params, "run_dir": str(run_dir), "worker": worker}
+        trial.set_user_attr(TRIAL_ATTR, info)  # a running trial shows in the others' leaderboards
         logger.info("sweep %s trial %d: %s", spec.name, trial.number, " ".join(as_overrides(params)))
         start = time.perf_counter()
         try:
@@ -261,20 +256,34 @@ def run_sweep(
                 )
         except BaseException as exc:
             error = str(exc) if isinstance(exc, PromptoptError) else f"{type(exc).__name__}: {exc}"
-            results.append(TrialResult(trial.number, params, None, "failed", str(run_dir),
-                                       time.perf_counter() - start, error))
-            write_leaderboard(spec, results, output_dir)
+            seconds = time.perf_counter() - start
+            trial.set_user_attr(TRIAL_ATTR, {**info, "seconds": seconds, "error": error})
+            results.append(TrialResult(trial.number, params, None, "failed", str(run_dir), seconds, error,
+                                       worker))
             if isinstance(exc, PromptoptError):
                 logger.warning("sweep %s trial %d failed: %s", spec.name, trial.number, exc)
             raise
-        results.append(TrialResult(trial.number, params, float(value), "complete", str(run_dir),
-                                   time.perf_counter() - start))
-        write_leaderboard(spec, results, output_dir)
+        seconds = time.perf_counter() - start
+        trial.set_user_attr(TRIAL_ATTR, {**info, "seconds": seconds})
+        results.append(TrialResult(trial.number, params, float(value), "complete", str(run_dir), seconds,
+                                   worker=worker))
         return float(value)
+
+    def after_trial(study: Any, _trial: Any) -> None:  # the trial's state is final here
+        write_leaderboard(spec, study_results(study), output_dir, config_path=config_path)
+        bar.update(1)
+        done = [r.value for r in results if r.value is not None]
+        if done:
+            best = max(done) if spec.goal == "maximize" else min(done)
+            bar.set_postfix_str(f"best {spec.metric} {best:.4f} (this worker)")
 
     # A user error fails that trial only (optuna records it and goes on); anything else stops the
     # sweep. GridSampler stops the study by itself once every grid point has run.
-    study.optimize(objective, n_trials=count, catch=(PromptoptError,))
+    with progress_bar(total=count, desc=f"sweep {spec.name}", unit="trial") as bar:
+        try:
+            study.optimize(objective, n_trials=count, catch=(PromptoptError,), callbacks=[after_trial])
+        finally:
+            write_leaderboard(spec, study_results(study), output_dir, config_path=config_path)
     return results
 
 
@@ -288,53 +297,14 @@ def _suggest(trial: Any, name: str, dist: Any) -> Any:
     return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
-def ranked(spec: SweepSpec, results: Sequence[TrialResult]) -> list[TrialResult]:
-    """Completed trials best first, then failed ones."""
-    sign = -1.0 if spec.goal == "maximize" else 1.0
-    return sorted(results, key=lambda r: (r.value is None, sign * (r.value or 0.0), r.number))
-
-
-def write_leaderboard(spec: SweepSpec, results: Sequence[TrialResult], output_dir: Path, *,
-                      config_path: str | None = None) -> tuple[Path, Path]:
-    """``leaderboard.csv`` and ``leaderboard.md`` in ``output_dir``, best trial first.
-
-    With ``config_path``, the markdown ends with the command that scores the best trial on test users.
-    """
-    names = sorted({k for r in results for k in r.params})
-    rows = ranked(spec, results)
-    header = ["rank", "trial", spec.metric, "state", *names, "seconds", "run_dir", "error"]
-    csv_path = output_dir / "leaderboard.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        for k, r in enumerate(rows, 1):
-            writer.writerow([k, r.number, "" if r.value is None else f"{r.value:.6g}", r.state,
-                             *[format_value(r.params.get(n)) for n in names], f"{r.seconds:.1f}",
-                             r.run_dir, r.error])
-    md = [f"# Sweep `{spec.name}` ({spec.method}, {spec.goal} `{spec.metric}`)", "",
-          "| " + " | ".join(header[:-2]) + " |", "|" + "---|" * (len(header) - 2)]
-    for k, r in enumerate(rows, 1):
-        value = "failed" if r.value is None else f"{r.value:.4f}"
-        md.append("| " + " | ".join([str(k), str(r.number), value, r.state,
-                                     *[format_value(r.params.get(n)) for n in names],
-                                     f"{r.seconds:.0f}"]) + " |")
-    failed = [r for r in rows if r.error]
-    if failed:
-        md += ["", "Failed trials:", ""] + [f"- trial {r.number}: {r.error}" for r in failed]
-    best = next((r for r in rows if r.value is not None), None)
-    if config_path and best is not None:
-        md += ["", f"Every value above is on validation users. Score the best trial ({best.number}) once on "
-               "test users:", "", "```",
-               " ".join(["promptopt train", config_path, "--eval.split=test", *as_overrides(best.params)]),
-               "```"]
-    md_path = output_dir / "leaderboard.md"
-    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
-    return csv_path, md_path
-
-
 def sweep(file: str | Path, *, count: int, config_path: str | None = None,
-          output_dir: str | Path | None = None, seed: int = 0) -> Path:
-    """``promptopt sweep``: run a wandb sweep file locally with optuna; returns the sweep directory."""
+          output_dir: str | Path | None = None, seed: int | None = None, storage: str | None = None,
+          study_name: str | None = None) -> Path:
+    """``promptopt sweep``: run a wandb sweep file with optuna; returns the sweep directory.
+
+    ``seed`` seeds the sampler; left out, it is 0 for a sweep in this process alone and random for a
+    worker of a shared study (``storage``), so workers do not propose the same parameters in lockstep.
+    """
     spec = load_sweep(file)
     base = config_path or spec.config_path
     if base is None:
@@ -349,9 +319,13 @@ def sweep(file: str | Path, *, count: int, config_path: str | None = None,
             config = dataclasses.replace(config, tracking=offline)
         return run_all(config, run_dir)
 
-    results = run_sweep(spec, count=count, output_dir=out, trial_fn=trial, seed=seed)
-    write_leaderboard(spec, results, out, config_path=base)
-    logger.info("sweep %s: %d trials in %s", spec.name, len(results), out)
+    if seed is None and storage is None:
+        seed = 0
+    logger.info("sweep %s: study %r in %s, sampler seed %s", spec.name, study_name or spec.name,
+                describe(storage), "random" if seed is None else seed)
+    results = run_sweep(spec, count=count, output_dir=out, trial_fn=trial, seed=seed, storage=storage,
+                        study_name=study_name, config_path=base)
+    logger.info("sweep %s: %d trials of this worker in %s", spec.name, len(results), out)
     if not any(r.state == "complete" for r in results):
         first = next((r.error for r in results if r.error), "no trial ran")
         raise ConfigError(f"sweep {spec.name}: every trial failed ({len(results)} of {len(results)}); the "

@@ -87,3 +87,18 @@ def test_study_answer_table_shows_requests(problem_and_ranker, shown) -> None:
     err = shown()
     assert "answers validation" in err and "episode" in err
     assert np.isfinite(table.ndcg).any()
+
+
+def test_a_sweep_shows_its_trials(tmp_path, shown) -> None:
+    import yaml
+
+    from experiments.local_sweep import load_sweep, run_sweep
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"method": "random", "metric": {"name": "val/ndcg@10"},
+                                    "parameters": {"ppo.n_epochs": {"values": [1, 2, 3]}}}))
+    run_sweep(load_sweep(path), count=3, output_dir=tmp_path / "out",
+              trial_fn=lambda overrides, run_dir: {"val/ndcg@10": 0.25})
+    err = shown()
+    assert "sweep sweep" in err and "/3 " in err and "trial" in err and "best val/ndcg@10 0.2500" in err
+

@@ -2,7 +2,8 @@
 
 The same file runs online with ``wandb sweep FILE`` and ``wandb agent``. Each trial is a full
 train -> evaluate -> export run in ``SWEEP_DIR/trial-NNN``; ``leaderboard.csv`` and
-``leaderboard.md`` are rewritten after every trial.
+``leaderboard.md`` are rewritten after every trial. ``--storage`` (an RDB URL or a journal file)
+lets workers on several machines share one study.
 """
 
 from __future__ import annotations
@@ -22,14 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="experiment YAML (default: the one named in the sweep's command)")
     parser.add_argument("--output-dir", metavar="DIR",
                         help="sweep directory (default: runs/sweep-<name>-<time>)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the search sampler")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the search sampler (default 0; random with --storage, so that "
+                             "workers differ)")
+    parser.add_argument("--storage", metavar="URL_OR_FILE",
+                        help="optuna storage shared by several workers: an RDB URL (sqlite:///sweep.db, "
+                             "postgresql://...) or a journal file path; each worker runs --count trials")
+    parser.add_argument("--study-name", metavar="NAME",
+                        help="study in --storage to join or create (default: the sweep's name)")
 
 
 def run(args: argparse.Namespace) -> int:
     from experiments.local_sweep import sweep
 
     out = sweep(args.file, count=args.count, config_path=args.config, output_dir=args.output_dir,
-                seed=args.seed)
+                seed=args.seed, storage=args.storage, study_name=args.study_name)
     print((out / "leaderboard.md").read_text(encoding="utf-8"))
     print(f"sweep directory: {out}")
     return 0
