@@ -1,7 +1,9 @@
 """The built wheel: the light core installs alone and serves a prompt book; shipped configs by name.
 
-Builds the wheel of this checkout, installs it without extras into a fresh virtual environment (no
-access to this one's packages), and runs the serving path and the CLI there, from a folder outside
+Builds a wheelhouse of this checkout (its wheel and the core's dependencies, from a clean copy of the
+source, so no stale ``build/`` folder leaks into the wheel), installs the wheel without extras into a
+fresh virtual environment from that wheelhouse alone (pip's configuration and indexes switched off:
+the README's offline install), and runs the serving path and the CLI there, from a folder outside
 the repository.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -28,23 +31,46 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, check=False, timeout=600, **kwargs)
 
 
+def _clean_source(dest: Path) -> Path:
+    """The checkout's files that git tracks or would track (no build/, .venv, runs/), copied."""
+    listed = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT)
+    assert listed.returncode == 0, listed.stderr
+    for name in filter(None, listed.stdout.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the worktree is not part of the build
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)])
+def wheelhouse(tmp_path_factory) -> Path:
+    """The project's wheel and its core dependencies' wheels, as the README's offline install builds."""
+    source = _clean_source(tmp_path_factory.mktemp("source"))
+    out = tmp_path_factory.mktemp("wheelhouse")
+    built = _run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(out), str(source)])
     assert built.returncode == 0, built.stderr[-3000:]
-    (path,) = out.glob("promptopt-*.whl")
+    return out
+
+
+@pytest.fixture(scope="module")
+def wheel(wheelhouse) -> Path:
+    (path,) = wheelhouse.glob("promptopt-*.whl")
     return path
 
 
 @pytest.fixture(scope="module")
-def light_venv(wheel, tmp_path_factory) -> Path:
-    """A fresh venv holding the wheel and its core dependencies only."""
+def light_venv(wheelhouse, tmp_path_factory) -> Path:
+    """A fresh venv holding the wheel and its core dependencies only, installed from the wheelhouse
+    with no index and no pip configuration (an offline machine)."""
     venv = tmp_path_factory.mktemp("light") / "venv"
     made = _run([sys.executable, "-m", "venv", str(venv)])
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
-    installed = _run([str(python), "-m", "pip", "install", "-q", str(wheel)])
+    offline = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    offline |= {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    installed = _run([str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                      str(wheelhouse), "promptopt"], env=offline)
     assert installed.returncode == 0, installed.stderr[-3000:]
     return venv
 
