@@ -6,7 +6,6 @@ Against the real local OpenAI-compatible HTTP server (promptopt.testing).
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import pytest
@@ -51,9 +50,7 @@ def test_a_down_server_stops_the_run_before_pretraining_with_one_line(tiny_confi
     with LocalOpenAIServer() as server:
         server.fail_matching("", "500")  # every chat request fails
         path = tiny_config(tmp_path, ranker=_openai(server, max_retries=1))
-        started = time.perf_counter()
         code = main(["train", str(path), "--output-dir", str(tmp_path / "run")])
-        elapsed = time.perf_counter() - started
         failed = server.stats()
         url = server.base_url
     lines = capsys.readouterr().err.strip().splitlines()
@@ -65,7 +62,6 @@ def test_a_down_server_stops_the_run_before_pretraining_with_one_line(tiny_confi
     run = tmp_path / "run"
     assert not (run / "config.yaml").exists() and not (run / "lightgcn.pt").exists()
     assert {p.name for p in run.iterdir() if not p.name.startswith(".")} <= {"budget.json"}
-    assert elapsed < 60
 
 
 def test_a_missing_key_stops_before_any_request(tiny_config, tmp_path, monkeypatch) -> None:
