@@ -60,10 +60,7 @@ def open_storage(storage: str | None) -> Any:
         sqlite = storage.startswith("sqlite")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if sqlite else {}
         try:
-            with warnings.catch_warnings():  # the heartbeat is "experimental" since optuna 2.9
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs,
-                                                  heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            return _rdb(storage, engine_kwargs)
         except ModuleNotFoundError as exc:
             raise ConfigError(f"--storage {describe(storage)}: the database driver {exc.name!r} is not "
                               "installed (pip install it), or use sqlite:///FILE or a journal file path"
@@ -82,6 +79,28 @@ def open_storage(storage: str | None) -> Any:
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+SCHEMA_ATTEMPTS = 3
+"""Workers starting together on a new database race to create optuna's tables; the loser retries."""
+
+
+def _rdb(storage: str, engine_kwargs: dict[str, Any]) -> Any:
+    """optuna's RDBStorage; a worker that lost the race to create the schema opens it again, finding
+    the tables the winner committed (``UNIQUE constraint failed: alembic_version``)."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" since optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs,
+                                                  heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        except IntegrityError:
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def fingerprint(method: str, metric: str, goal: str, parameters: Mapping[str, Any],
