@@ -19,6 +19,7 @@ import shlex
 from pathlib import Path
 
 ACCEPTS_OVERRIDES = True
+REQUIRES_EXTRAS = ("train",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
