@@ -483,7 +483,8 @@ class GateConfig:
     metric: Literal["reward", "ndcg@1", "ndcg@5", "ndcg@10", "hit@1", "hit@5", "hit@10", "mrr"] = "reward"
     """What a validated gain is measured in: the run's reward total or a base-view metric."""
     confidence: Annotated[float, Gt(0.0), Lt(1.0)] = 0.95
-    """Coverage of the bootstrap whose lower bound must be > 0."""
+    """Family-wise coverage of the lower bounds that must be > 0: each of the K thresholds is tested
+    at 1 - (1 - confidence) / K (Bonferroni), since the rule keeps the best of them."""
     val_users: Count | None = None
     """Validation users the gate is validated on (a seeded sample; None = all)."""
 

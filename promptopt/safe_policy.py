@@ -22,8 +22,12 @@ Formally, for user :math:`u` with policy probabilities :math:`p_u`, greedy templ
 
 and on validation users :math:`V` the gain of :math:`\\tau` is the mean of
 :math:`\\Delta_u(\\tau) = s_u(c_u(\\tau)) - s_u(d_u)`. The rule keeps the :math:`\\tau` with the
-largest mean gain among those whose lower bound :math:`\\text{LB}_{1-\\alpha}(\\Delta(\\tau)) > 0`,
-and :math:`\\tau = \\infty` (never deviate) when there is none.
+largest mean gain among those whose lower bound :math:`\\text{LB}_{1-\\alpha/K}(\\Delta(\\tau)) > 0`,
+and :math:`\\tau = \\infty` (never deviate) when there is none. The rule keeps the best of :math:`K`
+candidate thresholds, so each is tested at level :math:`\\alpha/K` (Bonferroni): the chance that any
+threshold without a real gain passes stays below :math:`\\alpha` (``gate.confidence`` is the
+family-wise coverage). Without the correction, picking the best of five margins on a few validation
+users accepts noise.
 
 Pure numpy: train, evaluate, export, the prompt book and the study all use these functions.
 """
@@ -122,8 +126,11 @@ def check_thresholds(
         scores: ``(n, T)`` the validation users' score with each template; only the default and
             the greedy column are read (``nan``: unknown or unfillable, counted as no gain).
         thresholds: Candidate margins.
-        n_bootstrap, confidence, seed: The percentile bootstrap of the mean gain.
+        n_bootstrap, confidence, seed: The percentile bootstrap of the mean gain; ``confidence`` is
+            family-wise over ``thresholds``: each threshold's bounds are at
+            :func:`per_threshold_confidence`.
     """
+    level = per_threshold_confidence(confidence, len(thresholds))
     defaults = np.broadcast_to(np.asarray(defaults, dtype=np.int64), (len(probs),))
     rows = np.arange(len(probs))
     checks = []
@@ -132,13 +139,19 @@ def check_thresholds(
         gain = np.nan_to_num(scores[rows, choice] - scores[rows, defaults]) if len(rows) else np.zeros(0)
         deviations = int((choice != defaults).sum())
         if len(gain):
-            interval = bootstrap_interval(gain, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+            interval = bootstrap_interval(gain, n_bootstrap=n_bootstrap, confidence=level, seed=seed)
             mean, low, high = interval.mean, interval.low, interval.high
         else:  # no validation user: nothing validated
             mean = low = high = 0.0
         checks.append(ThresholdCheck(float(threshold), deviations, float(mean), float(low), float(high),
                                      bool(deviations and np.any(gain) and low > 0)))
     return checks
+
+
+def per_threshold_confidence(confidence: float, n_thresholds: int) -> float:
+    """Each of ``n_thresholds`` bounds' coverage so that all hold at once with ``confidence``
+    (Bonferroni: ``1 - (1 - confidence) / n_thresholds``)."""
+    return 1.0 - (1.0 - confidence) / max(1, n_thresholds)
 
 
 def choose_threshold(checks: Sequence[ThresholdCheck]) -> ThresholdCheck | None:
@@ -161,7 +174,8 @@ class GateRule:
         users: Their raw user ids.
         gain, low, high: The accepted threshold's mean gain over the default and its bounds
             (``0, 0, 0`` when it never deviates).
-        confidence: Coverage of the bounds.
+        confidence: Family-wise coverage of the bounds over every candidate threshold (each check's
+            bounds are at :func:`per_threshold_confidence`).
         n_bootstrap: Resamples of the bootstrap.
         seed: Seed of the bootstrap.
         checks: Every candidate threshold's measurement.
@@ -202,14 +216,14 @@ class GateRule:
     def summary(self) -> str:
         """One line: the default, the threshold and the validated gain (or why it never deviates)."""
         n = len(self.users)
-        conf = round(100 * self.confidence)
+        conf = f"{100 * self.confidence:g}% family-wise over {max(1, len(self.checks))} margins"
         if self.threshold is None:
             return (f"default {self.default!r}; never deviates: no margin in "
                     f"{', '.join(f'{c.threshold:g}' for c in self.checks) or 'the grid'} had a validated "
-                    f"{self.metric} gain with a {conf}% lower bound > 0 on {n} {self.split} users")
+                    f"{self.metric} gain with a lower bound > 0 ({conf}) on {n} {self.split} users")
         return (f"default {self.default!r}; deviates where the policy's margin >= {self.threshold:g}: "
                 f"validated {self.metric} gain {self.gain:+.4f} [{self.low:+.4f}, {self.high:+.4f}] "
-                f"({conf}% bootstrap) on {n} {self.split} users")
+                f"({conf}, bootstrap) on {n} {self.split} users")
 
     def reason(self, deviates: bool, margin: float, default: str, chosen: str) -> str:
         """Why one user gets ``chosen`` (the policy's choice) or ``default``."""

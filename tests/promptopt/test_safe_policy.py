@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from promptopt.evaluation import bootstrap_interval
 from promptopt.fallback import FallbackOrder
 from promptopt.safe_policy import (
     GatedSelector,
@@ -15,6 +16,7 @@ from promptopt.safe_policy import (
     choose_threshold,
     gate_choices,
     needed_templates,
+    per_threshold_confidence,
     validate_gate,
 )
 
@@ -108,3 +110,23 @@ def test_the_gated_selector_falls_back_for_short_histories_and_explains_each_use
                                                        split="val", users=()), IDS,
                                     lambda u: np.array(masks[int(u)]))
     assert never.select(np.array([0, 1, 2, 3])).tolist() == [1, 0, 0, 1]
+
+
+def test_each_threshold_is_tested_at_the_family_wise_level() -> None:
+    # 15 validation users, every one sent to template 1 by every margin: the gain is the same for
+    # each threshold, and strong enough for one test at 95% but not for the best of five.
+    z = np.linspace(-1.0, 1.0, 15)
+    gain = 0.028 + 0.05 * (z - z.mean()) / z.std()
+    probs = np.tile([[0.0, 1.0, 0.0]], (15, 1))
+    scores = np.stack([np.full(15, 0.5), 0.5 + gain, np.full(15, np.nan)], axis=1)
+    defaults = np.zeros(15, dtype=np.int64)
+    one = check_thresholds(probs, defaults, scores, [0.5], seed=0)
+    five = check_thresholds(probs, defaults, scores, [0.5, 0.6, 0.7, 0.8, 0.9], seed=0)
+    assert per_threshold_confidence(0.95, 5) == pytest.approx(0.99)
+    assert one[0].low == pytest.approx(bootstrap_interval(gain, confidence=0.95, seed=0).low)
+    assert five[0].low == pytest.approx(bootstrap_interval(gain, confidence=0.99, seed=0).low)
+    assert one[0].accepted and one[0].low > 0
+    assert not any(c.accepted for c in five) and choose_threshold(five) is None
+    rule = validate_gate(probs, FallbackOrder([0, 1, 2]), np.ones((15, 3), bool), scores, ids=IDS,
+                         users=[str(u) for u in range(15)], thresholds=[0.5, 0.6, 0.7, 0.8, 0.9])
+    assert not rule.deviates and "family-wise over 5 margins" in rule.summary()
