@@ -1,4 +1,4 @@
-"""The config reference of docs/experiments.md, generated from the field docstrings of promptopt/config.py.
+"""The config reference of docs/experiments.md, generated from the field docstrings of the config tree.
 
     python -m experiments.config_reference            # print the markdown
     python -m experiments.config_reference --write    # refresh the block in docs/experiments.md
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import promptopt.config as config_module
+import promptopt.config_sections as sections_module
 from promptopt.config import ExperimentConfig
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "experiments.md"
@@ -27,8 +28,16 @@ END = "<!-- config-reference:end -->"
 
 
 def _field_docs() -> dict[str, tuple[str, dict[str, tuple[str, str, str]]]]:
-    """Class name -> (class docstring, field -> (type, default, docstring)) from the source."""
-    tree = ast.parse(Path(config_module.__file__).read_text(encoding="utf-8"))
+    """Class name -> (class docstring, field -> (type, default, docstring)) from the source of the
+    sections (``promptopt.config_sections``) and of the tree (``promptopt.config``)."""
+    out: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {}
+    for module in (sections_module, config_module):
+        out.update(_class_docs(module))
+    return out
+
+
+def _class_docs(module: Any) -> dict[str, tuple[str, dict[str, tuple[str, str, str]]]]:
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
     out: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {}
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
@@ -44,7 +53,7 @@ def _field_docs() -> dict[str, tuple[str, dict[str, tuple[str, str, str]]]]:
                     doc = " ".join(nxt.value.value.split())
                 default = ast.unparse(stmt.value) if stmt.value is not None else ""
                 if isinstance(stmt.value, ast.Name):  # a named constant (SELECTOR_NAMES): show its value
-                    default = repr(getattr(config_module, stmt.value.id))
+                    default = repr(getattr(module, stmt.value.id))
                 fields[stmt.target.id] = (ast.unparse(stmt.annotation), default, doc)
         out[node.name] = (" ".join((ast.get_docstring(node) or "").split()), fields)
     return out
