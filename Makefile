@@ -24,7 +24,7 @@ PROBE = python3 -c "import sys, urllib.request as u; \
 
 .PHONY: install quickstart test lint
 
-$(STAMP): pyproject.toml constraints/torch.txt
+$(STAMP): pyproject.toml setup.py constraints/torch.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 ifneq ($(NEEDS_TORCH),)

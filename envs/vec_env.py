@@ -12,16 +12,16 @@ from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
+from promptopt.envs.prompt_rec import ActionSpaceKind, PromptRecEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from envs.prompt_rec import ActionSpaceKind, PromptRecEnv
 from promptopt.llm.types import Ranker
 from promptopt.problem import Outcome, RecProblem
 
 
 class BatchedPromptRecVecEnv(DummyVecEnv):
-    """``n_envs`` :class:`~envs.prompt_rec.PromptRecEnv` stepped together with one ranker call.
+    """``n_envs`` :class:`~promptopt.envs.prompt_rec.PromptRecEnv` stepped together with one ranker call.
 
     Args:
         problem: The shared problem (tasks, prompts and rewards are cached once for all).
@@ -31,7 +31,8 @@ class BatchedPromptRecVecEnv(DummyVecEnv):
             ``DummyVecEnv.seed`` does); ``None`` = unseeded.
         users: User pool of every sub-environment.
         action_space: ``"discrete"`` or ``"multidiscrete"``.
-        train_targets: Episode targets per training user (see :class:`~envs.prompt_rec.PromptRecEnv`).
+        train_targets: Episode targets per training user (see
+            :class:`~promptopt.envs.prompt_rec.PromptRecEnv`).
         baseline: Ranked default templates of the paired reward (``None`` = the plain reward); the
             default's episodes go in the same ranker call as the chosen ones.
 

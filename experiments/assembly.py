@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from policies.agent import make_agent
+from promptopt.policies.agent import make_agent
+
 from promptopt.config import ExperimentConfig
 from promptopt.data import load_data
 from promptopt.errors import ConfigError
@@ -28,8 +29,8 @@ from promptopt.templates import TemplateCatalog
 
 if TYPE_CHECKING:
     import numpy as np
+    from promptopt.experiments.rundir import RunDir
 
-    from experiments.rundir import RunDir
     from promptopt.data.interactions import InteractionData
     from promptopt.fairness.penalty import CounterfactualPenalty
 
@@ -141,7 +142,7 @@ def make_env(config: ExperimentConfig, problem: RecProblem, ranker: Ranker, n_en
     ``env.reward_baseline: default`` needs it (an env built only to load an agent does not).
     ``env.train_targets`` sets the training users' episode targets.
     """
-    from envs.vec_env import BatchedPromptRecVecEnv
+    from promptopt.envs.vec_env import BatchedPromptRecVecEnv
 
     baseline = None
     if config.env.reward_baseline == "default" and default_order is not None:

@@ -1,6 +1,6 @@
 """The ``promptopt`` command line.
 
-Every sub-command lives in :mod:`experiments.commands`; heavy libraries are imported only when a
+Every sub-command lives in :mod:`promptopt.experiments.commands`; heavy libraries are imported only when a
 command runs. User errors (:class:`promptopt.errors.PromptoptError`, an :class:`OSError` such as a
 full disk, bad arguments) print one line and exit with status 2, never a traceback: :func:`main`
 is the one boundary that turns them into that line.
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from promptopt import __version__
 
-# (name, module under experiments.commands, one-line help)
+# (name, module under promptopt.experiments.commands, one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "train", "train a prompt-selection policy (LightGCN+MLP PPO) and export prompts"),
     ("evaluate", "evaluate", "compare the policy with every baseline on held-out users"),
@@ -47,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, module_name, help_text in COMMANDS:
         try:
-            module = importlib.import_module(f"experiments.commands.{module_name}")
+            module = importlib.import_module(f"promptopt.experiments.commands.{module_name}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"experiments.commands.{module_name}":
+            if exc.name != f"promptopt.experiments.commands.{module_name}":
                 raise
             continue
         command = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (PromptoptError, OSError) as exc:
         # The one boundary of user errors: bad input, a server or disk that failed, a budget reached.
-        # A run under way saved its checkpoint before the error reached here (experiments.training).
+        # A run under way saved its checkpoint before the error reached here (promptopt.experiments.training).
         print(f"promptopt {args.command}: error: {error_line(exc)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:  # a library of an extra the install left out: name the extra

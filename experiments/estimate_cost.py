@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from promptopt.experiments.assembly import agent_kinds, build_problem
 
-from experiments.assembly import agent_kinds, build_problem
 from promptopt.config import BudgetConfig, ExperimentConfig
 from promptopt.errors import PromptoptError
 from promptopt.selector_names import BANDIT_SELECTORS

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from promptopt.experiments import safe_run
+from promptopt.experiments.assembly import build_problem, load_agent
+from promptopt.experiments.rundir import RunDir
+from promptopt.experiments.tracking import secret_values
 
-from experiments import safe_run
-from experiments.assembly import build_problem, load_agent
-from experiments.rundir import RunDir
-from experiments.tracking import secret_values
 from promptopt.config import ExperimentConfig, config_to_dict
 from promptopt.errors import ConfigError
 from promptopt.export import PromptBook, TemplateScore, UserChoice
@@ -34,7 +34,7 @@ def build_book(run: RunDir, config: ExperimentConfig) -> PromptBook:
     choices need only the agent, and the ranker's identity is the one training recorded. So
     exporting an ``openai`` run needs no API key, and exporting an ``hf`` run loads no model.
     """
-    from policies.selectors import PPOSelector  # torch
+    from promptopt.policies.selectors import PPOSelector  # torch
 
     metrics = run.read_metrics()
     if not run.agent("policy").is_file():

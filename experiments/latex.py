@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.report import metric_label
+from promptopt.experiments.report import metric_label
 
 HEADLINE_METRICS: tuple[str, ...] = ("ndcg@10", "hit@10", "mrr")
 UPPER_BOUNDS = frozenset({"oracle"})

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 
 class SweepSpec(Protocol):
-    """What the leaderboard reads of a sweep (:class:`experiments.local_sweep.SweepSpec` has it)."""
+    """What the leaderboard reads of a sweep (:class:`promptopt.experiments.local_sweep.SweepSpec` has it)."""
 
     name: str
     method: str

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.leaderboard import (
+from promptopt.experiments.leaderboard import (
     TRIAL_ATTR,
     TrialResult,
     as_overrides,
@@ -41,9 +41,10 @@ from experiments.leaderboard import (
     study_results,
     write_leaderboard,
 )
-from experiments.pipeline import run_all
-from experiments.rundir import default_run_dir
-from experiments.sweep_storage import check_joined, describe, fingerprint, open_storage
+from promptopt.experiments.pipeline import run_all
+from promptopt.experiments.rundir import default_run_dir
+from promptopt.experiments.sweep_storage import check_joined, describe, fingerprint, open_storage
+
 from promptopt.config import load_config
 from promptopt.errors import ConfigError, PromptoptError
 from promptopt.progress import progress_bar
@@ -212,7 +213,7 @@ def run_sweep(
 ) -> list[TrialResult]:
     """Run ``count`` trials (fewer when a grid is exhausted); write the leaderboard after each.
 
-    With ``storage`` (an RDB URL or a journal file, :mod:`experiments.sweep_storage`), this worker
+    With ``storage`` (an RDB URL or a journal file, :mod:`promptopt.experiments.sweep_storage`), this worker
     joins the study ``study_name`` (default: the sweep's name) that other workers share: optuna hands
     out the trial numbers, so each trial runs once, in ``output_dir/trial-NNN``, and the leaderboard
     lists every worker's trials. A trial that fails with a user error (:class:`PromptoptError`) is

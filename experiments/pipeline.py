@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from experiments import safe_run
-from experiments.assembly import (
+from promptopt.experiments import safe_run
+from promptopt.experiments.assembly import (
     agent_config,
     agent_kinds,
     build_problem,
@@ -30,20 +30,21 @@ from experiments.assembly import (
     make_run_ranker,
     needs_default,
 )
-from experiments.evaluate_run import run_protocol, summary_keys
-from experiments.export_run import build_book, check_no_secrets
-from experiments.latex import write_results_table
-from experiments.plots import write_run_plots
-from experiments.preflight import check_ranker, check_tracking
-from experiments.reference_rows import reference_rows
-from experiments.report import write_report
-from experiments.rundir import RunDir, default_run_dir
-from experiments.selector_factory import SelectorFactory
-from experiments.tracking import Tracker, start_tracking
-from experiments.training import train_agent
-from policies.agent import make_agent
-from policies.graph import build_graph
-from policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
+from promptopt.experiments.evaluate_run import run_protocol, summary_keys
+from promptopt.experiments.export_run import build_book, check_no_secrets
+from promptopt.experiments.latex import write_results_table
+from promptopt.experiments.plots import write_run_plots
+from promptopt.experiments.preflight import check_ranker, check_tracking
+from promptopt.experiments.reference_rows import reference_rows
+from promptopt.experiments.report import write_report
+from promptopt.experiments.rundir import RunDir, default_run_dir
+from promptopt.experiments.selector_factory import SelectorFactory
+from promptopt.experiments.tracking import Tracker, start_tracking
+from promptopt.experiments.training import train_agent
+from promptopt.policies.agent import make_agent
+from promptopt.policies.graph import build_graph
+from promptopt.policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
+
 from promptopt.config import ExperimentConfig, config_to_dict, load_config
 from promptopt.errors import ConfigError
 from promptopt.progress import progress_bar
@@ -95,7 +96,7 @@ def train(config: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
     Writes ``config.yaml``, ``lightgcn.pt``, ``agent.zip`` (and ``agent_mlp.zip`` when the MLP-only
     baseline is evaluated), checkpoints, the ``train`` section of ``metrics.json`` and the safe
     policy's rule (``safe_policy``: the training-budget scan and the gate validated on validation
-    users, :mod:`experiments.safe_run`).
+    users, :mod:`promptopt.experiments.safe_run`).
 
     Args:
         config: The resolved config.
@@ -359,7 +360,7 @@ def train_from_cli(
             raise ConfigError(
                 "give CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config.yaml)"
             )
-        from experiments.rundir import check_resume_overrides
+        from promptopt.experiments.rundir import check_resume_overrides
 
         run = RunDir(Path(resume)).require("a run directory to resume")
         config = load_config(run.config, overrides)

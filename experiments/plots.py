@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from experiments.rundir import RunDir
+    from promptopt.experiments.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ def reference_scorers(problem: RecProblem, lightgcn: Path | None) -> dict[str, S
     popularity = np.asarray(problem.popularity, dtype=np.float64)
     scorers: dict[str, Scorer] = {"popularity": lambda user, items: popularity[items]}
     if lightgcn is not None and lightgcn.is_file():
-        from policies.lightgcn import LightGCNEmbeddings
+        from promptopt.policies.lightgcn import LightGCNEmbeddings
 
         embeddings = LightGCNEmbeddings.load(lightgcn)
         users = embeddings.user_embeddings.detach().cpu().double().numpy()

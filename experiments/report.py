@@ -1,6 +1,6 @@
 """The human-readable side of a run: the headline table printed by the CLI and report.md.
 
-Both read only the plain dicts of metrics.json (see :mod:`experiments.evaluate_run` for the
+Both read only the plain dicts of metrics.json (see :mod:`promptopt.experiments.evaluate_run` for the
 ``evaluation`` layout), so a report can be rebuilt from a finished run at any time.
 """
 
@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.rundir import RunDir
+from promptopt.experiments.rundir import RunDir
+
 from promptopt.metrics import METRIC_NAMES
 
 HEADLINE_METRIC = "ndcg@10"
@@ -61,7 +62,8 @@ def headline_table(evaluation: Mapping[str, Any]) -> str:
         cells = result.get("metrics", {})
         rows.append([name, _cell(cells.get(HEADLINE_METRIC)),
                      *[_cell(cells.get(m), interval=False) for m in others], str(result.get("calls", ""))])
-    # Rankings made without the LLM on the same tasks (experiments.reference_rows): compare with these first.
+    # Rankings made without the LLM on the same tasks (promptopt.experiments.reference_rows): compare with
+    # these first.
     for name, result in evaluation.get("reference", {}).items():
         cells = result.get("metrics", {})
         rows.append([f"ref: {name}", _cell(cells.get(HEADLINE_METRIC)),

@@ -26,7 +26,8 @@ from promptopt.safe_policy import GateRule, needed_templates, validate_gate
 from promptopt.selectors import FixedSelector, Spend, best_fixed
 
 if TYPE_CHECKING:
-    from experiments.rundir import RunDir
+    from promptopt.experiments.rundir import RunDir
+
     from promptopt.llm.types import Ranker
     from promptopt.problem import RecProblem
     from promptopt.safe_policy import ProbabilisticPolicy
@@ -145,8 +146,8 @@ def stored_rule(metrics: Mapping[str, Any], source: str) -> GateRule | None:
 
 def fit_and_store(run: RunDir, config: ExperimentConfig, problem: RecProblem, ranker: Ranker) -> GateRule:
     """:func:`fit_rule` with the run's trained agent, written to ``metrics.json``."""
-    from experiments.assembly import load_agent
-    from policies.selectors import PPOSelector  # torch
+    from promptopt.experiments.assembly import load_agent
+    from promptopt.policies.selectors import PPOSelector  # torch
 
     policy = PPOSelector(load_agent(run, config, problem, "policy"), problem)
     rule = fit_rule(config, problem, ranker, policy)

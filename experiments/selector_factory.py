@@ -13,10 +13,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from promptopt.experiments import safe_run
+from promptopt.experiments.assembly import load_agent
+from promptopt.policies.lightgcn import LightGCNEmbeddings
 
-from experiments import safe_run
-from experiments.assembly import load_agent
-from policies.lightgcn import LightGCNEmbeddings
 from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 from promptopt.config import ExperimentConfig
 from promptopt.fallback import FallbackOrder, FallbackSelector
@@ -25,7 +25,8 @@ from promptopt.selector_names import PPO_SELECTORS, SAFE_POLICY, SELECTOR_NAMES
 from promptopt.selectors import FixedSelector, RandomSelector, Selector
 
 if TYPE_CHECKING:
-    from experiments.rundir import RunDir
+    from promptopt.experiments.rundir import RunDir
+
     from promptopt.llm.types import Ranker
     from promptopt.problem import Period, RecProblem
 
@@ -119,7 +120,7 @@ class SelectorFactory:
         """The run's validated rule (given, stored in ``metrics.json``, or validated now)."""
         rule = self._known_rule()
         if rule is None:
-            from policies.selectors import PPOSelector  # torch
+            from promptopt.policies.selectors import PPOSelector  # torch
 
             logger.info("%s has no validated gate (trained before the safe policy): validating it now",
                         self.run.metrics)
@@ -180,7 +181,7 @@ class SelectorFactory:
         return self._agents[kind]
 
     def _ppo(self, name: str, period: Period | None) -> Any:
-        from policies.selectors import PPOSelector  # torch
+        from promptopt.policies.selectors import PPOSelector  # torch
 
         # The MLP-only baseline is the run's own policy when the policy has no graph.
         kind = "mlp" if name == "mlp_ppo" and self.config.policy.kind != "mlp" else "policy"

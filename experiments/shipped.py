@@ -17,7 +17,7 @@ _FOLDERS: dict[str, str] = {"config": "configs", "sweep": "sweeps"}
 
 
 def _folder(kind: Kind) -> Path:
-    return Path(str(resources.files(__package__ or "experiments") / _FOLDERS[kind]))
+    return Path(str(resources.files(__package__ or "promptopt.experiments") / _FOLDERS[kind]))
 
 
 def shipped_names(kind: Kind = "config") -> list[str]:

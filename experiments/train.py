@@ -5,7 +5,7 @@ The ``program`` of the wandb sweep files: an agent runs it with each swept value
 """
 import sys
 
-from experiments.cli import main
+from promptopt.experiments.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.rundir import write_json
-from experiments.tracking import Tracker
+from promptopt.experiments.rundir import write_json
+from promptopt.experiments.tracking import Tracker
+
 from promptopt.errors import BudgetExceeded, ConfigError, PromptoptError, RankerError
 from promptopt.progress import progress_bar
 
@@ -346,7 +347,7 @@ def train_agent(
                 ) from exc
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            from experiments.cli import error_line
+            from promptopt.experiments.cli import error_line
 
             raise RunStopped(
                 f"{error_line(exc)} — {where}; fix that and continue with `promptopt train --resume "

@@ -12,16 +12,17 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
+from promptopt.policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
+
 from promptopt.config import ExperimentConfig
 from promptopt.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
+    from promptopt.policies.graph import InteractionGraph
     from stable_baselines3 import PPO
     from stable_baselines3.common.type_aliases import GymEnv
 
-    from policies.graph import InteractionGraph
     from promptopt.problem import RecProblem
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def policy_kwargs(
         ConfigError: ``lightgcn_mlp`` without ``embeddings_path``.
         EmbeddingsFileError: The file is missing and no graph was given, or is unreadable.
     """
-    from policies.extractor import LightGCNExtractor, ProfileExtractor  # torch, stable-baselines3
+    from promptopt.policies.extractor import LightGCNExtractor, ProfileExtractor  # torch, stable-baselines3
 
     policy = config.policy
     heads = {"pi": list(policy.pi), "vf": list(policy.vf)}

@@ -4,7 +4,7 @@ SB3 observations stay flat: the env's ``Box`` observation is ``[user index, *pro
 (:meth:`promptopt.problem.RecProblem.observation`). The graph lives inside the extractor:
 
 * :class:`LightGCNExtractor` looks the user up in LightGCN embeddings — a frozen buffer computed
-  once by :func:`policies.lightgcn.pretrain_lightgcn` (no propagation per step), or, with
+  once by :func:`promptopt.policies.lightgcn.pretrain_lightgcn` (no propagation per step), or, with
   ``finetune_graph=True``, the live LightGCN propagated over the training graph so PPO's
   gradients reach the node embeddings — concatenates the profile statistics, and applies an MLP.
 * :class:`ProfileExtractor` is the ablation without the graph: profile statistics -> MLP.
@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 from gymnasium import spaces
+from promptopt.policies.graph import InteractionGraph
+from promptopt.policies.lightgcn import LightGCNEmbeddings, make_lightgcn
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
-
-from policies.graph import InteractionGraph
-from policies.lightgcn import LightGCNEmbeddings, make_lightgcn
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ class LightGCNExtractor(BaseFeaturesExtractor):
         hidden: MLP layer sizes; ``features_dim`` is the last one.
         embeddings_path: File written by :meth:`LightGCNEmbeddings.save`, read at construction.
             When it is ``None`` or missing, the buffers start at zero and must be restored from a
-            saved model's state (what ``PPO.load`` does); :func:`policies.agent.make_agent`
+            saved model's state (what ``PPO.load`` does); :func:`promptopt.policies.agent.make_agent`
             refuses to train without the file.
         finetune_graph: Propagate the live LightGCN on every forward pass so PPO trains the
             node embeddings, instead of reading the frozen buffer.

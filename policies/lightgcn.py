@@ -2,7 +2,7 @@
 
 The model is :class:`torch_geometric.nn.models.LightGCN` (He et al., 2020,
 https://arxiv.org/abs/2002.02126) with ``normalize=False`` layers fed the pre-normalised sparse
-CSR adjacency of :class:`policies.graph.InteractionGraph`; propagation is torch_geometric's own.
+CSR adjacency of :class:`promptopt.policies.graph.InteractionGraph`; propagation is torch_geometric's own.
 Final node embeddings are
 
 .. math::
@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from promptopt.policies.graph import InteractionGraph, holdout_last_edges
 
-from policies.graph import InteractionGraph, holdout_last_edges
 from promptopt.errors import PromptoptError
 from promptopt.progress import progress_bar
 
@@ -153,7 +153,7 @@ class LightGCNEmbeddings:
         if not path.is_file():
             raise EmbeddingsFileError(
                 f"LightGCN embeddings file {path} does not exist: pretrain first "
-                "(policies.lightgcn.pretrain_lightgcn(...).save(path)) or fix the path"
+                "(promptopt.policies.lightgcn.pretrain_lightgcn(...).save(path)) or fix the path"
             )
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -264,7 +264,7 @@ def pretrain_lightgcn(
     same embeddings, without touching the global torch or numpy random state.
 
     Args:
-        graph: The training graph (:func:`policies.graph.build_graph`).
+        graph: The training graph (:func:`promptopt.policies.graph.build_graph`).
         embedding_dim: Embedding size.
         n_layers: Propagation layers.
         epochs: Maximum epochs (0 returns the untrained, propagated initial embeddings).

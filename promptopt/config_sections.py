@@ -3,7 +3,7 @@
 :mod:`promptopt.config` assembles them into :class:`~promptopt.config.ExperimentConfig` and loads,
 overrides and serialises it; import sections from there. Every numeric field is bounded (the
 aliases below), every enumerated one is a ``Literal``; unknown keys, ``nan`` and ``inf`` fail.
-``experiments.config_reference`` turns the field docstrings of both modules into the documented
+``promptopt.experiments.config_reference`` turns the field docstrings of both modules into the documented
 reference.
 """
 

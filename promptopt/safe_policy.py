@@ -46,7 +46,7 @@ from promptopt.fallback import FallbackOrder, MaskFn, stack_masks
 
 
 class ProbabilisticPolicy(Protocol):
-    """What the gate needs of a learned policy (``policies.selectors.PPOSelector`` has it)."""
+    """What the gate needs of a learned policy (``promptopt.policies.selectors.PPOSelector`` has it)."""
 
     def action_probabilities(self, users: np.ndarray) -> np.ndarray:
         """Shapes: ``(n,) -> (n, T)``; templates a user cannot fill have probability 0."""

@@ -1,7 +1,7 @@
 """The selectors a run can compare: the one list of their names, in report order.
 
 ``eval.selectors`` is validated against it when a config loads, the evaluation runs the listed
-ones in this order, ``experiments.selector_factory.SelectorFactory`` builds each, and the selector
+ones in this order, ``promptopt.experiments.selector_factory.SelectorFactory`` builds each, and the selector
 table of ``docs/experiments.md`` lists them (a test holds all four to this tuple).
 """
 
@@ -12,7 +12,7 @@ SELECTOR_NAMES: tuple[str, ...] = (
 )
 """``random``, ``best_fixed`` and ``oracle`` learn nothing per user (:mod:`promptopt.selectors`);
 ``epsilon_greedy`` and ``linucb`` are bandits (:mod:`promptopt.bandits`); ``mlp_ppo`` and
-``policy_raw`` are the run's PPO agents' raw argmax (``policies.selectors``); ``policy`` is the safe
+``policy_raw`` are the run's PPO agents' raw argmax (``promptopt.policies.selectors``); ``policy`` is the safe
 policy (:mod:`promptopt.safe_policy`): the best fixed template, and the LightGCN+MLP agent's choice
 only where a gate validated on validation users says it pays. Every one goes through the one
 fallback rule of :mod:`promptopt.fallback`."""

@@ -12,14 +12,16 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("promptopt", "envs", "policies", "experiments")
+PACKAGES = {"promptopt": "promptopt", "envs": "promptopt.envs", "policies": "promptopt.policies",
+            "experiments": "promptopt.experiments"}
+"""Folder -> the package it installs as (setup.py's ``package_dir``)."""
 
 def project_modules(root: Path = ROOT) -> dict[str, tuple[Path, bool]]:
     """Dotted module name -> (file, is a package ``__init__``) for every module of :data:`PACKAGES`."""
     modules: dict[str, tuple[Path, bool]] = {}
-    for package in PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            parts = list(path.relative_to(root).with_suffix("").parts)
+    for folder, package in PACKAGES.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = [package, *path.relative_to(root / folder).with_suffix("").parts]
             is_package = parts[-1] == "__init__"
             if is_package:
                 parts.pop()
@@ -132,12 +134,13 @@ def test_the_cycle_check_finds_cycles_through_function_level_and_type_only_impor
         (tmp_path / package).mkdir()
         for name, text in files.items():
             (tmp_path / package / name).write_text(text)
-    for package in PACKAGES[2:]:
-        (tmp_path / package).mkdir()
+    for folder in list(PACKAGES)[2:]:
+        (tmp_path / folder).mkdir()
     modules = project_modules(tmp_path)
     graph = import_graph(modules)
-    assert graph["envs"] == {"envs.e": 1}
-    assert graph["envs.e"] == {"envs": 1, "envs.f": 1}
-    assert strongly_connected(graph) == [["envs", "envs.e"], ["promptopt.a", "promptopt.b", "promptopt.c"]]
+    assert graph["promptopt.envs"] == {"promptopt.envs.e": 1}
+    assert graph["promptopt.envs.e"] == {"promptopt.envs": 1, "promptopt.envs.f": 1}
+    assert strongly_connected(graph) == [["promptopt.a", "promptopt.b", "promptopt.c"],
+                                         ["promptopt.envs", "promptopt.envs.e"]]
     # `from promptopt import b` is the submodule b, not the package's __init__ alone.
     assert set(graph["promptopt.a"]) == {"promptopt", "promptopt.b"}

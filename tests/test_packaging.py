@@ -94,6 +94,20 @@ def _book(synthetic_data) -> PromptBook:
     )
 
 
+def test_wheel_installs_one_import_package_holding_every_module(wheel) -> None:
+    """Only ``promptopt`` at the top (no ``envs`` / ``policies`` / ``experiments`` to clash with a
+    user's folders), and every module of the four folders under it."""
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"promptopt"}, sorted(top)
+    folders = {"promptopt": "promptopt", "envs": "promptopt/envs", "policies": "promptopt/policies",
+               "experiments": "promptopt/experiments"}
+    expected = {f"{inside}/{p.relative_to(ROOT / folder).as_posix()}"
+                for folder, inside in folders.items() for p in (ROOT / folder).rglob("*.py")
+                if "__pycache__" not in p.parts}
+    assert expected - set(names) == set(), sorted(expected - set(names))[:10]
+
+
 def test_wheel_holds_the_package_data(wheel) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     # Every data file the packages' folders hold (a new catalog or attribute set included).
@@ -125,10 +139,12 @@ def test_light_core_serves_a_prompt_book_without_torch(light_venv, synthetic_dat
         ctx = UserContext.at(data, 0, data.history_length(0) - 1)
         served = book.prompt_for(ctx, [4, 8, 15], data)
         print(served.template_id, served.fallback, importlib.util.find_spec("torch") is None)
+        print(*(importlib.util.find_spec(name) is None for name in ("envs", "policies", "experiments")))
+        print(importlib.util.find_spec("promptopt.experiments.cli") is not None)
     """)
     out = _run([str(python), "-c", script], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [book_first_choice(path), "False", "True"]
+    assert out.stdout.split() == [book_first_choice(path), "False", "True", "True", "True", "True", "True"]
 
 
 def book_first_choice(path: Path) -> str:

@@ -51,8 +51,9 @@ def shown(monkeypatch, capsys):
 
 
 def test_lightgcn_pretraining_shows_epochs_loss_and_recall(synthetic_data, shown) -> None:
-    from policies.graph import build_graph
-    from policies.lightgcn import pretrain_lightgcn
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import pretrain_lightgcn
+
     from promptopt.splits import training_mask
 
     graph = build_graph(synthetic_data, training_mask(synthetic_data, n_targets=2))
@@ -79,7 +80,7 @@ def test_best_fixed_scan_and_bandit_fitting_show_their_work(problem_and_ranker, 
 
 
 def test_study_answer_table_shows_requests(problem_and_ranker, shown) -> None:
-    from experiments.study.answers import score_table
+    from promptopt.experiments.study.answers import score_table
 
     problem, ranker = problem_and_ranker
     users = problem.pool("val")
@@ -91,8 +92,7 @@ def test_study_answer_table_shows_requests(problem_and_ranker, shown) -> None:
 
 def test_a_sweep_shows_its_trials(tmp_path, shown) -> None:
     import yaml
-
-    from experiments.local_sweep import load_sweep, run_sweep
+    from promptopt.experiments.local_sweep import load_sweep, run_sweep
 
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"method": "random", "metric": {"name": "val/ndcg@10"},

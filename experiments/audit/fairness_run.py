@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from promptopt.experiments.audit.markdown import fairness_markdown
+from promptopt.experiments.audit.plots import write_audit_plots
+from promptopt.experiments.rundir import RunDir, write_json
 
-from experiments.audit.markdown import fairness_markdown
-from experiments.audit.plots import write_audit_plots
-from experiments.rundir import RunDir, write_json
 from promptopt.config import ExperimentConfig, load_config
 from promptopt.errors import ConfigError
 from promptopt.fairness.attributes import AttributeSet, load_attribute_set
@@ -140,7 +140,8 @@ class AuditPlan:
 
 
 def _evaluations(config: ExperimentConfig, problem: Any, ranker: Any, run: RunDir, users: np.ndarray) -> dict:
-    from experiments.selector_factory import SelectorFactory
+    from promptopt.experiments.selector_factory import SelectorFactory
+
     from promptopt.evaluation import evaluate_selector
     from promptopt.selectors import OracleSelector
 
@@ -193,8 +194,8 @@ def audit_run(
         ConfigError: A missing run, prompt book or attribute set, a bad override.
         BudgetExceeded: The run's budget ran out; every answer received is cached (re-run to go on).
     """
-    from experiments.assembly import build_problem, make_run_ranker
-    from experiments.pipeline import run_logging, tracker_for
+    from promptopt.experiments.assembly import build_problem, make_run_ranker
+    from promptopt.experiments.pipeline import run_logging, tracker_for
 
     run = RunDir(Path(run_dir)).require()
     config = audit_config(run, overrides)

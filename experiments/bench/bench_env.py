@@ -85,8 +85,8 @@ class _Actions:
 def _env_loop(problem: Any, ranker: Any, users: np.ndarray, n_envs: int, seed: int) -> Callable[[int], list]:
     """A function running ``n`` env steps (``n_envs`` = 0: a single env) and returning the played
     (user, template) pairs."""
-    from envs.prompt_rec import PromptRecEnv
-    from envs.vec_env import BatchedPromptRecVecEnv
+    from promptopt.envs.prompt_rec import PromptRecEnv
+    from promptopt.envs.vec_env import BatchedPromptRecVecEnv
 
     act = _Actions(problem, users, seed)
     if n_envs == 0:

@@ -18,9 +18,10 @@ distinct requests — and then picks a template for every test user. Printed per
   answers them (paired bootstrap over test users, pooled over seeds) — what an evaluation sees;
 * the distinct calls each learner spent, as a share of the exhaustive sweep.
 
-Usage (build the answer table first, once: ``python -m experiments.bench.planted --build``)::
+Usage (build the answer table first, once: ``python -m promptopt.experiments.bench.planted --build``)::
 
-    python -m experiments.bench.bench_learning [--seeds 0 1 2 3 4] [--shares 0.1 0.3] [--tie top_genre_share]
+    python -m promptopt.experiments.bench.bench_learning [--seeds 0 1 2 3 4] [--shares 0.1 0.3] \
+        [--tie top_genre_share]
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from experiments.bench.planted import (
+from promptopt.experiments.bench.planted import (
     DEFAULT_CACHE,
     DEFAULT_DATA,
     Plant,
@@ -48,7 +48,7 @@ from experiments.bench.planted import (
     population,
     table_rows,
 )
-from experiments.bench.planted_reference import InformedReference
+from promptopt.experiments.bench.planted_reference import InformedReference
 
 logger = logging.getLogger("promptopt.bench.learning")
 
@@ -129,10 +129,10 @@ def train_ppo(
     config: Any, kind: str, problem: Any, ranker: Any, pool: np.ndarray, emb_path: Path | None
 ) -> Any:
     """A (Maskable)PPO agent of ``kind`` trained on episodes of ``pool`` users."""
-    from envs.vec_env import BatchedPromptRecVecEnv
-    from experiments.assembly import default_order, needs_default
-    from policies.agent import make_agent
-    from policies.selectors import PPOSelector
+    from promptopt.envs.vec_env import BatchedPromptRecVecEnv
+    from promptopt.experiments.assembly import default_order, needs_default
+    from promptopt.policies.agent import make_agent
+    from promptopt.policies.selectors import PPOSelector
 
     cfg = dataclasses.replace(config, policy=dataclasses.replace(config.policy, kind=kind))
     # The paired reward and the warm start rank a default on the pool first (counted calls).
@@ -313,7 +313,8 @@ def split_population(data: Any, users: np.ndarray, val: float, test: float, seed
 
 def setup(args: argparse.Namespace) -> tuple[Any, Any, Plant, PlantedRanker, dict[str, Any], np.ndarray]:
     """The data, the task problem (seed 0), the plant and the planted ranker."""
-    from experiments.assembly import build_problem
+    from promptopt.experiments.assembly import build_problem
+
     from promptopt.llm.replay import ReplayRanker
 
     config = bench_config(args.data, args.cache)
@@ -355,8 +356,9 @@ def setup(args: argparse.Namespace) -> tuple[Any, Any, Plant, PlantedRanker, dic
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from policies.graph import build_graph
-    from policies.lightgcn import pretrain_from_config
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import pretrain_from_config
+
     from promptopt.config import apply_overrides, config_from_dict, config_to_dict
     from promptopt.problem import RecProblem
 

@@ -15,7 +15,7 @@ One table, every ratio measured side by side in this run:
 
 Usage::
 
-    python -m experiments.bench.bench_policy [--steps 4096] [--ml100k PATH]
+    python -m promptopt.experiments.bench.bench_policy [--steps 4096] [--ml100k PATH]
 
 ML-100K is read from ``--ml100k`` or ``$PROMPTOPT_ML100K``, else ``../shared/data/ml-100k``
 next to the repository; the rows are skipped when it is absent (nothing is downloaded).
@@ -63,12 +63,12 @@ def _timed(fn: Callable[[], None]) -> tuple[float, float]:
 
 def bench_ppo(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str, str, str]]:
     """Rows ``(what, size, time, rate / ratio)`` for the PPO variants."""
+    from promptopt.envs import BatchedPromptRecVecEnv
+    from promptopt.policies.agent import make_agent
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import pretrain_lightgcn
     from stable_baselines3 import PPO
 
-    from envs import BatchedPromptRecVecEnv
-    from policies.agent import make_agent
-    from policies.graph import build_graph
-    from policies.lightgcn import pretrain_lightgcn
     from promptopt.config import config_from_dict
     from promptopt.data import make_synthetic
     from promptopt.llm.simulated import SimulatedRanker
@@ -143,10 +143,10 @@ def bench_ml100k(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
     if not (path / "u.data").is_file():
         return [("ML-100K rows", "-", "-", f"skipped: no u.data under {path.resolve()}")]
     import torch
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import make_lightgcn, pretrain_lightgcn
     from torch_geometric.nn.models import LightGCN
 
-    from policies.graph import build_graph
-    from policies.lightgcn import make_lightgcn, pretrain_lightgcn
     from promptopt.data import load_dataset
     from promptopt.splits import time_cut_at_quantile, training_mask
 

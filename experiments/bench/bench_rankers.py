@@ -20,7 +20,7 @@ One table, every ratio measured side by side in this run:
 
 Usage::
 
-    python -m experiments.bench.bench_rankers [--requests 256] [--latency 0.05] [--concurrency 32]
+    python -m promptopt.experiments.bench.bench_rankers [--requests 256] [--latency 0.05] [--concurrency 32]
 """
 
 from __future__ import annotations

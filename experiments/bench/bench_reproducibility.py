@@ -13,7 +13,7 @@ MovieLens-100K sample) in three compositions — the study's table chunks, PPO-s
 and each request alone — and prints, for each pair, the largest score difference and how many
 rankings and NDCG@10 values changed. It then does the same for each torch thread count given.
 
-    python -m experiments.bench.bench_reproducibility [--users 100] [--data PATH] [--threads 1 2]
+    python -m promptopt.experiments.bench.bench_reproducibility [--users 100] [--data PATH] [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _requests(data_path: str, n_users: int) -> tuple[Any, list[Any], list[int]]:
-    from experiments.bench.planted import TEMPLATES
-    from experiments.study.config import load_study
+    from promptopt.experiments.bench.planted import TEMPLATES
+    from promptopt.experiments.study.config import load_study
+
     from promptopt.problem import RecProblem
     from promptopt.splits import split_users
 

@@ -7,7 +7,7 @@ and ``log p(t | up to and including t)`` (one position late). See docs/rankers_a
 
 Usage::
 
-    python -m experiments.bench.check_echo_alignment
+    python -m promptopt.experiments.bench.check_echo_alignment
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ target of the table and ``f`` is the best template in expectation. So, in expect
 and the per-user oracle is ``t*`` for planted users and ``f`` for everyone else. A selector's
 **captured share** is ``(value(selector) - value(f)) / (value(oracle) - value(f))`` over test users.
 
-``python -m experiments.bench.planted --build`` fills the answer table (timed; cached answers are
+``python -m promptopt.experiments.bench.planted --build`` fills the answer table (timed; cached answers are
 reused, so an interrupted build continues).
 """
 
@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=len(BACKS), help="table targets per user (1-3)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from experiments.assembly import build_problem, make_run_ranker
+    from promptopt.experiments.assembly import build_problem, make_run_ranker
 
     config = bench_config(args.data, args.cache)
     _, _, _, problem = build_problem(config)

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.audit.fairness_run import audit_run
+    from promptopt.experiments.audit.fairness_run import audit_run
+
     from promptopt.errors import ConfigError
 
     target = Path(args.target)
@@ -66,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _make_run(config_path: Path, overrides: list[str], output_dir: str | None) -> Path:
     """Train, evaluate and export ``config_path`` into ``output_dir`` (continuing a run already there)."""
-    from experiments import pipeline
-    from experiments.rundir import RunDir, check_resume_overrides
+    from promptopt.experiments import pipeline
+    from promptopt.experiments.rundir import RunDir, check_resume_overrides
+
     from promptopt.config import load_config
 
     run = RunDir(Path(output_dir)) if output_dir else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.shipped import config_arg
+from promptopt.experiments.shipped import config_arg
 
 ACCEPTS_OVERRIDES = True
 
@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.estimate_cost import estimate, format_estimate
+    from promptopt.experiments.estimate_cost import estimate, format_estimate
+
     from promptopt.config import load_config
 
     config = load_config(args.config, args.overrides)

@@ -12,8 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments import pipeline
-    from experiments.report import print_summary
+    from promptopt.experiments import pipeline
+    from promptopt.experiments.report import print_summary
 
     metrics = pipeline.evaluate(args.run_dir)
     print_summary(args.run_dir, metrics)

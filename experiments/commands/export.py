@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.run_dir:
         raise ConfigError("give a run directory (promptopt export RUN_DIR) or --check FILE")
-    from experiments import pipeline
+    from promptopt.experiments import pipeline
 
     path = pipeline.export(args.run_dir, output=args.output)
     print(f"prompt book: {path}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.shipped import config_arg
+from promptopt.experiments.shipped import config_arg
 
 ACCEPTS_OVERRIDES = True
 REQUIRES_EXTRAS = ("train",)
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from experiments.study.config import load_study
-    from experiments.study.protocol import run_study
+    from promptopt.experiments.study.config import load_study
+    from promptopt.experiments.study.protocol import run_study
 
     config, study = load_study(args.config, getattr(args, "overrides", []))
     path = run_study(config, study)

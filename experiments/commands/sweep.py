@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.shipped import config_arg, sweep_arg
+from promptopt.experiments.shipped import config_arg, sweep_arg
 
 REQUIRES_EXTRAS = ("train",)
 
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.local_sweep import sweep
+    from promptopt.experiments.local_sweep import sweep
 
     out = sweep(args.file, count=args.count, config_path=args.config, output_dir=args.output_dir,
                 seed=args.seed, storage=args.storage, study_name=args.study_name)

@@ -17,7 +17,7 @@ import logging
 import sys
 from typing import Any
 
-from experiments.shipped import config_arg
+from promptopt.experiments.shipped import config_arg
 
 ACCEPTS_OVERRIDES = True
 

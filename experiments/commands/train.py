@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.shipped import config_arg
+from promptopt.experiments.shipped import config_arg
 
 ACCEPTS_OVERRIDES = True
 REQUIRES_EXTRAS = ("train",)
@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments import pipeline
-    from experiments.report import print_summary
+    from promptopt.experiments import pipeline
+    from promptopt.experiments.report import print_summary
 
     run_dir = pipeline.train_from_cli(
         args.config, overrides=args.overrides, output_dir=args.output_dir, resume=args.resume

@@ -1,4 +1,4 @@
-"""``python -m experiments.study CONFIG [--report-from STUDY_JSON] [--section.key=value ...]``."""
+"""``python -m promptopt.experiments.study CONFIG [--report-from STUDY_JSON] [--section.key=value ...]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.study.config import load_study
+from promptopt.experiments.study.config import load_study
+
 from promptopt.errors import ConfigError, PromptoptError
 
 
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = _run(args.config, overrides, args.report_from)
     except PromptoptError as exc:  # bad input: one line, exit 2 (as `promptopt study`)
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"python -m experiments.study: error: {message}", file=sys.stderr)
+        print(f"python -m promptopt.experiments.study: error: {message}", file=sys.stderr)
         return 2
     print(Path(path).read_text(encoding="utf-8").split("## Targets", 1)[-1].split("\n## ", 1)[0])
     print(f"report: {path}")
@@ -35,10 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(config_path: str, overrides: Sequence[str], report_from: str | None) -> Path:
     config, study = load_study(config_path, overrides)
     if report_from is None:
-        from experiments.study.protocol import run_study
+        from promptopt.experiments.study.protocol import run_study
 
         return run_study(config, study)
-    from experiments.study.report import write_results
+    from promptopt.experiments.study.report import write_results
 
     try:
         run = json.loads(Path(report_from).read_text(encoding="utf-8"))

@@ -1,6 +1,6 @@
 """Markdown building blocks of RESULTS.md and its detail sections, one function per section.
 
-Each ``*_section`` function returns the section's lines; :func:`experiments.study.report.render`
+Each ``*_section`` function returns the section's lines; :func:`promptopt.experiments.study.report.render`
 puts them in order after the setup and the targets' summary.
 """
 
@@ -10,9 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from experiments.study.pooled import SELECTORS, Interval, PooledResults
-from experiments.study.targets import NONINFERIORITY_MARGIN, gains_by_mainstreamness
+from promptopt.experiments.study.pooled import SELECTORS, Interval, PooledResults
+from promptopt.experiments.study.targets import NONINFERIORITY_MARGIN, gains_by_mainstreamness
 
 LABELS = {
     "random": "random template",

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from experiments.plots import save_figure
-from experiments.study.answers import AnswerTable
-from experiments.study.pooled import SELECTORS, PooledResults
-from experiments.study.targets import NONINFERIORITY_MARGIN
+from promptopt.experiments.plots import save_figure
+from promptopt.experiments.study.answers import AnswerTable
+from promptopt.experiments.study.pooled import SELECTORS, PooledResults
+from promptopt.experiments.study.targets import NONINFERIORITY_MARGIN
 
 
 def _pyplot() -> Any:

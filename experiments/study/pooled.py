@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from experiments.study.choice_rules import bootstrap_bounds
+from promptopt.experiments.study.choice_rules import bootstrap_bounds
 
 BOOTSTRAP_RESAMPLES = 2000
 """Resamples of every interval in the report."""
@@ -70,7 +69,7 @@ class PooledResults:
     """Per-user values of every (reward, period, selector) of a run, averaged over seeds.
 
     Args:
-        run: The ``study.json`` dict :func:`experiments.study.protocol.run_study` writes.
+        run: The ``study.json`` dict :func:`promptopt.experiments.study.protocol.run_study` writes.
     """
 
     def __init__(self, run: Mapping[str, Any]) -> None:

@@ -21,8 +21,8 @@ selector and seed. Seeds vary what is learned: LightGCN, PPO, bandits, the rando
    seeds by averaging each user's value), drift drops, the search for signal, RESULTS.md and plots.
 
 Data, split, catalog, ranker, training env, PPO training and agent loading are the pipeline's own
-(:mod:`experiments.assembly`, :func:`experiments.training.train_agent`,
-:class:`experiments.selector_factory.SelectorFactory`), so the study measures what ``promptopt
+(:mod:`promptopt.experiments.assembly`, :func:`promptopt.experiments.training.train_agent`,
+:class:`promptopt.experiments.selector_factory.SelectorFactory`), so the study measures what ``promptopt
 train`` builds.
 """
 
@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from experiments.assembly import (
+from promptopt.experiments.assembly import (
     agent_config,
     build_problem,
     default_order,
@@ -48,18 +47,19 @@ from experiments.assembly import (
     make_run_ranker,
     needs_default,
 )
-from experiments.rundir import RunDir
-from experiments.selector_factory import SelectorFactory
-from experiments.study.answers import AnswerTable, score_table
-from experiments.study.choice_rules import CountingRanker, PerUserChoiceSelector, realistic_choices
-from experiments.study.config import StudyConfig
-from experiments.study.provenance import load_average, probe_hardware
-from experiments.study.report import write_results
-from experiments.tracking import Tracker
-from experiments.training import train_agent
-from policies.agent import make_agent
-from policies.graph import build_graph
-from policies.lightgcn import pretrain_from_config
+from promptopt.experiments.rundir import RunDir
+from promptopt.experiments.selector_factory import SelectorFactory
+from promptopt.experiments.study.answers import AnswerTable, score_table
+from promptopt.experiments.study.choice_rules import CountingRanker, PerUserChoiceSelector, realistic_choices
+from promptopt.experiments.study.config import StudyConfig
+from promptopt.experiments.study.provenance import load_average, probe_hardware
+from promptopt.experiments.study.report import write_results
+from promptopt.experiments.tracking import Tracker
+from promptopt.experiments.training import train_agent
+from promptopt.policies.agent import make_agent
+from promptopt.policies.graph import build_graph
+from promptopt.policies.lightgcn import pretrain_from_config
+
 from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 from promptopt.config import ExperimentConfig, config_to_dict
 from promptopt.errors import ConfigError
@@ -311,7 +311,7 @@ def safe_rule(
     Returns:
         The rule and the scanned training users.
     """
-    from policies.selectors import PPOSelector  # torch
+    from promptopt.policies.selectors import PPOSelector  # torch
 
     acc, study, tables = setup.accuracy, setup.study, setup.tables
     train, val = acc.pool("train"), acc.pool("val")

@@ -1,10 +1,10 @@
 """RESULTS.md: the plots, the attempts log and the markdown, from the ``study.json`` dict.
 
 Every number in the report is computed from the run (nothing is typed by hand):
-:func:`write_results` measures the targets (:mod:`experiments.study.targets`), draws the plots
-(:mod:`experiments.study.plots`), appends the attempt to ``attempts.jsonl`` and writes
+:func:`write_results` measures the targets (:mod:`promptopt.experiments.study.targets`), draws the plots
+(:mod:`promptopt.experiments.study.plots`), appends the attempt to ``attempts.jsonl`` and writes
 :func:`render`'s markdown: title, setup, the targets' summary, then the detail sections of
-:mod:`experiments.study.markdown`.
+:mod:`promptopt.experiments.study.markdown`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.latex import results_table
-from experiments.study import markdown
-from experiments.study.markdown import graph_comparison, markdown_table
-from experiments.study.plots import plot_drift, plot_learning_curves, plot_paired, plot_selectors
-from experiments.study.pooled import SELECTORS, PooledResults
-from experiments.study.provenance import answer_cache_summary
-from experiments.study.targets import NONINFERIORITY_MARGIN, TargetResults, measure_targets
+from promptopt.experiments.latex import results_table
+from promptopt.experiments.study import markdown
+from promptopt.experiments.study.markdown import graph_comparison, markdown_table
+from promptopt.experiments.study.plots import plot_drift, plot_learning_curves, plot_paired, plot_selectors
+from promptopt.experiments.study.pooled import SELECTORS, PooledResults
+from promptopt.experiments.study.provenance import answer_cache_summary
+from promptopt.experiments.study.targets import NONINFERIORITY_MARGIN, TargetResults, measure_targets
 
 MET = {True: "**met**", False: "not met"}
 
@@ -32,7 +32,7 @@ def write_results(run: Mapping[str, Any], study: Any, *, append: bool = True) ->
 
     Args:
         run: The ``study.json`` dict.
-        study: The :class:`~experiments.study.config.StudyConfig` (output paths, note).
+        study: The :class:`~promptopt.experiments.study.config.StudyConfig` (output paths, note).
         append: Add this run to the attempts log (``False``: only re-render, e.g. ``--report-from``).
     """
     pooled = PooledResults(run)
@@ -132,7 +132,7 @@ def title_section() -> list[str]:
         "",
         "```",
         "promptopt study experiments/configs/study_ml100k.yaml",
-        "# or: python -m experiments.study experiments/configs/study_ml100k.yaml \\",
+        "# or: python -m promptopt.experiments.study experiments/configs/study_ml100k.yaml \\",
         "#        [--data.path=/path/to/ml-100k] [--study.seeds=[0]]",
         "```",
         "",

@@ -15,10 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from promptopt.experiments.study.answers import AnswerTable
+from promptopt.experiments.study.choice_rules import ridge_choices
+from promptopt.experiments.study.pooled import (
+    Interval,
+    PooledResults,
+    difference_of_means_bounds,
+    mean_interval,
+)
 
-from experiments.study.answers import AnswerTable
-from experiments.study.choice_rules import ridge_choices
-from experiments.study.pooled import Interval, PooledResults, difference_of_means_bounds, mean_interval
 from promptopt.profile import PROFILE_FEATURES
 
 NONINFERIORITY_MARGIN = -0.005

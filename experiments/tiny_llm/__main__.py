@@ -1,4 +1,5 @@
-"""``python -m experiments.tiny_llm CONFIG [--report-from RESULTS_JSON] [--section.key=value ...]``."""
+"""``python -m promptopt.experiments.tiny_llm CONFIG [--report-from RESULTS_JSON] [--section.key=value
+...]``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.tiny_llm.config import load_tiny_llm
+from promptopt.experiments.tiny_llm.config import load_tiny_llm
+
 from promptopt.errors import ConfigError, PromptoptError
 
 
@@ -26,11 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, protocol = load_tiny_llm(args.config, overrides)
         if args.report_from is None:
-            from experiments.tiny_llm.protocol import run_protocol
+            from promptopt.experiments.tiny_llm.protocol import run_protocol
 
             path = run_protocol(config, protocol)
         else:
-            from experiments.tiny_llm.markdown import write_report
+            from promptopt.experiments.tiny_llm.markdown import write_report
 
             try:
                 result = json.loads(Path(args.report_from).read_text(encoding="utf-8"))
@@ -41,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = write_report(result, Path(protocol.output))
     except PromptoptError as exc:  # bad input: one line, exit 2
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"python -m experiments.tiny_llm: error: {message}", file=sys.stderr)
+        print(f"python -m promptopt.experiments.tiny_llm: error: {message}", file=sys.stderr)
         return 2
     print(f"report: {path}")
     return 0

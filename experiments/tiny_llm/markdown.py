@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-COMMAND = "python -m experiments.tiny_llm experiments/configs/tiny_llm_ml100k.yaml"
+COMMAND = "python -m promptopt.experiments.tiny_llm experiments/configs/tiny_llm_ml100k.yaml"
 
 
 def write_report(result: Mapping[str, Any], path: Path) -> Path:

@@ -1,12 +1,13 @@
 """The protocol: the same test tasks, shown in ``B`` orders, ranked by every row; then the report.
 
-1. The experiment's problem (:func:`experiments.assembly.build_problem`): the split's seeded test pool
+1. The experiment's problem (:func:`promptopt.experiments.assembly.build_problem`): the split's seeded test
+   pool
    (its first ``tiny_llm.users`` users), each user's last item as the target, 19 negatives, the base
    shown order and ``reward.bootstrap - 1`` shuffled copies. Nothing here is tuned: every row is
    a fixed ranker, so the test users are scored once, by every row, on identical tasks.
 2. Rows without an LLM: the shown order itself (a pure position ranker), training popularity and the
    run's own LightGCN (BPR-pretrained here on the leak-free training graph, as ``promptopt train``
-   does; :mod:`experiments.reference_rows`), and the MiniLM embedding ranker.
+   does; :mod:`promptopt.experiments.reference_rows`), and the MiniLM embedding ranker.
 3. SmolLM2 (``experiment.ranker``, the hf backend; loaded once, its modes are variants sharing the
    weights): score mode with index labels, score mode with title labels, generate mode. Generate
    mode's answers are parsed twice, without and with embedding grounding (the same generated text:
@@ -26,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from promptopt.experiments.assembly import build_problem
+from promptopt.experiments.reference_rows import rank_by_scores, reference_scorers
+from promptopt.experiments.tiny_llm.config import TinyLLMConfig
+from promptopt.experiments.tiny_llm.markdown import write_report
+from promptopt.experiments.tiny_llm.measures import ShownTask, chance_ndcg, summarise
 
-from experiments.assembly import build_problem
-from experiments.reference_rows import rank_by_scores, reference_scorers
-from experiments.tiny_llm.config import TinyLLMConfig
-from experiments.tiny_llm.markdown import write_report
-from experiments.tiny_llm.measures import ShownTask, chance_ndcg, summarise
 from promptopt.config import ExperimentConfig, config_to_dict
 from promptopt.llm.cache import CachedRanker
 from promptopt.llm.parsing import parse_ranking
@@ -180,8 +181,8 @@ def _pretrain_lightgcn(config: ExperimentConfig, data: Any, problem: RecProblem,
     if path.is_file():
         logger.info("LightGCN: reusing %s", path)
         return path
-    from policies.graph import build_graph
-    from policies.lightgcn import pretrain_from_config
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import pretrain_from_config
 
     graph = build_graph(data, problem.train_mask)
     emb = pretrain_from_config(graph, config.policy, seed=config.seed)

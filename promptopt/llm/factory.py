@@ -3,7 +3,8 @@
 Every backend is imported on demand, so choosing ``hf`` never imports the openai client, and
 ``embedding`` over an API never imports torch. The ``simulated`` backend is not built here: it
 simulates a particular problem (its data, catalog and profile statistics), so whoever holds the
-problem builds it (``experiments.assembly.make_simulator``) and passes it as ``backend`` to be cached.
+problem builds it (``promptopt.experiments.assembly.make_simulator``) and passes it as ``backend`` to be
+cached.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def _backend(config: RankerConfig) -> Ranker:
         raise ConfigError(
             "ranker.backend 'simulated' simulates a problem, so it is built from one: pass "
             "backend=SimulatedRanker(data, catalog, ...) to make_ranker "
-            "(experiments.assembly.make_run_ranker does)"
+            "(promptopt.experiments.assembly.make_run_ranker does)"
         )
     if config.backend == "openai":
         from promptopt.llm.openai_backend import OpenAIRanker

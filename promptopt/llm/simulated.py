@@ -5,7 +5,7 @@ template produced it from the request's typed identifiers (:class:`~promptopt.ll
 raw user id, template id, task id and view), looks up a hidden quality, and places the user's
 held-out item accordingly. It is built from the problem it simulates (the dataset, the catalog
 and the profile encoder the policy observes), by whoever holds that problem
-(``experiments.assembly.make_simulator`` for a run), never from a config alone. It lets the whole
+(``promptopt.experiments.assembly.make_simulator`` for a run), never from a config alone. It lets the whole
 pipeline (env, PPO, baselines, evaluation, export) run offline in seconds with a known optimum.
 
 The hidden rule

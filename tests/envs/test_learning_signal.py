@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from promptopt.envs.prompt_rec import PromptRecEnv
+from promptopt.envs.vec_env import BatchedPromptRecVecEnv
 
-from envs.prompt_rec import PromptRecEnv
-from envs.vec_env import BatchedPromptRecVecEnv
 from promptopt.config import RewardConfig, SplitConfig, config_from_dict
 from promptopt.errors import ConfigError
 from promptopt.llm.simulated import SimulatedRanker
@@ -129,8 +129,8 @@ def test_train_targets_cannot_exceed_the_split_targets() -> None:
 
 
 def test_warm_start_makes_the_untrained_policy_prefer_the_default(problem, ranker) -> None:
-    from policies.agent import make_agent
-    from policies.selectors import PPOSelector
+    from promptopt.policies.agent import make_agent
+    from promptopt.policies.selectors import PPOSelector
 
     config = config_from_dict({"policy": {"kind": "mlp", "warm_start": 0.9}, "ppo": {"n_steps": 8,
                                                                                      "batch_size": 16}},
@@ -145,7 +145,8 @@ def test_warm_start_makes_the_untrained_policy_prefer_the_default(problem, ranke
 
 
 def test_default_order_ranks_templates_by_their_scanned_mean(problem, ranker) -> None:
-    from experiments.assembly import default_order
+    from promptopt.experiments.assembly import default_order
+
     from promptopt.selectors import template_scores
 
     config = config_from_dict({"env": {"default_scan_users": 25}, "seed": 4}, source="t")
@@ -162,7 +163,8 @@ def test_default_order_ranks_templates_by_their_scanned_mean(problem, ranker) ->
 def test_train_uses_the_paired_reward_earlier_targets_and_warm_start(tmp_path) -> None:
     import json
 
-    from experiments import pipeline
+    from promptopt.experiments import pipeline
+
     from tests.experiments.conftest import tiny_config_dict
 
     raw = tiny_config_dict(

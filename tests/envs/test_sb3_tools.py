@@ -11,9 +11,9 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from promptopt.envs.prompt_rec import PromptRecEnv
 
-import envs
-from envs.prompt_rec import PromptRecEnv
+from promptopt import envs
 from promptopt.config import RewardConfig, SplitConfig
 from promptopt.llm.cache import CachedRanker
 from promptopt.problem import RecProblem

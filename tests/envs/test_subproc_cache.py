@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from promptopt.envs.prompt_rec import PromptRecEnv
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
-from envs.prompt_rec import PromptRecEnv
 from promptopt.config import CacheConfig, RankerConfig, RewardConfig, SplitConfig
 from promptopt.llm.cache import CacheStore, cache_key
 from promptopt.llm.factory import make_ranker

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from promptopt.experiments import assembly
 
-from experiments import assembly
 from promptopt.config import load_config
 from promptopt.llm.cache import CachedRanker
 from promptopt.llm.simulated import SimulatedRanker

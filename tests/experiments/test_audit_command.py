@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from promptopt.experiments.cli import main
 
-from experiments.cli import main
 from tests.experiments.conftest import tiny_config_dict
 
 LOGS = ("INFO ", "DEBUG ", "WARNING ")
@@ -138,7 +138,7 @@ def test_an_empty_or_degenerate_value_list_is_refused(tmp_path: Path, audited: t
 
 
 def test_with_tracking_on_the_numbers_and_plots_reach_wandb(audited: tuple[Path, Path], monkeypatch) -> None:
-    from experiments.tracking import Tracker
+    from promptopt.experiments.tracking import Tracker
 
     sent: dict[str, list] = {"summary": [], "images": []}
     for name in sent:

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from experiments.cli import main
+from promptopt.experiments.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = str(ROOT / "experiments" / "configs" / "quickstart.yaml")
@@ -21,7 +20,7 @@ COMMANDS = ("train", "evaluate", "export", "sweep", "estimate")
 def test_help_of_every_command_imports_nothing_heavy() -> None:
     script = (
         "import sys, contextlib, io\n"
-        "from experiments.cli import main\n"
+        "from promptopt.experiments.cli import main\n"
         f"for argv in [['--help'], *[[c, '--help'] for c in {COMMANDS!r}]]:\n"
         "    out = io.StringIO()\n"
         "    with contextlib.redirect_stdout(out):\n"
@@ -130,7 +129,7 @@ def test_version(capsys) -> None:
 
 
 def test_shipped_configs_resolve_by_name_outside_the_repository(tmp_path, monkeypatch, capsys) -> None:
-    from experiments.shipped import resolve, shipped_names
+    from promptopt.experiments.shipped import resolve, shipped_names
 
     monkeypatch.chdir(tmp_path)
     assert {"quickstart", "ml100k_embedding"} <= set(shipped_names("config"))

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from promptopt.experiments.cli import main
 
-from experiments.cli import main
 from promptopt.llm.cache import CachedRanker, CacheStore
 from promptopt.llm.openai_backend import OpenAIRanker
 from promptopt.llm.types import RankRequest
@@ -40,7 +40,7 @@ def filled_cache(tmp_path: Path, monkeypatch) -> Path:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "promptopt.experiments.cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

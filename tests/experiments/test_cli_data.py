@@ -1,4 +1,4 @@
-"""``promptopt data``: in-process through experiments.cli.main and as a real subprocess."""
+"""``promptopt data``: in-process through promptopt.experiments.cli.main and as a real subprocess."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from promptopt.experiments.cli import main
+from promptopt.experiments.commands import data as data_command
 
-from experiments.cli import main
-from experiments.commands import data as data_command
 from promptopt.data import DATASET_FORMATS, make_synthetic
 from promptopt.data.fetch import ARCHIVES
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "promptopt.experiments.cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

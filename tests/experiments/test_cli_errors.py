@@ -200,7 +200,7 @@ def test_resuming_with_a_damaged_checkpoint_is_one_line(outcomes, tmp_path: Path
     message = _error_line(result)
     assert re.search(r"cannot resume from .*damaged/checkpoints/policy_\d+\.zip: .*delete it", message), \
         message
-    assert "WARNING experiments.training: checkpoint" in result.stderr
+    assert "WARNING promptopt.experiments.training: checkpoint" in result.stderr
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from promptopt.experiments.cli import main
 
-from experiments.cli import main
 from promptopt.config import config_from_dict
 from promptopt.data import load_data
 from promptopt.templates import TemplateCatalog

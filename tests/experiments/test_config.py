@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from promptopt.experiments.cli import split_overrides
 
-from experiments.cli import split_overrides
 from promptopt.config import ExperimentConfig, config_from_dict, flatten, load_config
 from promptopt.errors import ConfigError
 
@@ -115,10 +115,11 @@ def test_sweep_parameters_are_config_fields(path: Path) -> None:
 
 
 def test_docs_config_reference_is_generated_from_the_current_config() -> None:
-    from experiments.config_reference import DOC, END, START, reference
+    from promptopt.experiments.config_reference import DOC, END, START, reference
 
     block = DOC.read_text().split(START, 1)[1].split(END, 1)[0]
-    assert block.strip() == reference().strip(), "run: python -m experiments.config_reference --write"
+    assert block.strip() == reference().strip(), (
+        "run: python -m promptopt.experiments.config_reference --write")
     for key in flatten(ExperimentConfig()):
         assert f"`{key}`" in block
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from promptopt.experiments.cli import main
 
-from experiments.cli import main
 from promptopt.config import ExperimentConfig, config_from_dict, config_to_dict
 from tests.experiments.conftest import tiny_config_dict
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from promptopt.experiments.estimate_cost import approx_tokens, estimate, expected_distinct, format_estimate
 
-from experiments.estimate_cost import approx_tokens, estimate, expected_distinct, format_estimate
 from promptopt.config import load_config
 
 
@@ -21,7 +21,7 @@ def test_expected_distinct_draws() -> None:
 
 @pytest.mark.slow
 def test_estimate_counts_phases_and_bounds_a_real_run(tmp_path, tiny_config) -> None:
-    from experiments import assembly, pipeline
+    from promptopt.experiments import assembly, pipeline
 
     path = tiny_config(tmp_path, policy={"kind": "mlp"}, reward={"robust_weight": 0.3, "views": ["temporal"]},
                        eval={"selectors": ["random", "best_fixed", "policy", "oracle"]})
@@ -46,7 +46,7 @@ def test_estimate_counts_phases_and_bounds_a_real_run(tmp_path, tiny_config) -> 
 
 def test_estimate_warns_when_it_exceeds_the_budget(tmp_path, tiny_config, capsys) -> None:
     """`promptopt estimate` says which cap the run may reach, and says nothing when all fit."""
-    from experiments.cli import main
+    from promptopt.experiments.cli import main
 
     path = tiny_config(tmp_path, policy={"kind": "mlp"})
     assert main(["estimate", str(path), "--sample", "20", "--budget.max_calls=70"]) == 0

@@ -6,8 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-
-from experiments.evaluate_run import sign_flip_p_value
+from promptopt.experiments.evaluate_run import sign_flip_p_value
 
 
 def _exact(diff: np.ndarray) -> float:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from promptopt.experiments import assembly, pipeline
+from promptopt.experiments.rundir import RunDir
 
-from experiments import assembly, pipeline
-from experiments.rundir import RunDir
 from promptopt.config import load_config
 from promptopt.errors import RankerError
 from promptopt.export import PromptBook

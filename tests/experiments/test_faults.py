@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from promptopt.experiments import pipeline
+from promptopt.experiments.rundir import RunDir
 
-from experiments import pipeline
-from experiments.rundir import RunDir
 from promptopt.config import ExperimentConfig, config_from_dict
 from promptopt.errors import RankerError
 from promptopt.llm.cache import CacheStore

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from promptopt.experiments import assembly, pipeline
+from promptopt.experiments.rundir import RunDir
 
-from experiments import assembly, pipeline
-from experiments.rundir import RunDir
 from promptopt.config import load_config
 from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.export import PromptBook

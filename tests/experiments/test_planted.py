@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from promptopt.experiments.bench.planted import (
+    AnswerTable,
+    PlantedRanker,
+    build_table,
+    make_plant,
+    planted_users,
+)
 
-from experiments.bench.planted import AnswerTable, PlantedRanker, build_table, make_plant, planted_users
 from promptopt.config import RewardConfig, SplitConfig
 from promptopt.llm.cache import CachedRanker
 from promptopt.llm.replay import ReplayRanker

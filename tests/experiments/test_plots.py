@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from experiments import plots
-from experiments.latex import escape, results_table
-from experiments.report import write_report
+from promptopt.experiments import plots
+from promptopt.experiments.latex import escape, results_table
+from promptopt.experiments.report import write_report
 
 
 @pytest.fixture()

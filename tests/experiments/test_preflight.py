@@ -9,11 +9,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from promptopt.experiments import pipeline
+from promptopt.experiments.assembly import build_problem, make_run_ranker
+from promptopt.experiments.cli import main
+from promptopt.experiments.preflight import calls_a_server, check_ranker, check_tracking
 
-from experiments import pipeline
-from experiments.assembly import build_problem, make_run_ranker
-from experiments.cli import main
-from experiments.preflight import calls_a_server, check_ranker, check_tracking
 from promptopt.config import load_config
 from promptopt.errors import ConfigError, RankerError
 from promptopt.testing import LocalOpenAIServer
@@ -81,7 +81,7 @@ def test_local_rankers_send_nothing_and_the_tracking_check(tiny_config, tmp_path
                                                                     "embedding_api": True})).ranker)
     check_tracking(config)
     tensorboard = load_config(tiny_config(tmp_path, tracking={"wandb": False, "tensorboard_dir": "tb"}))
-    import experiments.preflight as preflight
+    import promptopt.experiments.preflight as preflight
 
     monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r"tracking.tensorboard_dir='tb' needs the tensorboard package"):

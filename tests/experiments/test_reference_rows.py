@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from promptopt.experiments import assembly
+from promptopt.experiments.reference_rows import (
+    evaluate_reference,
+    rank_by_scores,
+    reference_rows,
+    reference_scorers,
+)
+from promptopt.experiments.report import headline_table
 
-from experiments import assembly
-from experiments.reference_rows import evaluate_reference, rank_by_scores, reference_rows, reference_scorers
-from experiments.report import headline_table
 from promptopt.config import load_config
 from tests.experiments.conftest import tiny_config_dict
 
@@ -56,7 +61,7 @@ def test_a_scorer_that_knows_the_target_scores_one(tiny) -> None:
 
 def test_lightgcn_row_reads_the_runs_embeddings_and_the_table_shows_both(tiny, tmp_path) -> None:
     torch = pytest.importorskip("torch")
-    from policies.lightgcn import LightGCNEmbeddings
+    from promptopt.policies.lightgcn import LightGCNEmbeddings
 
     config, problem = tiny
     n_users, n_items, d = problem.data.n_users, problem.data.n_items, 4

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from promptopt.experiments import pipeline
 
-from experiments import pipeline
 from promptopt.config import load_config
 from promptopt.llm.cache_store import CacheStore
 from promptopt.llm.types import RankRequest, RequestIds

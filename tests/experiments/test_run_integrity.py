@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from promptopt.experiments.cli import main
 
-from experiments.cli import main
 from tests.experiments.conftest import tiny_config_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,7 +160,7 @@ def test_a_second_process_on_the_same_output_dir_is_refused_naming_the_first(tmp
     run = tmp_path / "run"
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys\nfrom pathlib import Path\nfrom experiments.rundir import RunDir\n"
+         "import sys\nfrom pathlib import Path\nfrom promptopt.experiments.rundir import RunDir\n"
          "with RunDir(Path(sys.argv[1])).locked():\n    print('locked', flush=True)\n    sys.stdin.read()\n",
          str(run)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

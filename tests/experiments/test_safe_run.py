@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from promptopt.experiments import assembly, pipeline, safe_run
+from promptopt.experiments.rundir import RunDir
+from promptopt.experiments.selector_factory import SelectorFactory
 
-from experiments import assembly, pipeline, safe_run
-from experiments.rundir import RunDir
-from experiments.selector_factory import SelectorFactory
 from promptopt.config import load_config
 from promptopt.selector_names import SELECTOR_NAMES
 from tests.experiments.conftest import tiny_config_dict
@@ -103,7 +103,7 @@ def test_the_default_policy_is_not_inferior_to_the_best_fixed_template(short_run
 
 @pytest.mark.slow
 def test_the_summary_prints_the_policy_row_and_its_paired_interval_on_test_users(short_run, capsys) -> None:
-    from experiments.report import print_summary
+    from promptopt.experiments.report import print_summary
 
     _config, run_dir, metrics = short_run
     print_summary(run_dir, metrics)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from promptopt.experiments.local_sweep import as_overrides, load_sweep, run_sweep
 
-from experiments.local_sweep import as_overrides, load_sweep, run_sweep
 from promptopt.config import load_config
 from promptopt.errors import ConfigError
 
@@ -22,7 +22,7 @@ SWEEPS = ROOT / "experiments" / "sweeps"
 
 def _run_train_script(argv: list[str], monkeypatch) -> tuple[str, list[str]]:
     """Run ``experiments/train.py`` as ``wandb agent`` does; return what reached the pipeline."""
-    from experiments import pipeline
+    from promptopt.experiments import pipeline
 
     received: list[tuple[str, list[str]]] = []
 
@@ -166,7 +166,7 @@ def test_a_trial_without_the_metric_fails_that_trial(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_local_sweep_runs_three_full_trials(tmp_path, monkeypatch, tiny_config) -> None:
-    from experiments.local_sweep import sweep as run_local_sweep
+    from promptopt.experiments.local_sweep import sweep as run_local_sweep
 
     monkeypatch.chdir(tmp_path)
     # Each trial a full run: PPO, best-fixed scan, evaluation, export, wandb offline.
@@ -200,7 +200,7 @@ def test_local_sweep_runs_three_full_trials(tmp_path, monkeypatch, tiny_config) 
 
 def test_the_metric_name_is_checked_before_the_first_trial(tmp_path, tiny_config) -> None:
     """A typo in metric.name fails at once, naming the closest key, before any trial is paid for."""
-    from experiments.local_sweep import sweep as run_local_sweep
+    from promptopt.experiments.local_sweep import sweep as run_local_sweep
 
     config = tiny_config(tmp_path)
     sweep = _sweep_file(tmp_path, metric={"name": "val/ndcg@01"},
@@ -211,7 +211,7 @@ def test_the_metric_name_is_checked_before_the_first_trial(tmp_path, tiny_config
 
 
 def test_a_sweep_whose_every_trial_failed_exits_non_zero(tmp_path, tiny_config, capsys) -> None:
-    from experiments.cli import main
+    from promptopt.experiments.cli import main
 
     # Every trial asks for more negatives than the data has: a user error per trial, after loading.
     config = tiny_config(tmp_path, split={"n_negatives": 500})
@@ -225,7 +225,7 @@ def test_a_sweep_whose_every_trial_failed_exits_non_zero(tmp_path, tiny_config, 
 
 @pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_sweeps_tune_on_validation_users(path: Path) -> None:
-    from experiments.local_sweep import check_metric
+    from promptopt.experiments.local_sweep import check_metric
 
     spec = load_sweep(path)
     raw = yaml.safe_load(path.read_text())

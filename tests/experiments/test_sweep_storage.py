@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from promptopt.experiments.local_sweep import load_sweep, run_sweep
 
-from experiments.local_sweep import load_sweep, run_sweep
 from promptopt.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +99,7 @@ def test_a_stored_study_of_another_sweep_is_refused(tmp_path) -> None:
     ],
 )
 def test_a_bad_storage_is_one_line_and_hides_credentials(tmp_path, storage, message, capsys) -> None:
-    from experiments.cli import main
+    from promptopt.experiments.cli import main
 
     sweep = _sweep_file(tmp_path, config=str(ROOT / "experiments" / "configs" / "quickstart.yaml"))
     code = main(["sweep", str(sweep), "--count", "1", "--storage", storage.format(tmp=tmp_path),
@@ -130,8 +130,7 @@ def test_two_worker_processes_share_one_study(kind, tmp_path, tiny_config) -> No
     assert sorted(started[0] + started[1]) == [0, 1, 2, 3], "a trial number ran twice or went missing"
 
     import optuna
-
-    from experiments.sweep_storage import open_storage
+    from promptopt.experiments.sweep_storage import open_storage
 
     study = optuna.load_study(study_name="sweep", storage=open_storage(storage))
     trials = study.get_trials()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from promptopt.experiments import pipeline
 
-from experiments import pipeline
 from promptopt.config import load_config
 
 

@@ -7,8 +7,8 @@ import sys
 import types
 
 import pytest
+from promptopt.experiments.tracking import Tracker, redact, secret_values, start_tracking
 
-from experiments.tracking import Tracker, redact, secret_values, start_tracking
 from promptopt.config import TrackingConfig
 
 

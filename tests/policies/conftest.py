@@ -31,8 +31,8 @@ def simulated_ranker(synthetic_data, movies_catalog):
 @pytest.fixture(scope="session")
 def small_embeddings(small_problem, tmp_path_factory):
     """LightGCN embeddings of the small problem's training graph (a few epochs), saved to a file."""
-    from policies.graph import build_graph
-    from policies.lightgcn import pretrain_lightgcn
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import pretrain_lightgcn
 
     graph = build_graph(small_problem.data, small_problem.train_mask)
     result = pretrain_lightgcn(graph, embedding_dim=16, n_layers=2, epochs=3, batch_size=1024, seed=0)

@@ -7,16 +7,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from promptopt.envs import BatchedPromptRecVecEnv
+from promptopt.policies.agent import make_agent, profile_moments
+from promptopt.policies.extractor import LightGCNExtractor, ProfileExtractor
+from promptopt.policies.graph import build_graph
+from promptopt.policies.lightgcn import EmbeddingsFileError
+from promptopt.policies.selectors import PPOSelector
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from envs import BatchedPromptRecVecEnv
-from policies.agent import make_agent, profile_moments
-from policies.extractor import LightGCNExtractor, ProfileExtractor
-from policies.graph import build_graph
-from policies.lightgcn import EmbeddingsFileError
-from policies.selectors import PPOSelector
 from promptopt.config import config_from_dict
 from promptopt.errors import ConfigError
 

@@ -55,12 +55,12 @@ def compare_selectors(config_dict: dict, workdir, *, baselines: bool = True) -> 
     Returns ``(evaluations by name, seconds by phase, number of test users)``.
     """
     import torch
+    from promptopt.envs import BatchedPromptRecVecEnv
+    from promptopt.policies.agent import make_agent
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import pretrain_from_config
+    from promptopt.policies.selectors import PPOSelector
 
-    from envs import BatchedPromptRecVecEnv
-    from policies.agent import make_agent
-    from policies.graph import build_graph
-    from policies.lightgcn import pretrain_from_config
-    from policies.selectors import PPOSelector
     from promptopt.bandits import LinUCBSelector, bandit_features
     from promptopt.config import config_from_dict
     from promptopt.data import make_synthetic

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch_geometric.nn.models import LightGCN
-
-from policies.graph import build_graph, holdout_last_edges
-from policies.lightgcn import (
+from promptopt.policies.graph import build_graph, holdout_last_edges
+from promptopt.policies.lightgcn import (
     EmbeddingsFileError,
     LightGCNEmbeddings,
     make_lightgcn,
     pretrain_lightgcn,
     recall_at_k,
 )
+from torch_geometric.nn.models import LightGCN
+
 from promptopt.splits import training_mask
 
 
@@ -124,7 +124,7 @@ def test_bad_arguments_fail(graph):
 
 
 def test_without_validation_edges_all_epochs_run_and_the_last_is_kept():
-    from policies.graph import InteractionGraph
+    from promptopt.policies.graph import InteractionGraph
 
     # Every user has a single edge: nothing can be held out.
     graph = InteractionGraph(6, 6, np.arange(6), (np.arange(6) + 1) % 6, np.full(6, -1))

@@ -38,7 +38,7 @@ def test_core_imports_without_rl_graph_or_tracking_libraries() -> None:
 
 def test_cli_help_does_not_import_heavy_libraries() -> None:
     script = (
-        "import sys; from experiments.cli import build_parser; build_parser();"
+        "import sys; from promptopt.experiments.cli import build_parser; build_parser();"
         "print(','.join(sorted(m for m in ('torch','transformers','gymnasium','wandb',"
         "'stable_baselines3','torch_geometric','sentence_transformers') if m in sys.modules)))"
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from promptopt.experiments.study.answers import AnswerTable, score_table
 
-from experiments.study.answers import AnswerTable, score_table
 from promptopt.config import RewardConfig, SplitConfig
 from promptopt.llm.simulated import SimulatedRanker
 from promptopt.llm.types import RankRequest, RankResponse

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from promptopt.experiments.study.config import load_study
 
-from experiments.study.config import load_study
 from promptopt.errors import ConfigError
 
 
@@ -66,13 +66,13 @@ def test_the_committed_config_loads_with_its_dataset_elsewhere(tmp_path: Path) -
 def test_python_m_study_reports_bad_input_in_one_line(
     tmp_path: Path, study_yaml: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from experiments.study.__main__ import main
+    from promptopt.experiments.study.__main__ import main
 
     path = study_yaml(
         tmp_path, experiment={"data": {"format": "movielens-100k", "path": str(tmp_path / "x")}}
     )
     assert main([str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("python -m experiments.study: error:") and "\n" not in err
+    assert err.startswith("python -m promptopt.experiments.study: error:") and "\n" not in err
     assert main([str(study_yaml(tmp_path)), "--report-from", str(tmp_path / "none.json")]) == 2
     assert "--report-from" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments.study.markdown import attempts_section, format_interval, markdown_table
+from promptopt.experiments.study.markdown import attempts_section, format_interval, markdown_table
 
 
 def test_attempts_are_appended() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from experiments.study.pooled import PooledResults, difference_of_means_bounds, mean_interval
+from promptopt.experiments.study.pooled import PooledResults, difference_of_means_bounds, mean_interval
 
 
 def _seed(per_user: dict[str, dict[int, float]]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from promptopt.errors import ConfigError
 def test_study_writes_a_complete_report(
     tmp_path: Path, study_yaml: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from experiments.cli import main
+    from promptopt.experiments.cli import main
 
     config = study_yaml(tmp_path)
     assert main(["study", str(config)]) == 0
@@ -73,7 +73,7 @@ def test_study_writes_a_complete_report(
         assert {p.name for p in folder.iterdir()} >= {"lightgcn.pt", "agent.zip", "agent_mlp.zip"}
     # The report is a function of study.json: re-rendering it gives the same file, and the
     # attempts log is not appended to.
-    from experiments.study.__main__ import main as study_main
+    from promptopt.experiments.study.__main__ import main as study_main
 
     log = (tmp_path / "docs" / "results" / "attempts.jsonl").read_text(encoding="utf-8")
     assert study_main([str(config), "--report-from", str(study_json)]) == 0
@@ -84,8 +84,8 @@ def test_study_writes_a_complete_report(
 def test_family_outside_the_catalog_fails_before_any_call(
     tmp_path: Path, study_yaml: Callable[..., Path]
 ) -> None:
-    from experiments.study.config import load_study
-    from experiments.study.protocol import run_study
+    from promptopt.experiments.study.config import load_study
+    from promptopt.experiments.study.protocol import run_study
 
     config, study = load_study(study_yaml(tmp_path, families={"x": ["expert.nope.none.index"]}))
     with pytest.raises(ConfigError, match=r"expert\.nope\.none\.index"):
@@ -94,8 +94,8 @@ def test_family_outside_the_catalog_fails_before_any_call(
 
 
 def test_training_levels_of_the_exhaustive_sweep() -> None:
-    from experiments.study.answers import AnswerTable
-    from experiments.study.plots import training_levels
+    from promptopt.experiments.study.answers import AnswerTable
+    from promptopt.experiments.study.plots import training_levels
 
     nan = np.nan
     reward = np.array([[0.2, 0.6, nan], [0.4, 0.1, nan], [nan, nan, nan]])

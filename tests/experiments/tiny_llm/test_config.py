@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from promptopt.experiments.tiny_llm.config import load_tiny_llm
 
-from experiments.tiny_llm.config import load_tiny_llm
 from promptopt.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -48,7 +48,7 @@ def test_bad_settings_fail_with_the_key_named(tmp_path, changes, match) -> None:
 
 
 def test_the_command_says_bad_input_in_one_line(tmp_path, capsys) -> None:
-    from experiments.tiny_llm.__main__ import main
+    from promptopt.experiments.tiny_llm.__main__ import main
 
     assert main([str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err

@@ -6,8 +6,14 @@ import itertools
 import math
 
 import pytest
+from promptopt.experiments.tiny_llm.measures import (
+    ShownTask,
+    borda_merge,
+    chance_ndcg,
+    position_buckets,
+    summarise,
+)
 
-from experiments.tiny_llm.measures import ShownTask, borda_merge, chance_ndcg, position_buckets, summarise
 from promptopt.metrics import ndcg_at_k
 
 

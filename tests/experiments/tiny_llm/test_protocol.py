@@ -45,7 +45,7 @@ def _config(tmp_path, model) -> object:
 
 @pytest.mark.slow
 def test_every_row_ranks_the_same_tasks_and_a_rerun_is_answered_from_the_cache(tmp_path, capsys) -> None:
-    from experiments.tiny_llm.__main__ import main
+    from promptopt.experiments.tiny_llm.__main__ import main
 
     path = _config(tmp_path, build_tiny_model(tmp_path / "tiny-llama", "llama", chat=True))
     assert main([str(path)]) == 0
@@ -94,7 +94,7 @@ def test_every_row_ranks_the_same_tasks_and_a_rerun_is_answered_from_the_cache(t
 
 
 def test_report_from_a_missing_file_is_one_line(tmp_path, capsys) -> None:
-    from experiments.tiny_llm.__main__ import main
+    from promptopt.experiments.tiny_llm.__main__ import main
 
     path = _config(tmp_path, tmp_path / "no-model-needed")
     assert main([str(path), "--report-from", str(tmp_path / "missing.json")]) == 2

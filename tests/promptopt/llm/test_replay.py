@@ -100,8 +100,9 @@ def test_factory_builds_replay_from_the_cache_section(logged) -> None:
 
 @pytest.mark.slow
 def test_policy_trained_from_a_logged_cache_makes_zero_model_calls(tmp_path, monkeypatch) -> None:
-    from experiments import assembly, pipeline
-    from experiments.rundir import RunDir
+    from promptopt.experiments import assembly, pipeline
+    from promptopt.experiments.rundir import RunDir
+
     from promptopt.config import load_config
     from tests.experiments.conftest import tiny_config_dict
 
@@ -137,9 +138,9 @@ def test_policy_trained_from_a_logged_cache_makes_zero_model_calls(tmp_path, mon
 
 
 def _actions(run_dir: Path, config, problem) -> np.ndarray:
-    from experiments import assembly
-    from experiments.rundir import RunDir
-    from policies.selectors import PPOSelector
+    from promptopt.experiments import assembly
+    from promptopt.experiments.rundir import RunDir
+    from promptopt.policies.selectors import PPOSelector
 
     agent = assembly.load_agent(RunDir(run_dir), config, problem, "policy")
     users = np.concatenate([problem.pool("train"), problem.pool("test")])

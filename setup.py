@@ -1,0 +1,20 @@
+"""Package layout (everything else is in pyproject.toml).
+
+The repository keeps four top-level folders, but the wheel installs one import package: ``promptopt``
+(the core, from ``promptopt/``) with ``promptopt.envs`` from ``envs/``, ``promptopt.policies`` from
+``policies/`` and ``promptopt.experiments`` from ``experiments/``, so a project's own ``envs`` or
+``experiments`` folder never shadows ours (or ours theirs). pyproject.toml cannot rename folders
+into packages, hence this file; subpackages are found, never listed.
+"""
+
+from setuptools import find_packages, setup
+
+MAPPED = {"promptopt.envs": "envs", "promptopt.policies": "policies", "promptopt.experiments": "experiments"}
+
+packages = find_packages(include=["promptopt", "promptopt.*"])
+package_dir = {"promptopt": "promptopt"}
+for name, folder in MAPPED.items():
+    package_dir[name] = folder
+    packages += [name, *(f"{name}.{sub}" for sub in find_packages(folder))]
+
+setup(packages=packages, package_dir=package_dir)
