@@ -22,8 +22,6 @@ import hashlib
 import logging
 import os
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 from promptopt.errors import BudgetExceeded, RankerError
 from promptopt.llm.budget import Budget, RankerStats
 from promptopt.llm.cache_store import SCHEMA_VERSION, CacheError, CacheStore, CacheSummary, canonical_json
+from promptopt.llm.stored_answers import StoredAnswers
 from promptopt.llm.types import Ranker, RankRequest, RankResponse, TokenUsage
 
 logger = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ def check_identity(identity: Mapping[str, Any]) -> str:
     return text
 
 
-class CachedRanker:
+class CachedRanker(StoredAnswers):
     """Wrap ``backend`` in a persistent SQLite answer cache (and, optionally, a shared budget).
 
     Args:
@@ -157,50 +156,18 @@ class CachedRanker:
         budget: Budget | None = None,
         memory_entries: int = 16_384,
     ) -> None:
-        if memory_entries < 0:
-            raise ValueError(f"memory_entries must be >= 0, got {memory_entries}")
         self.backend = backend
         self.budget = budget
-        self.memory_entries = memory_entries
         self._identity_json = check_identity(backend.identity)
-        self.store = CacheStore(path)
-        self._lock = threading.Lock()
-        self._stats = RankerStats()
-        self._memory: OrderedDict[str, RankResponse] = OrderedDict()
+        super().__init__(lambda: CacheStore(path), memory_entries)
 
     @property
     def identity(self) -> Mapping[str, Any]:
         return self.backend.identity
 
-    @property
-    def path(self) -> Path:
-        return self.store.path
-
-    @property
-    def stats(self) -> RankerStats:
-        """Hits, misses, calls, tokens and cost since this ranker was made."""
-        with self._lock:
-            return self._stats
-
-    def __getstate__(self) -> dict[str, Any]:  # a worker process starts with an empty memory layer
-        state = self.__dict__.copy()
-        del state["_lock"]
-        state["_memory"] = OrderedDict()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> CachedRanker:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Close the SQLite connection (and the backend when it has ``close``)."""
-        self.store.close()
+        super().close()
         close = getattr(self.backend, "close", None)
         if callable(close):
             close()
@@ -302,29 +269,3 @@ class CachedRanker:
         )
         return {keys[i]: replace(response, cached=False) for i, response in answers.items()}
 
-    def _recall(self, keys: list[str]) -> list[RankResponse | None]:
-        """Answers from memory, then from the file (remembered for next time); None for misses."""
-        with self._lock:
-            results = [self._memory.get(k) for k in keys]
-            for k, r in zip(keys, results):
-                if r is not None:
-                    self._memory.move_to_end(k)
-        missing = [k for k, r in zip(keys, results) if r is None]
-        if missing:
-            rows = self.store.get_many(missing)
-            stored = {k: RankResponse.from_json(v, cached=True) for k, v in rows.items()}
-            results = [stored.get(k) if r is None else r for k, r in zip(keys, results)]
-            self._remember(stored)
-        return results
-
-    def _remember(self, answers: Mapping[str, RankResponse]) -> None:
-        if not self.memory_entries or not answers:
-            return
-        with self._lock:
-            self._memory.update(answers)
-            while len(self._memory) > self.memory_entries:
-                self._memory.popitem(last=False)
-
-    def _add(self, delta: RankerStats) -> None:
-        with self._lock:
-            self._stats = self._stats + delta

@@ -15,8 +15,6 @@ replayed answers as cache hits and 0 calls, tokens and money.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +23,11 @@ from promptopt.errors import RankerError
 from promptopt.llm.budget import RankerStats
 from promptopt.llm.cache import cache_key, check_identity
 from promptopt.llm.cache_store import CacheStore
+from promptopt.llm.stored_answers import StoredAnswers
 from promptopt.llm.types import RankRequest, RankResponse
 
 
-class ReplayRanker:
+class ReplayRanker(StoredAnswers):
     """Answer every request from the answers an earlier run logged in an answer cache.
 
     Args:
@@ -50,9 +49,7 @@ class ReplayRanker:
         *,
         memory_entries: int = 65_536,
     ) -> None:
-        if memory_entries < 0:
-            raise ValueError(f"memory_entries must be >= 0, got {memory_entries}")
-        self.store = CacheStore(path, create=False)
+        super().__init__(lambda: CacheStore(path, create=False), memory_entries)
         logged = self.store.identities()
         if identity is None:
             if len(logged) != 1:
@@ -85,10 +82,6 @@ class ReplayRanker:
 
         self.logged_identity: dict[str, Any] = json.loads(self._logged_json)
         self.logged_answers = logged[self._logged_json]
-        self.memory_entries = memory_entries
-        self._memory: OrderedDict[str, RankResponse] = OrderedDict()
-        self._lock = threading.Lock()
-        self._stats = RankerStats()
 
     @property
     def identity(self) -> Mapping[str, Any]:
@@ -96,27 +89,9 @@ class ReplayRanker:
         return {"backend": "replay", "replays": self.logged_identity}
 
     @property
-    def path(self) -> Path:
-        return self.store.path
-
-    @property
     def stats(self) -> RankerStats:
         """Replayed answers as hits; calls, tokens and cost stay 0."""
-        with self._lock:
-            return self._stats
-
-    def __getstate__(self) -> dict[str, Any]:  # a worker process starts with an empty memory layer
-        state = self.__dict__.copy()
-        del state["_lock"]
-        state["_memory"] = OrderedDict()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self.store.close()
+        return super().stats
 
     def rank(self, requests: Sequence[RankRequest]) -> list[RankResponse]:
         """The logged answer of every request (marked ``cached``).
@@ -127,30 +102,13 @@ class ReplayRanker:
         if not requests:
             return []
         keys = [cache_key(self._logged_json, r) for r in requests]
-        with self._lock:
-            found: dict[str, RankResponse] = {k: self._memory[k] for k in keys if k in self._memory}
-            for k in found:
-                self._memory.move_to_end(k)
-        missing = [k for k in dict.fromkeys(keys) if k not in found]
-        if missing:
-            rows = self.store.get_many(missing)
-            stored = {k: RankResponse.from_json(v, cached=True) for k, v in rows.items()}
-            found.update(stored)
-            self._remember(stored)
+        unique = list(dict.fromkeys(keys))
+        found = dict(zip(unique, self._recall(unique)))
         for key, request in zip(keys, requests):
-            if key not in found:
+            if found[key] is None:
                 raise RankerError(self._never_logged(request))
-        with self._lock:
-            self._stats = self._stats + RankerStats(hits=len(requests))
-        return [found[k] for k in keys]
-
-    def _remember(self, answers: Mapping[str, RankResponse]) -> None:
-        if not self.memory_entries or not answers:
-            return
-        with self._lock:
-            self._memory.update(answers)
-            while len(self._memory) > self.memory_entries:
-                self._memory.popitem(last=False)
+        self._add(RankerStats(hits=len(requests)))
+        return [found[k] for k in keys]  # type: ignore[misc]
 
     def _never_logged(self, request: RankRequest) -> str:
         ids = request.ids
