@@ -24,7 +24,7 @@ from promptopt.llm.factory import make_ranker
 from promptopt.llm.simulated import SimulatedRanker
 from promptopt.llm.types import Ranker, RankRequest, RankResponse
 from promptopt.problem import RecProblem
-from promptopt.splits import UserSplit, split_users
+from promptopt.splits import UserSplit, split_for
 from promptopt.templates import TemplateCatalog
 
 if TYPE_CHECKING:
@@ -53,14 +53,16 @@ def build_problem(config: ExperimentConfig) -> tuple[InteractionData, UserSplit,
             f"split.n_negatives to at most {max(1, data.n_items - most_seen)}"
         )
     try:
-        split = split_users(data, val_fraction=s.val_fraction, test_fraction=s.test_fraction,
-                            min_history=s.min_history, seed=config.seed, max_users=s.max_users)
+        split = split_for(data, s, seed=config.seed)
     except ValueError as exc:
         raise ConfigError(f"split: {exc}") from None
     catalog = TemplateCatalog.load(config.templates.catalog, include=config.templates.include,
                                    max_history=config.templates.max_history)
-    problem = RecProblem.build(data, split, catalog, config.reward, config.split, seed=config.seed,
-                               penalty=fairness_penalty(config))
+    try:
+        problem = RecProblem.build(data, split, catalog, config.reward, config.split, seed=config.seed,
+                                   penalty=fairness_penalty(config))
+    except ValueError as exc:
+        raise ConfigError(f"split: {exc}") from None
     logger.info("%s; users train/val/test %d/%d/%d; %d templates; %d request(s) per episode",
                 data.describe(), len(split.train), len(split.val), len(split.test), len(catalog),
                 problem.calls_per_episode)

@@ -43,12 +43,19 @@ class CandidateSampler:
         self.strategy = strategy
         pool = np.arange(n_items) if item_pool is None else np.asarray(item_pool, dtype=np.int64)
         self._pool = pool
+        self._popularity = popularity
         if strategy == "popularity":
             assert popularity is not None
             weights = np.asarray(popularity, dtype=np.float64)[pool] + 1.0
             self._cdf = np.cumsum(weights / weights.sum())
         else:
             self._cdf = None
+
+    def within(self, items: np.ndarray) -> CandidateSampler:
+        """The same sampler with its pool narrowed to ``items`` (same strategy and weights)."""
+        pool = np.intersect1d(self._pool, np.asarray(items, dtype=np.int64))
+        return CandidateSampler(self.n_items, self.n_negatives, self.strategy, self._popularity,
+                                item_pool=pool)
 
     def sample(
         self, target: int, exclude: Collection[int], rng: np.random.Generator

@@ -169,7 +169,7 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "config") -> Exper
         if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             raise ConfigError(f"{source}: unknown key {path!r}{_suggest(path)}") from None
         got = _short(err.get("input"))
-        raise ConfigError(f"{source}: {path}: {err['msg']} (got {got})") from None
+        raise ConfigError(f"{source}: {path}: {err['msg']} (got {got}){_suggest_value(err)}") from None
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -182,6 +182,19 @@ def _short(value: Any, limit: int = 80) -> str:
     short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 3, 6, 6, limit, limit
     text = redact_urls(short.repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _suggest_value(err: Mapping[str, Any]) -> str:
+    """`` (did you mean 'deploy'?)`` for a mistyped choice of a ``Literal`` field, else ``""``."""
+    if err.get("type") != "literal_error" or not isinstance(err.get("input"), str):
+        return ""
+    import re
+
+    from promptopt.suggest import closest
+
+    choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+    close = closest(err["input"], choices)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _suggest(path: str) -> str:

@@ -107,6 +107,11 @@ class SplitConfig:
     """How base-view negatives are drawn."""
     drift_quantile: Annotated[float, Gt(0.0), Lt(1.0)] = 0.8
     """Global time cut at this quantile of all timestamps: source period before, target after."""
+    protocol: Literal["leave_last", "deploy"] = "leave_last"
+    """Which targets episodes use (docs/env.md, "Protocols"): ``leave_last`` (training users their
+    second-to-last interaction, the others their last, whatever its date) or ``deploy`` (whatever
+    learns sees only interactions before the time cut; test users are scored on their first one
+    from it on)."""
 
     def __post_init__(self) -> None:
         if self.val_fraction + self.test_fraction >= 1.0:

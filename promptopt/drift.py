@@ -24,6 +24,11 @@ view                          what changes (relative to the base task on target 
                               latest-appearing items); same history and target.
 ============================  ===================================================================
 
+Under ``split.protocol: deploy`` a view of a source-period task stays in the source period: the
+``temporal`` view's next interaction must be before the time cut (else the stale-history
+fallback), ``new_items`` counts only items first seen before the cut, and every view's
+negatives are drawn among items that occur before it (:class:`~promptopt.splits.TaskBuilder`).
+
 A view never shows its target in its history: every history is a prefix (or a subset of a
 prefix) of the interactions before the view's target row.
 """
@@ -31,7 +36,7 @@ prefix) of the interactions before the view's target row.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -55,6 +60,9 @@ class DriftViews:
         dropout: Share of history items the ``dropout`` view removes, in ``[0, 1)``.
         truncate_keep: Share of the (oldest) history the ``truncate`` view keeps, in ``(0, 1]``.
         stale_share: Share of the history the ``temporal`` fallback hides, in ``(0, 1)``.
+        next_row: ``(user, row) -> row or None``: the ``temporal`` view's target after ``row``
+            (:meth:`~promptopt.episodes.EpisodeTargets.next_row`, which keeps ``deploy``'s
+            source-period views before the cut); default: the next interaction, if any.
 
     Raises:
         ValueError: A share outside its range.
@@ -69,6 +77,7 @@ class DriftViews:
         dropout: float = 0.3,
         truncate_keep: float = 0.5,
         stale_share: float = 0.2,
+        next_row: Callable[[int, int], int | None] | None = None,
     ) -> None:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -81,6 +90,7 @@ class DriftViews:
         self.dropout = dropout
         self.truncate_keep = truncate_keep
         self.stale_share = stale_share
+        self.next_row = next_row or self._next_interaction
         n_negatives = builder.sampler.n_negatives
         self.popular_sampler = CandidateSampler(
             data.n_items, n_negatives, "popularity", np.asarray(popularity, dtype=np.float64)
@@ -91,6 +101,15 @@ class DriftViews:
         np.minimum.at(first_seen, data.items, data.timestamps)
         self._by_first_seen = np.argsort(first_seen, kind="stable")
         self._first_seen_sorted = first_seen[self._by_first_seen]
+        # deploy: a source-period task's "new" items are new within the source period.
+        self._source_order: tuple[np.ndarray, np.ndarray] | None = None
+        if builder.source_only:
+            assert builder.time_cut is not None
+            early = self._first_seen_sorted < builder.time_cut
+            self._source_order = (self._by_first_seen[early], self._first_seen_sorted[early])
+
+    def _next_interaction(self, user: int, row: int) -> int | None:
+        return row + 1 if row + 1 < self.data.history_length(user) else None
 
     def view(self, name: str, base: RankingTask, target_row: int) -> RankingTask:
         """The drift view ``name`` of ``base``, whose target is the user's row ``target_row``.
@@ -100,9 +119,9 @@ class DriftViews:
         """
         user = base.user
         if name == "temporal":
-            length = self.data.history_length(user)
-            if target_row + 1 < length:
-                return self.builder.task(user, target_row + 1, view=name)
+            following = self.next_row(user, target_row)
+            if following is not None:
+                return self.builder.task(user, following, view=name)
             hidden = max(1, round(self.stale_share * target_row))
             stale = UserContext.at(self.data, user, max(1, target_row - hidden))
             if base.target in stale.items:  # a repeated pair: never show the target
@@ -135,14 +154,15 @@ class DriftViews:
     def _new_item_sampler(self, base: RankingTask) -> CandidateSampler:
         """Uniform negatives among items first seen after the history ends."""
         n_negatives = self.builder.sampler.n_negatives
+        order, first_seen = self._by_first_seen, self._first_seen_sorted
+        if self._source_order is not None and base.period == "source":
+            order, first_seen = self._source_order
         end = base.context.timestamps[-1] if len(base.context) else -1
-        start = int(np.searchsorted(self._first_seen_sorted, end, side="right"))
+        start = int(np.searchsorted(first_seen, end, side="right"))
         # Enough items that the user's own (excluded) items cannot exhaust the pool.
         needed = n_negatives + len(self.builder.seen_items(base.user)) + 1
-        start = max(0, min(start, self.data.n_items - needed))
-        return CandidateSampler(
-            self.data.n_items, n_negatives, "uniform", item_pool=self._by_first_seen[start:]
-        )
+        start = max(0, min(start, order.size - needed))
+        return CandidateSampler(self.data.n_items, n_negatives, "uniform", item_pool=order[start:])
 
 
 def _with_context(base: RankingTask, view: str, context: UserContext) -> RankingTask:

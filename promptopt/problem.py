@@ -48,7 +48,7 @@ from promptopt.profile import ProfileEncoder
 from promptopt.request_cache import RequestCache
 from promptopt.reward import RewardBreakdown, Scorer
 from promptopt.runner import Episode, EpisodeRunner, Outcome
-from promptopt.splits import TaskBuilder, UserSplit, time_cut_at_quantile
+from promptopt.splits import TaskBuilder, UserSplit, check_deploy_split, time_cut_at_quantile
 from promptopt.task_set import TaskSet
 from promptopt.tasks import RankingTask, UserContext
 
@@ -73,6 +73,7 @@ class RecProblem:
         train_mask: ``(n_interactions,)`` bool: interactions graphs and hints may learn from.
         popularity: ``(n_items,)`` interaction counts under :attr:`train_mask`.
         time_cut: The drift protocol's global time cut (Unix seconds).
+        protocol: ``split.protocol`` (``leave_last`` or ``deploy``; :mod:`promptopt.episodes`).
         reward_config: Reward settings (range-checked by :class:`~promptopt.config.RewardConfig`).
         seed: Seed of candidate sampling and shuffling.
         builder: Base-task builder. drift: Drift-view builder.
@@ -110,12 +111,15 @@ class RecProblem:
         sampler = CandidateSampler(
             data.n_items, split_config.n_negatives, split_config.negatives, self.popularity
         )
-        self.builder = TaskBuilder(data, sampler, seed=seed, time_cut=time_cut)
+        self.protocol = split_config.protocol
+        self.targets = EpisodeTargets(data, split.train, time_cut, protocol=self.protocol,
+                                      val_users=split.val)
+        self.builder = TaskBuilder(data, sampler, seed=seed, time_cut=time_cut,
+                                   source_only=self.protocol == "deploy")
         self.drift = DriftViews(data, self.builder, popularity=self.popularity,
-                                dropout=reward_config.dropout)
+                                dropout=reward_config.dropout, next_row=self.targets.next_row)
         self.n_templates = len(catalog)
         self.views: tuple[str, ...] = reward_config.views if reward_config.robust_weight > 0 else ()
-        self.targets = EpisodeTargets(data, split.train, time_cut)
         self.task_set = TaskSet(self.builder, self.drift, views=self.views,
                                 bootstrap=reward_config.bootstrap, seed=seed)
         self.request_cache = RequestCache(catalog, data, hints, size=request_cache_size)
@@ -163,7 +167,10 @@ class RecProblem:
             penalty: The fairness-aware reward (:mod:`promptopt.fairness.penalty`); ``None``: off.
         """
         time_cut = time_cut_at_quantile(data, split_config.drift_quantile)
-        mask = leak_free_mask(data, n_targets=split_config.n_targets, time_cut=time_cut)
+        if split_config.protocol == "deploy":
+            check_deploy_split(data, split, time_cut)
+        mask = leak_free_mask(data, n_targets=split_config.n_targets, time_cut=time_cut,
+                              protocol=split_config.protocol)
         if hints is None and fit_hints:
             from promptopt.templates import CollaborativeHints
 
@@ -372,6 +379,7 @@ class RecProblem:
             "n_templates": self.n_templates,
             "views": list(self.views),
             "time_cut": self.time_cut,
+            "protocol": self.protocol,
             "train_interactions": int(self.train_mask.sum()),
             "calls_per_episode": self.calls_per_episode,
             **({"fairness_reward": self.penalty.describe()} if self.penalty is not None else {}),

@@ -14,15 +14,20 @@ target item is left out of the task's history, and of the training mask.
 
 from __future__ import annotations
 
+import weakref
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from promptopt.candidates import CandidateSampler
 from promptopt.data.interactions import InteractionData
 from promptopt.tasks import RankingTask, UserContext
+
+if TYPE_CHECKING:
+    from promptopt.config import SplitConfig
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,12 +58,20 @@ def split_users(
     min_history: int = 5,
     seed: int = 0,
     max_users: int | None = None,
+    deploy_cut: int | None = None,
 ) -> UserSplit:
     """Split users with at least ``min_history`` interactions, stratified by history length.
 
     Users are sorted by history length into strata of ~10 users; each stratum is shuffled with
     ``seed`` and dealt into the three parts in proportion, so every part sees short and long
     histories alike.
+
+    With ``deploy_cut`` (the time cut of ``split.protocol: deploy``), each part holds only users
+    who have its targets: training and validation users need ``min_history`` interactions
+    before the cut (everything they are learned from is there), test users an interaction from
+    the cut on with at least one before it in their history (and ``min_history`` in all). Users
+    with neither are left out; a user dealt to a part it cannot join goes to the most owed part
+    it can join, so a part runs short only when too few users can join it.
 
     Args:
         data: The dataset.
@@ -68,6 +81,7 @@ def split_users(
             a target).
         seed: Seed of the shuffle.
         max_users: Keep at most this many eligible users (a seeded subsample), for quick runs.
+        deploy_cut: The ``deploy`` protocol's time cut (Unix seconds); ``None``: ``leave_last``.
 
     Raises:
         ValueError: Fractions outside ``[0, 1)`` or no eligible users.
@@ -81,11 +95,12 @@ def split_users(
         )
     rng = np.random.default_rng(seed)
     lengths = data.history_lengths
-    eligible = np.flatnonzero(lengths >= max(min_history, 2))
+    need = max(min_history, 2)
+    allowed = _allowed_parts(data, need, deploy_cut)
+    eligible = np.flatnonzero((lengths >= need) & allowed.any(axis=1))
     if eligible.size == 0:
-        raise ValueError(
-            f"no user has >= {max(min_history, 2)} interactions: lower split.min_history"
-        )
+        where = "" if deploy_cut is None else " on the side of the time cut their part needs"
+        raise ValueError(f"no user has >= {need} interactions{where}: lower split.min_history")
     if max_users is not None and eligible.size > max_users:
         eligible = np.sort(rng.choice(eligible, size=max_users, replace=False))
     order = eligible[np.lexsort((rng.random(eligible.size), lengths[eligible]))]
@@ -98,10 +113,54 @@ def split_users(
         for user in stratum:
             # Deal each user to the part that is furthest below its share (largest deficit).
             owed += shares
-            part = int(np.argmax(owed))
+            part = int(np.argmax(np.where(allowed[user], owed, -np.inf)))
             owed[part] -= 1.0
             parts[part].append(int(user))
     return UserSplit(*(np.array(sorted(p), dtype=np.int64) for p in parts))
+
+
+def split_for(data: InteractionData, split: SplitConfig, *, seed: int) -> UserSplit:
+    """:func:`split_users` with the settings of ``split`` (its ``protocol`` included)."""
+    cut = time_cut_at_quantile(data, split.drift_quantile) if split.protocol == "deploy" else None
+    return split_users(data, val_fraction=split.val_fraction, test_fraction=split.test_fraction,
+                       min_history=split.min_history, seed=seed, max_users=split.max_users,
+                       deploy_cut=cut)
+
+
+def check_deploy_split(data: InteractionData, split: UserSplit, time_cut: int) -> None:
+    """Refuse a split whose users cannot have their ``deploy`` targets (:func:`split_for` makes one
+    that can).
+
+    Raises:
+        ValueError: A training or validation user with fewer than 2 interactions before the cut,
+            or a test user without a target from the cut on; the message names one and the fix.
+    """
+    allowed = _allowed_parts(data, 2, time_cut)
+    for part, name in enumerate(("train", "val", "test")):
+        bad = [int(u) for u in split.pool(name) if not allowed[int(u), part]]
+        if bad:
+            side = "interactions before the time cut" if part < 2 else "target from the time cut on"
+            raise ValueError(
+                f"split.protocol=deploy: {len(bad)} {name} user(s) lack the {side} (e.g. user "
+                f"{data.user_ids[bad[0]]!r}): split them with split_for / split_users(deploy_cut=...)"
+            )
+
+
+def _allowed_parts(data: InteractionData, need: int, deploy_cut: int | None) -> np.ndarray:
+    """``(n_users, 3)`` bool: which of train / validation / test each user may join."""
+    allowed = np.ones((data.n_users, 3), dtype=bool)
+    if deploy_cut is None:
+        return allowed
+    before = data.timestamps < deploy_cut
+    counts = np.concatenate([[0], np.cumsum(before)])
+    offsets = data.user_offsets
+    n_before = counts[offsets[1:]] - counts[offsets[:-1]]
+    # Histories are chronological: a test target from the cut on with a history before it exists
+    # when the user has an interaction from the cut on other than its first one.
+    n_after = data.history_lengths - n_before
+    allowed[:, 0] = allowed[:, 1] = n_before >= need
+    allowed[:, 2] = (n_after >= 1) & (data.history_lengths >= 2) & ((n_before >= 1) | (n_after >= 2))
+    return allowed
 
 
 def target_rows(data: InteractionData, user: int, n_targets: int = 1) -> list[int]:
@@ -174,6 +233,9 @@ class TaskBuilder:
         sampler: The candidate sampler of base views.
         seed: Seed of candidate sampling and shuffling.
         time_cut: Drift time cut in Unix seconds; ``None`` puts every task in the source period.
+        source_only: ``split.protocol: deploy``: a task whose target is before ``time_cut`` draws
+            its negatives among the items that occur before the cut and excludes only what the
+            user had seen before it, so nothing from the cut on shapes a source-period task.
     """
 
     def __init__(
@@ -183,20 +245,43 @@ class TaskBuilder:
         *,
         seed: int = 0,
         time_cut: int | None = None,
+        source_only: bool = False,
     ) -> None:
+        if source_only and time_cut is None:
+            raise ValueError("source_only needs a time_cut")
         self.data = data
         self.sampler = sampler
         self.seed = seed
         self.time_cut = time_cut
-        self._seen: dict[int, np.ndarray] = {}
+        self.source_only = source_only
+        self._seen: dict[tuple[int, bool], np.ndarray] = {}
+        self._source_samplers: weakref.WeakKeyDictionary[CandidateSampler, CandidateSampler] = (
+            weakref.WeakKeyDictionary())
+        self.source_items: np.ndarray | None = None
+        """Items that occur before the cut (``source_only``; ``None`` otherwise)."""
+        if source_only:
+            self.source_items = np.unique(data.items[data.timestamps < time_cut])
 
-    def seen_items(self, user: int) -> np.ndarray:
-        """Every item the user ever interacted with (never drawn as a negative)."""
-        seen = self._seen.get(user)
+    def seen_items(self, user: int, *, source: bool = False) -> np.ndarray:
+        """Every item the user ever interacted with (never drawn as a negative); with ``source``
+        (a ``source_only`` source-period task), only those before the time cut."""
+        source = source and self.source_only
+        seen = self._seen.get((user, source))
         if seen is None:
-            seen = np.unique(self.data.items[self.data.user_rows(user)])
-            self._seen[user] = seen
+            rows = self.data.user_rows(user)
+            items = self.data.items[rows]
+            if source:
+                items = items[self.data.timestamps[rows] < self.time_cut]
+            seen = self._seen[(user, source)] = np.unique(items)
         return seen
+
+    def source_sampler(self, sampler: CandidateSampler) -> CandidateSampler:
+        """``sampler`` restricted to :attr:`source_items` (memoised per sampler)."""
+        assert self.source_items is not None
+        found = self._source_samplers.get(sampler)
+        if found is None:
+            found = self._source_samplers[sampler] = sampler.within(self.source_items)
+        return found
 
     def task(
         self,
@@ -223,7 +308,11 @@ class TaskBuilder:
         target = int(self.data.items[row])
         target_time = int(self.data.timestamps[row])
         rng = seeded_rng(self.seed, user, target_row, view, repeat)
-        candidates = (sampler or self.sampler).sample(target, self.seen_items(user), rng)
+        sampler = sampler or self.sampler
+        source = self.source_only and self._period_of(target_time) == "source"
+        if source:
+            sampler = self.source_sampler(sampler)
+        candidates = sampler.sample(target, self.seen_items(user, source=source), rng)
         return RankingTask(
             task_id=f"{self.data.user_ids[user]}/{target_row}/{view}" + (f"/{repeat}" if repeat else ""),
             context=self.context(user, target_row) if context is None else context,

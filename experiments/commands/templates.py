@@ -101,7 +101,7 @@ def _render(args: argparse.Namespace) -> int:
     from promptopt.data import load_data
     from promptopt.errors import PromptoptError
     from promptopt.problem import RecProblem
-    from promptopt.splits import split_users
+    from promptopt.splits import split_for
     from promptopt.templates import TemplateCatalog
 
     config = _config(args)
@@ -120,8 +120,7 @@ def _render(args: argparse.Namespace) -> int:
             f"user {args.user!r} has {data.history_length(user)} interaction(s); a ranking task needs >= 2"
         )
     s = config.split
-    split = split_users(data, val_fraction=s.val_fraction, test_fraction=s.test_fraction,
-                        min_history=s.min_history, seed=config.seed, max_users=s.max_users)
+    split = split_for(data, s, seed=config.seed)
     problem = RecProblem.build(data, split, TemplateCatalog([template], name=catalog.name),
                                config.reward, config.split, seed=config.seed,
                                fit_hints=template.uses_hints)

@@ -27,6 +27,7 @@ def test_build_assembles_the_parts_on_the_leak_free_mask(robust_problem, synthet
         "users": {"train": len(problem.split.train), "val": len(problem.split.val),
                   "test": len(problem.split.test)},
         "n_templates": 5, "views": ["temporal", "dropout", "popular_negatives"], "time_cut": problem.time_cut,
+        "protocol": "leave_last",
         "train_interactions": int(problem.train_mask.sum()), "calls_per_episode": 8,
     }
     assert copy.deepcopy(problem) is problem  # shared read-only state, never copied per env

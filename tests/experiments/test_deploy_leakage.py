@@ -1,0 +1,177 @@
+"""split.protocol=deploy: no learning path touches an interaction from the time cut on.
+
+The dataset is poisoned: every interaction from the cut on is moved to a copy of its item that
+occurs nowhere before the cut (id ``poison-*``, title ``POISON ...``). Whatever learns under
+``deploy`` — the LightGCN graph, the collaborative hints, popularity, every training episode the
+env can draw (all its target rows, every drift view), the validation users' episodes the gate
+scores and the best-fixed scan's requests (prompt text, hints included, and candidates) — must
+hold none of them. The same checks run with ``leave_last`` and must find poison there: they can
+fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from experiments.safe_run import validation_scores
+from policies.graph import build_graph
+from promptopt.config import ExperimentConfig, RewardConfig, SplitConfig
+from promptopt.data import make_synthetic
+from promptopt.data.interactions import InteractionData
+from promptopt.llm.simulated import SimulatedRanker
+from promptopt.problem import RecProblem
+from promptopt.selectors import best_fixed
+from promptopt.splits import split_for, time_cut_at_quantile
+from promptopt.templates import TemplateCatalog
+
+ALL_VIEWS = ("temporal", "dropout", "truncate", "popular_negatives", "new_items")
+MARK = "POISON"
+
+
+def poisoned(quantile: float) -> tuple[InteractionData, int]:
+    """Synthetic data whose interactions from the cut on all use items unseen before it."""
+    data = make_synthetic(n_users=150, n_items=150, n_genres=8, mean_history=30, seed=11)
+    cut = time_cut_at_quantile(data, quantile)
+    n = data.n_items
+    after = data.timestamps >= cut
+    items = np.where(after, data.items + n, data.items)
+    out = replace(
+        data,
+        item_ids=data.item_ids + tuple(f"poison-{i}" for i in data.item_ids),
+        item_titles=data.item_titles + tuple(f"{MARK} {t}" for t in data.item_titles),
+        item_genres=data.item_genres * 2,
+        item_years=data.item_years * 2,
+        item_extra={k: tuple(v) * 2 for k, v in data.item_extra.items()},
+        users=data.users, items=items, ratings=data.ratings, timestamps=data.timestamps,
+    )
+    assert time_cut_at_quantile(out, quantile) == cut  # same timestamps, same cut
+    return out, n
+
+
+class Recorder:
+    """The simulated ranker, keeping every request it is sent."""
+
+    def __init__(self, inner: SimulatedRanker) -> None:
+        self.inner = inner
+        self.requests: list = []
+
+    @property
+    def identity(self):
+        return self.inner.identity
+
+    def rank(self, requests):
+        self.requests.extend(requests)
+        return self.inner.rank(requests)
+
+
+def leaks(protocol: str) -> dict[str, int]:
+    """How many poisoned items each learning path holds."""
+    split_config = SplitConfig(protocol=protocol, n_negatives=9, drift_quantile=0.7)
+    data, first_poison = poisoned(split_config.drift_quantile)
+    reward = RewardConfig(robust_weight=0.5, views=ALL_VIEWS)
+    split = split_for(data, split_config, seed=0)
+    catalog = TemplateCatalog.load("movies")
+    problem = RecProblem.build(data, split, catalog, reward, split_config, seed=0)
+
+    def bad(items) -> int:
+        return int((np.asarray(list(items), dtype=np.int64) >= first_poison).sum())
+
+    found: dict[str, int] = {}
+    found["train_mask"] = bad(data.items[problem.train_mask])
+    graph = build_graph(data, problem.train_mask)
+    found["graph"] = bad(graph.items)
+    found["popularity"] = int(problem.popularity[first_poison:].sum())
+    hints = problem.hints
+    assert hints is not None
+    found["hints"] = int(hints.item_popularity[first_poison:].sum())
+    for user in np.concatenate([split.train, split.val]):
+        ctx = problem.context(int(user))
+        assert ctx is not None
+        found["hints"] += bad(hints.similar_users_items(ctx, 50)) + bad(hints.co_consumed(ctx, 50))
+
+    def task_items(tasks) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for task in tasks:
+            n = bad(task.context.items) + bad([task.target]) + bad(task.candidates)
+            out[task.view] = out.get(task.view, 0) + n
+        return out
+
+    views = dict.fromkeys(("base", *ALL_VIEWS), 0)
+    for user in split.train:
+        for row in problem.training_rows(int(user), count=split_config.n_targets + 5):
+            for view, n in task_items(problem.tasks(int(user), row=row)).items():
+                views[view] += n
+    for user in split.val:
+        for view, n in task_items(problem.tasks(int(user))).items():
+            views[view] += n
+    found.update({f"episodes/{view}": n for view, n in views.items()})
+
+    recorder = Recorder(SimulatedRanker(data, catalog, noise=0.0, seed=0, profile=problem.profile))
+    best_fixed(problem, recorder, split.train, metric="reward")
+    need = np.ones((len(split.val), problem.n_templates), dtype=bool)
+    need &= np.stack([problem.action_mask(int(u)) for u in split.val])
+    validation_scores(problem, recorder, split.val, need, "reward")
+    assert recorder.requests
+    found["requests"] = sum(
+        bad(r.candidate_ids) + sum(MARK in text for _, text in r.messages) for r in recorder.requests
+    )
+    return found
+
+
+def test_deploy_learns_nothing_from_the_cut_on() -> None:
+    found = leaks("deploy")
+    assert found == dict.fromkeys(found, 0), {k: v for k, v in found.items() if v}
+
+
+def test_the_same_checks_find_the_leaks_of_leave_last() -> None:
+    found = leaks("leave_last")
+    # leave_last targets training users' second-to-last interaction whatever its date, and draws
+    # negatives from the whole catalogue: episodes, their views and the scan see the poison.
+    for path in ("episodes/base", "episodes/temporal", "episodes/new_items", "requests"):
+        assert found[path] > 0, path
+
+
+def test_deploy_split_gives_each_part_its_targets() -> None:
+    split_config = SplitConfig(protocol="deploy", drift_quantile=0.7)
+    data, _ = poisoned(split_config.drift_quantile)
+    split = split_for(data, split_config, seed=0)
+    problem = RecProblem.build(data, split, TemplateCatalog.load("movies"), RewardConfig(),
+                               split_config, seed=0, fit_hints=False)
+    cut = problem.time_cut
+    for user in np.concatenate([split.train, split.val]):
+        rows = data.user_rows(int(user))
+        row = problem.target_row(int(user))
+        assert row is not None and data.timestamps[rows.start + row] < cut
+        # the latest (val) or second-to-last (train) interaction before the cut
+        n_before = int((data.timestamps[rows] < cut).sum())
+        assert row == (n_before - 2 if int(user) in set(split.train.tolist()) else n_before - 1)
+    for user in split.test:
+        rows = data.user_rows(int(user))
+        times = data.timestamps[rows]
+        row = problem.target_row(int(user))
+        assert row is not None and times[row] >= cut and (row == 1 or times[row - 1] < cut)
+        assert problem.target_row(int(user), period="target") == row
+        assert problem.target_row(int(user), final=True) == len(times) - 1
+    # Users who can only be test users (too little history before the cut) go there; the others
+    # are dealt in proportion, so the test part is at least its share.
+    sizes = np.array([len(split.train), len(split.val), len(split.test)])
+    assert sizes[2] >= split_config.test_fraction * sizes.sum() - 1 and sizes[1] > 0
+    leave_last_split = split_for(data, replace(split_config, protocol="leave_last"), seed=0)
+    with pytest.raises(ValueError, match=r"split\.protocol=deploy: \d+ (train|val|test) user"):
+        RecProblem.build(data, leave_last_split, TemplateCatalog.load("movies"), RewardConfig(),
+                         split_config, seed=0, fit_hints=False)
+
+
+def test_protocol_is_a_checked_config_value() -> None:
+    from promptopt.config import config_from_dict
+    from promptopt.errors import ConfigError
+
+    assert ExperimentConfig().split.protocol == "leave_last"
+    assert config_from_dict({"split": {"protocol": "deploy"}}).split.protocol == "deploy"
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"split": {"protocol": "deplyo"}})
+    message = str(err.value)
+    assert "\n" not in message and "split.protocol" in message and "did you mean 'deploy'?" in message
