@@ -15,7 +15,9 @@ Selectors (``eval.selectors``), all scored through one :class:`~promptopt.proble
 For each: NDCG@1/5/10, HR@1/5/10, MRR with bootstrap intervals (``eval.interval``: percentile or
 BCa, :func:`scipy.stats.bootstrap`) on each user's last
 interaction, and (``eval.periods``) on each user's latest target before the drift time cut
-(source) and from it on (target), with the drop between them. The policy (and the raw policy) is
+(source) and from it on (target), with the drop between them. Under ``split.protocol: deploy``
+the headline is each test user's first interaction from the cut on (so is ``target``), and
+``periods.last`` adds each one's last interaction. The policy (and the raw policy) is
 compared with the best fixed template per user (paired): mean difference, bootstrap interval, and a
 two-sided sign-flip randomisation test (:func:`scipy.stats.permutation_test`, one sample, ``samples``
 permutations: the signs of the per-user differences are flipped), exact when :math:`2^n` is at most
@@ -107,13 +109,17 @@ def run_protocol(
           "method": cfg.interval}
     names = [n for n in SELECTOR_NAMES if n in cfg.selectors]
     results: dict[str, SelectorEvaluation] = {}
-    by_period: dict[str, dict[str, SelectorEvaluation]] = {"source": {}, "target": {}}
+    by_period: dict[str, dict[str, SelectorEvaluation]] = {"source": {}, "target": {}, "last": {}}
+    # deploy: the headline is each test user's first target from the cut on; "last" adds its last.
+    periods: tuple[Period | None, ...] = (None, "source", "target") if cfg.periods else (None,)
+    if cfg.periods and problem.protocol == "deploy":
+        periods += ("last",)
     timings: dict[str, float] = {}
     for name in names:
         if progress is not None:
             progress(name)
         started = time.perf_counter()
-        for period in (None, "source", "target") if cfg.periods else (None,):
+        for period in periods:
             if name == "oracle":
                 selector = OracleSelector(problem, ranker, metric="reward", period=period)
             else:
@@ -178,6 +184,12 @@ def summarise(
                 "n_users": int(max((ev.users.size for ev in evs.values()), default=0)),
                 "methods": {n: _interval_json(ev.summary[HEADLINE]) for n, ev in evs.items()},
                 "all_metrics": {n: {k: ev.summary[k].mean for k in METRIC_NAMES} for n, ev in evs.items()},
+            }
+        if by_period.get("last"):  # deploy: each test user's last interaction, beside its first
+            evs = by_period["last"]
+            periods["last"] = {
+                "n_users": int(max((ev.users.size for ev in evs.values()), default=0)),
+                "methods": {n: _interval_json(ev.summary[HEADLINE]) for n, ev in evs.items()},
             }
         evaluation["periods"] = periods
         evaluation["drop"] = {

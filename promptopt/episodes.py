@@ -17,8 +17,10 @@ by the protocol (``split.protocol``, docs/env.md "Protocols"):
     second-to-last of those, validation users the last; the ``temporal`` view's next row is
     before the cut too, see :meth:`EpisodeTargets.next_row`). Test users (and any user outside
     the training and validation users) are evaluated on their **first** interaction from the cut
-    on, with the history up to it; ``period="target"`` is that first one too, ``period="source"``
-    the latest before the cut, ``final=True`` the last.
+    on, with the history up to it (the first with ``split.min_history - 1`` interactions
+    before it: a user who arrived after the cut is scored once it has a history);
+    ``period="target"`` is that first one too, ``period="source"`` the latest before the cut,
+    ``period="last"`` (``final=True``) the last.
 
 Whatever the protocol: ``final=True`` is the last interaction for any user (export, per-user
 bounds) and ``row=r`` an explicit target row (e.g. the earlier targets of a test user).
@@ -38,8 +40,9 @@ import numpy as np
 from promptopt.data.interactions import InteractionData
 from promptopt.splits import training_mask
 
-Period = Literal["source", "target"]
-"""The drift protocol's periods: targets before the time cut, and from it on."""
+Period = Literal["source", "target", "last"]
+"""Which target of a user to evaluate: the drift protocol's periods (a target before the time
+cut, one from it on) or ``"last"``, the user's last interaction (as ``final=True``)."""
 
 Protocol = Literal["leave_last", "deploy"]
 """Which targets episodes use (``split.protocol``; the module doc)."""
@@ -62,6 +65,8 @@ class EpisodeTargets:
         time_cut: The drift protocol's global time cut (Unix seconds).
         protocol: ``"leave_last"`` or ``"deploy"`` (the module doc).
         val_users: The validation users (``deploy`` keeps their targets before the cut).
+        min_history: ``split.min_history``: a ``deploy`` test target keeps at least
+            ``min_history - 1`` earlier interactions as its history.
 
     Raises:
         ValueError: An unknown protocol.
@@ -75,12 +80,14 @@ class EpisodeTargets:
         *,
         protocol: Protocol = "leave_last",
         val_users: Iterable[int] = (),
+        min_history: int = 2,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
         self.data = data
         self.time_cut = time_cut
         self.protocol = protocol
+        self.min_history = max(int(min_history), 2)
         self._train_users = frozenset(int(u) for u in train_users)
         self._val_users = frozenset(int(u) for u in val_users)
         self._source_lengths = source_lengths(data, time_cut)
@@ -114,16 +121,18 @@ class EpisodeTargets:
             raise ValueError(
                 f"user {self.data.user_ids[user]!r} has {length} interaction(s); a task needs >= 2"
             )
+        if period == "last":
+            return length - 1
         if period is not None:
             if period not in ("source", "target"):
-                raise ValueError(f"period must be 'source', 'target' or None, got {period!r}")
+                raise ValueError(f"period must be 'source', 'target', 'last' or None, got {period!r}")
             rows = self.data.user_rows(user)
             times = self.data.timestamps[rows.start + 1:rows.stop]
             hits = np.flatnonzero(times < self.time_cut if period == "source" else times >= self.time_cut)
-            if not hits.size:
-                return None
-            first = period == "target" and self.protocol == "deploy"
-            return int(hits[0 if first else -1]) + 1
+            if period == "target" and self.protocol == "deploy":
+                hits = hits[hits + 1 >= self.min_history - 1]  # the first with a history to show
+                return int(hits[0]) + 1 if hits.size else None
+            return int(hits[-1]) + 1 if hits.size else None
         if final:
             return length - 1
         if self.protocol == "deploy":

@@ -113,7 +113,7 @@ class RecProblem:
         )
         self.protocol = split_config.protocol
         self.targets = EpisodeTargets(data, split.train, time_cut, protocol=self.protocol,
-                                      val_users=split.val)
+                                      val_users=split.val, min_history=split_config.min_history)
         self.builder = TaskBuilder(data, sampler, seed=seed, time_cut=time_cut,
                                    source_only=self.protocol == "deploy")
         self.drift = DriftViews(data, self.builder, popularity=self.popularity,
@@ -168,7 +168,7 @@ class RecProblem:
         """
         time_cut = time_cut_at_quantile(data, split_config.drift_quantile)
         if split_config.protocol == "deploy":
-            check_deploy_split(data, split, time_cut)
+            check_deploy_split(data, split, time_cut, min_history=split_config.min_history)
         mask = leak_free_mask(data, n_targets=split_config.n_targets, time_cut=time_cut,
                               protocol=split_config.protocol)
         if hints is None and fit_hints:

@@ -69,7 +69,7 @@ def split_users(
     With ``deploy_cut`` (the time cut of ``split.protocol: deploy``), each part holds only users
     who have its targets: training and validation users need ``min_history`` interactions
     before the cut (everything they are learned from is there), test users an interaction from
-    the cut on with at least one before it in their history (and ``min_history`` in all). Users
+    the cut on with ``min_history - 1`` before it (their first such one is their target). Users
     with neither are left out; a user dealt to a part it cannot join goes to the most owed part
     it can join, so a part runs short only when too few users can join it.
 
@@ -127,7 +127,9 @@ def split_for(data: InteractionData, split: SplitConfig, *, seed: int) -> UserSp
                        deploy_cut=cut)
 
 
-def check_deploy_split(data: InteractionData, split: UserSplit, time_cut: int) -> None:
+def check_deploy_split(
+    data: InteractionData, split: UserSplit, time_cut: int, *, min_history: int = 2
+) -> None:
     """Refuse a split whose users cannot have their ``deploy`` targets (:func:`split_for` makes one
     that can).
 
@@ -135,7 +137,8 @@ def check_deploy_split(data: InteractionData, split: UserSplit, time_cut: int) -
         ValueError: A training or validation user with fewer than 2 interactions before the cut,
             or a test user without a target from the cut on; the message names one and the fix.
     """
-    allowed = _allowed_parts(data, 2, time_cut)
+    allowed = np.concatenate([_allowed_parts(data, 2, time_cut)[:, :2],
+                              _allowed_parts(data, min_history, time_cut)[:, 2:]], axis=1)
     for part, name in enumerate(("train", "val", "test")):
         bad = [int(u) for u in split.pool(name) if not allowed[int(u), part]]
         if bad:
@@ -155,11 +158,11 @@ def _allowed_parts(data: InteractionData, need: int, deploy_cut: int | None) -> 
     counts = np.concatenate([[0], np.cumsum(before)])
     offsets = data.user_offsets
     n_before = counts[offsets[1:]] - counts[offsets[:-1]]
-    # Histories are chronological: a test target from the cut on with a history before it exists
-    # when the user has an interaction from the cut on other than its first one.
+    # Histories are chronological: a test target from the cut on with need - 1 interactions
+    # before it exists when the last interaction is from the cut on and there are need in all.
     n_after = data.history_lengths - n_before
     allowed[:, 0] = allowed[:, 1] = n_before >= need
-    allowed[:, 2] = (n_after >= 1) & (data.history_lengths >= 2) & ((n_before >= 1) | (n_after >= 2))
+    allowed[:, 2] = (n_after >= 1) & (data.history_lengths >= need)
     return allowed
 
 

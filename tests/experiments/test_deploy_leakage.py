@@ -152,7 +152,9 @@ def test_deploy_split_gives_each_part_its_targets() -> None:
         rows = data.user_rows(int(user))
         times = data.timestamps[rows]
         row = problem.target_row(int(user))
-        assert row is not None and times[row] >= cut and (row == 1 or times[row - 1] < cut)
+        # the first interaction from the cut on with min_history - 1 before it
+        first = max(split_config.min_history - 1, int(np.argmax(times >= cut)))
+        assert row == first and times[row] >= cut
         assert problem.target_row(int(user), period="target") == row
         assert problem.target_row(int(user), final=True) == len(times) - 1
     # Users who can only be test users (too little history before the cut) go there; the others

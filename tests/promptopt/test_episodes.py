@@ -58,7 +58,7 @@ def test_episode_targets(synthetic_data, synthetic_split, targets, time_cut) -> 
             assert tgt == data.history_length(int(user)) - 1
         seen_none |= tgt is None
     assert seen_none  # some test user has no target-period interaction: the None case is exercised
-    with pytest.raises(ValueError, match="period must be 'source', 'target' or None, got 'later'"):
+    with pytest.raises(ValueError, match="period must be 'source', 'target', 'last' or None, got 'later'"):
         targets.target_row(test, period="later")  # type: ignore[arg-type]
 
 
@@ -112,3 +112,42 @@ def test_repeated_pairs_never_leak_a_target(five_templates) -> None:
             for task in problem.tasks(user, **kwargs):
                 assert task.target not in task.context.items, task.task_id
                 assert task.target not in learned, task.task_id
+
+
+def test_deploy_targets_stay_on_their_side_of_the_cut() -> None:
+    from promptopt.data import InteractionData
+
+    items = [(str(i), f"Item {i}", ("Drama",), 2000) for i in range(20)]
+    # "mixed": rows 0-4 before the cut (t < 100), rows 5-7 from it on; "late": all from the cut on.
+    times = [10, 20, 30, 40, 50, 100, 110, 120]
+    rows = [("mixed", str(k), 4.0, t) for k, t in enumerate(times)]
+    rows += [("late", str(10 + k), 4.0, 200 + k) for k in range(6)]
+    data = InteractionData.from_raw("cut", items=items, interactions=rows)
+    mixed, late = data.user_ids.index("mixed"), data.user_ids.index("late")
+    as_train = EpisodeTargets(data, [mixed], time_cut=100, protocol="deploy")
+    assert as_train.source_length(mixed) == 5 and as_train.horizon(mixed) == 5
+    assert as_train.target_row(mixed) == 3  # second-to-last before the cut
+    assert as_train.next_row(mixed, 3) == 4
+    assert as_train.next_row(mixed, 4) is None  # the next interaction is from the cut on
+    assert as_train.next_row(mixed, 5) == 6  # a target-period row keeps its next one
+    assert as_train.training_rows(mixed, 5, n_targets=3, temporal=True) == [3, 2]
+    assert as_train.training_rows(mixed, 5, n_targets=3, temporal=False) == [3, 4, 2]
+    as_val = EpisodeTargets(data, [], time_cut=100, protocol="deploy", val_users=[mixed])
+    assert as_val.target_row(mixed) == 4  # the last before the cut
+    as_test = EpisodeTargets(data, [], time_cut=100, protocol="deploy", min_history=5)
+    assert as_test.target_row(mixed) == 5  # the first from the cut on
+    assert as_test.target_row(mixed, period="target") == 5
+    assert as_test.target_row(mixed, period="source") == 4
+    assert as_test.target_row(mixed, period="last") == as_test.target_row(mixed, final=True) == 7
+    assert as_test.target_row(late) == 4  # arrived after the cut: the first with 4 before it
+    # leave_last on the same data: the training target is the second-to-last whatever its date.
+    assert EpisodeTargets(data, [mixed], time_cut=100).target_row(mixed) == 6
+    no_source = EpisodeTargets(data, [late], time_cut=100, protocol="deploy")
+    assert no_source.target_row(late) is None
+    with pytest.raises(ValueError, match="user 'late' has no deploy episode target"):
+        no_source.training_rows(late, 3, n_targets=3, temporal=True)
+    with pytest.raises(ValueError, match="protocol must be one of leave_last, deploy, got 'future'"):
+        EpisodeTargets(data, [], time_cut=100, protocol="future")  # type: ignore[arg-type]
+    mask = leak_free_mask(data, n_targets=2, time_cut=100, protocol="deploy")
+    assert mask[data.user_rows(mixed)].tolist() == [True, True, True, False, False, False, False, False]
+    assert not mask[data.user_rows(late)].any()
