@@ -24,10 +24,13 @@ view                          what changes (relative to the base task on target 
                               latest-appearing items); same history and target.
 ============================  ===================================================================
 
-Under ``split.protocol: deploy`` a view of a source-period task stays in the source period: the
-``temporal`` view's next interaction must be before the time cut (else the stale-history
-fallback), ``new_items`` counts only items first seen before the cut, and every view's
-negatives are drawn among items that occur before it (:class:`~promptopt.splits.TaskBuilder`).
+Under ``split.protocol: deploy`` a view of a source-period task stays in the source period and
+simulates the drift from there: the ``temporal`` view's next interaction must be before the time
+cut (else the stale-history fallback), ``popular_negatives`` draws by the popularity of the
+training rows after a pseudo cut inside the source period (what became popular lately:
+:attr:`RecProblem.drift_popularity <promptopt.problem.RecProblem>`), ``new_items`` counts only
+items first seen before the cut, and every view's negatives are drawn among items that occur
+before it (:class:`~promptopt.splits.TaskBuilder`).
 
 A view never shows its target in its history: every history is a prefix (or a subset of a
 prefix) of the interactions before the view's target row.

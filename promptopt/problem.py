@@ -48,7 +48,7 @@ from promptopt.profile import ProfileEncoder
 from promptopt.request_cache import RequestCache
 from promptopt.reward import RewardBreakdown, Scorer
 from promptopt.runner import Episode, EpisodeRunner, Outcome
-from promptopt.splits import TaskBuilder, UserSplit, check_deploy_split, time_cut_at_quantile
+from promptopt.splits import TaskBuilder, UserSplit, check_deploy_split, pseudo_cut, time_cut_at_quantile
 from promptopt.task_set import TaskSet
 from promptopt.tasks import RankingTask, UserContext
 
@@ -72,6 +72,10 @@ class RecProblem:
         hints: Collaborative hints fitted on :attr:`train_mask` (``None`` = templates get none).
         train_mask: ``(n_interactions,)`` bool: interactions graphs and hints may learn from.
         popularity: ``(n_items,)`` interaction counts under :attr:`train_mask`.
+        drift_popularity: What ``popular_negatives`` draws by: :attr:`popularity`, or under ``deploy``
+            the counts of :attr:`train_mask`'s rows from :attr:`pseudo_cut` on.
+        pseudo_cut: ``deploy``: the ``split.drift_quantile`` of the timestamps before the time cut
+            (a cut inside the source period); ``None`` otherwise.
         time_cut: The drift protocol's global time cut (Unix seconds).
         protocol: ``split.protocol`` (``leave_last`` or ``deploy``; :mod:`promptopt.episodes`).
         reward_config: Reward settings (range-checked by :class:`~promptopt.config.RewardConfig`).
@@ -116,7 +120,16 @@ class RecProblem:
                                       val_users=split.val, min_history=split_config.min_history)
         self.builder = TaskBuilder(data, sampler, seed=seed, time_cut=time_cut,
                                    source_only=self.protocol == "deploy")
-        self.drift = DriftViews(data, self.builder, popularity=self.popularity,
+        # deploy: popular_negatives follow what became popular lately inside the source period (the
+        # training rows from the pseudo cut on), a shift like the target period's, seen from the past.
+        self.pseudo_cut: int | None = None
+        drift_popularity = self.popularity
+        if self.protocol == "deploy":
+            self.pseudo_cut = pseudo_cut(data, time_cut, split_config.drift_quantile)
+            recent = train_mask & (data.timestamps >= self.pseudo_cut)
+            drift_popularity = np.bincount(data.items[recent], minlength=data.n_items)
+        self.drift_popularity = drift_popularity
+        self.drift = DriftViews(data, self.builder, popularity=drift_popularity,
                                 dropout=reward_config.dropout, next_row=self.targets.next_row)
         self.n_templates = len(catalog)
         self.views: tuple[str, ...] = reward_config.views if reward_config.robust_weight > 0 else ()
@@ -380,6 +393,7 @@ class RecProblem:
             "views": list(self.views),
             "time_cut": self.time_cut,
             "protocol": self.protocol,
+            **({"pseudo_cut": self.pseudo_cut} if self.pseudo_cut is not None else {}),
             "train_interactions": int(self.train_mask.sum()),
             "calls_per_episode": self.calls_per_episode,
             **({"fairness_reward": self.penalty.describe()} if self.penalty is not None else {}),

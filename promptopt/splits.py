@@ -186,6 +186,18 @@ def time_cut_at_quantile(data: InteractionData, quantile: float) -> int:
     return int(np.quantile(data.timestamps, quantile))
 
 
+def pseudo_cut(data: InteractionData, time_cut: int, quantile: float) -> int:
+    """A cut inside the source period: the ``quantile`` of the timestamps before ``time_cut``.
+
+    ``split.protocol: deploy`` simulates drift from the past with it (the ``popular_negatives``
+    view's recent popularity); falls back to ``time_cut`` when nothing is before it.
+    """
+    before = data.timestamps[data.timestamps < time_cut]
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"drift quantile must be in (0, 1), got {quantile}")
+    return int(np.quantile(before, quantile)) if before.size else int(time_cut)
+
+
 def training_mask(
     data: InteractionData,
     users: Iterable[int] | None = None,
@@ -264,6 +276,16 @@ class TaskBuilder:
         """Items that occur before the cut (``source_only``; ``None`` otherwise)."""
         if source_only:
             self.source_items = np.unique(data.items[data.timestamps < time_cut])
+
+    def __getstate__(self) -> dict:
+        """Picklable (subprocess env workers): the weak memo of restricted samplers is dropped."""
+        state = dict(self.__dict__)
+        state["_source_samplers"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._source_samplers = weakref.WeakKeyDictionary()
 
     def seen_items(self, user: int, *, source: bool = False) -> np.ndarray:
         """Every item the user ever interacted with (never drawn as a negative); with ``source``

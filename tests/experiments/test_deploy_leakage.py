@@ -177,3 +177,38 @@ def test_protocol_is_a_checked_config_value() -> None:
         config_from_dict({"split": {"protocol": "deplyo"}})
     message = str(err.value)
     assert "\n" not in message and "split.protocol" in message and "did you mean 'deploy'?" in message
+
+
+def test_deploy_popular_negatives_follow_the_recent_source_popularity() -> None:
+    split_config = SplitConfig(protocol="deploy", drift_quantile=0.7)
+    data, first_poison = poisoned(split_config.drift_quantile)
+    split = split_for(data, split_config, seed=0)
+    problem = RecProblem.build(data, split, TemplateCatalog.load("movies"), RewardConfig(),
+                               split_config, seed=0, fit_hints=False)
+    assert problem.pseudo_cut is not None and problem.pseudo_cut < problem.time_cut
+    recent = problem.train_mask & (data.timestamps >= problem.pseudo_cut)
+    assert 0 < recent.sum() < problem.train_mask.sum()
+    np.testing.assert_array_equal(problem.drift_popularity,
+                                  np.bincount(data.items[recent], minlength=data.n_items))
+    assert not problem.drift_popularity[first_poison:].any()
+    assert problem.describe()["pseudo_cut"] == problem.pseudo_cut
+    leave_last = RecProblem.build(data, split_for(data, replace(split_config, protocol="leave_last"), seed=0),
+                                  TemplateCatalog.load("movies"), RewardConfig(),
+                                  replace(split_config, protocol="leave_last"), seed=0, fit_hints=False)
+    assert leave_last.pseudo_cut is None and leave_last.drift_popularity is leave_last.popularity
+
+
+def test_a_deploy_problem_pickles_for_subprocess_workers() -> None:
+    import cloudpickle  # what SubprocVecEnv sends its env factories with
+
+    split_config = SplitConfig(protocol="deploy", drift_quantile=0.7, n_negatives=9)
+    data, _ = poisoned(split_config.drift_quantile)
+    split = split_for(data, split_config, seed=0)
+    catalog = TemplateCatalog.load("movies", include=("expert.recent5.none.index",))
+    problem = RecProblem.build(data, split, catalog, RewardConfig(robust_weight=0.5, views=ALL_VIEWS),
+                               split_config, seed=0, fit_hints=False)
+    user = int(split.train[0])
+    before = problem.tasks(user)
+    copy = cloudpickle.loads(cloudpickle.dumps(problem))
+    after = copy.tasks(user)
+    assert [(t.task_id, t.candidates) for t in after] == [(t.task_id, t.candidates) for t in before]
