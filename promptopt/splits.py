@@ -70,8 +70,10 @@ def split_users(
     who have its targets: training and validation users need ``min_history`` interactions
     before the cut (everything they are learned from is there), test users an interaction from
     the cut on with ``min_history - 1`` before it (their first such one is their target). Users
-    with neither are left out; a user dealt to a part it cannot join goes to the most owed part
-    it can join, so a part runs short only when too few users can join it.
+    with neither are left out; the others are dealt among the parts they can join, in proportion
+    to those parts' shares: users who can only be test users (they arrived after the cut) all go
+    there, users with no target from the cut on are shared by training and validation, and the
+    rest are dealt into all three.
 
     Args:
         data: The dataset.
@@ -112,8 +114,11 @@ def split_users(
         rng.shuffle(stratum)
         for user in stratum:
             # Deal each user to the part that is furthest below its share (largest deficit).
-            owed += shares
-            part = int(np.argmax(np.where(allowed[user], owed, -np.inf)))
+            # Among the parts the user can join, in proportion to their shares (all three unless
+            # deploy_cut rules some out), so a part's share holds within each kind of user.
+            can = allowed[user]
+            owed[can] += shares[can] / shares[can].sum()
+            part = int(np.argmax(np.where(can, owed, -np.inf)))
             owed[part] -= 1.0
             parts[part].append(int(user))
     return UserSplit(*(np.array(sorted(p), dtype=np.int64) for p in parts))

@@ -157,10 +157,19 @@ def test_deploy_split_gives_each_part_its_targets() -> None:
         assert row == first and times[row] >= cut
         assert problem.target_row(int(user), period="target") == row
         assert problem.target_row(int(user), final=True) == len(times) - 1
-    # Users who can only be test users (too little history before the cut) go there; the others
-    # are dealt in proportion, so the test part is at least its share.
-    sizes = np.array([len(split.train), len(split.val), len(split.test)])
-    assert sizes[2] >= split_config.test_fraction * sizes.sum() - 1 and sizes[1] > 0
+    # Each user is dealt among the parts it can join, in proportion to their shares.
+    from promptopt.episodes import source_lengths
+
+    before = source_lengths(data, cut)
+    after = data.history_lengths - before
+    test_only = np.flatnonzero((before < split_config.min_history) & (after >= 1)
+                               & (data.history_lengths >= split_config.min_history))
+    learn_only = np.flatnonzero((before >= split_config.min_history) & (after == 0))
+    assert test_only.size > 0 and learn_only.size > 0
+    assert set(test_only.tolist()) <= set(split.test.tolist())
+    assert not set(learn_only.tolist()) & set(split.test.tolist())
+    val_share = split_config.val_fraction / (1 - split_config.test_fraction)
+    assert abs(np.isin(learn_only, split.val).mean() - val_share) < 0.05
     leave_last_split = split_for(data, replace(split_config, protocol="leave_last"), seed=0)
     with pytest.raises(ValueError, match=r"split\.protocol=deploy: \d+ (train|val|test) user"):
         RecProblem.build(data, leave_last_split, TemplateCatalog.load("movies"), RewardConfig(),
