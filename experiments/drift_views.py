@@ -1,6 +1,6 @@
 """Which drift views predict the future: each view's source-period score against the target period's.
 
-    python -m experiments.drift_views experiments/configs/ml100k_embedding.yaml \
+    python -m promptopt.experiments.drift_views experiments/configs/ml100k_embedding.yaml \
         --data.path=../shared/data/ml-100k > runs/drift_views.md
 
 Under ``split.protocol: deploy`` (forced here) the robust reward scores every template on a
@@ -83,7 +83,8 @@ def correlations(source: np.ndarray, target: np.ndarray, *, n_boot: int = 1000, 
 
 def measure(config, *, max_users: int | None, seed: int) -> tuple[dict[str, dict], dict]:
     """Score every template on the measured users' source episodes and first targets from the cut on."""
-    from experiments.assembly import build_problem, make_run_ranker
+    from promptopt.experiments.assembly import build_problem, make_run_ranker
+
     from promptopt.problem import RecProblem
 
     data, split, catalog, problem = build_problem(config)

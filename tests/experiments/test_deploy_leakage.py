@@ -15,9 +15,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from promptopt.experiments.safe_run import validation_scores
+from promptopt.policies.graph import build_graph
 
-from experiments.safe_run import validation_scores
-from policies.graph import build_graph
 from promptopt.config import ExperimentConfig, RewardConfig, SplitConfig
 from promptopt.data import make_synthetic
 from promptopt.data.interactions import InteractionData

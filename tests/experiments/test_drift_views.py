@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-
-from experiments.drift_views import correlations, main
+from promptopt.experiments.drift_views import correlations, main
 
 
 def test_correlations_see_a_per_user_signal_and_its_absence() -> None:
