@@ -2,10 +2,13 @@
 
 Nothing is sent and no model is loaded (except an HF tokenizer, from local files, when the ranker
 is ``hf``). For every phase of ``promptopt train`` (PPO training of each agent, the best-fixed
-scan, the safe policy's gate validation, the bandit baselines, the evaluation on held-out users) the
+scan, the safe policy's gate validation, the bandit baselines, the evaluation on held-out users;
+with ``env.reward_baseline: default`` or ``policy.warm_start`` also the default scan that ranks the
+default template before training, and the paired reward's default answers) the
 estimate gives
 
-* ``requests``: requests the phase sends to the (cached) ranker;
+* ``requests``: requests the phase sends to the (cached) ranker (an upper bound for the paired
+  baseline, which sends nothing when the default is the chosen template);
 * ``distinct``: an upper bound on the requests that are new to the cache — a request is fixed by
   (user, template, task), so a phase never needs more than ``users x templates x tasks`` distinct
   answers, and phases drawing from the same users share them;
@@ -30,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from promptopt.experiments.assembly import agent_kinds, build_problem
+from promptopt.experiments.assembly import agent_kinds, build_problem, needs_default
 
 from promptopt.config import BudgetConfig, ExperimentConfig
 from promptopt.errors import PromptoptError
@@ -150,9 +153,21 @@ def estimate(config: ExperimentConfig, *, sample: int = 200) -> Estimate:
         phases.append(PhaseEstimate(phase, users, episodes * cpe, distinct,
                                     round(distinct * tokens), distinct * completion))
 
-    train_pairs = len(train_users) * n_t
+    # A training user's episodes draw among its env.train_targets targets (each a distinct task).
+    train_pairs = len(train_users) * n_t * config.env.train_targets
+    if needs_default(config):
+        # env.reward_baseline=default and policy.warm_start rank a default first: every template on
+        # a seeded sample of env.default_scan_users training users (shared by every agent).
+        n_scan = min(config.env.default_scan_users, len(train_users))
+        add("default scan (paired reward / warm start)", n_scan, n_scan * n_t, n_scan * n_t, train_tokens,
+            exhaustive=True)
     for kind in agent_kinds(config):
         add(f"PPO training ({kind})", len(train_users), config.ppo.total_timesteps, train_pairs, train_tokens)
+        if config.env.reward_baseline == "default":
+            # Each step also sends the default template's answer on the same task (none when the
+            # default is the chosen one): at most one more request per episode, one task per draw.
+            add(f"paired baseline ({kind})", len(train_users), config.ppo.total_timesteps,
+                len(train_users) * config.env.train_targets, train_tokens)
     # The safe policy (end of training): every template on the scanned training users (shared with
     # best_fixed), then each validation user's default and the policy's greedy template.
     n_fixed = min(len(train_users), config.eval.fixed_users or len(train_users))

@@ -17,6 +17,7 @@ from promptopt.experiments import safe_run
 from promptopt.experiments.assembly import load_agent
 from promptopt.policies.lightgcn import LightGCNEmbeddings
 
+from promptopt.advantage import AdvantageSelector
 from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 from promptopt.config import ExperimentConfig
 from promptopt.fallback import FallbackOrder, FallbackSelector
@@ -172,6 +173,17 @@ class SelectorFactory:
 
     def _linucb(self) -> Selector:
         return self._bandit(LinUCBSelector(self.problem.n_templates, alpha=self.config.eval.linucb_alpha))
+
+    def _advantage(self) -> Selector:
+        """The contextual advantage model on the training-budget scan's users and answers (cached:
+        the scan already paid for them), on profile statistics; its rule is logged."""
+        p = self.problem
+        users = safe_run.sample_users(p.pool("train"), self.config.eval.fixed_users, self.config.seed)
+        everyone = np.concatenate([p.pool("train"), p.pool("val"), p.pool("test")])
+        features = bandit_features(p, everyone, None)
+        fitted = AdvantageSelector(p.n_templates).fit(p, self.ranker, users, features, seed=self.config.seed)
+        logger.info("advantage: %s", fitted.rule)
+        return fitted
 
     # ------------------------------------------------------------------ PPO agents
     def agent(self, kind: str) -> Any:

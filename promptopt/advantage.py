@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from promptopt.bandits import Standardiser
+
 if TYPE_CHECKING:
     from promptopt.llm.types import Ranker
     from promptopt.problem import RecProblem
@@ -92,7 +94,7 @@ class AdvantageSelector:
         self._weights: dict[int, np.ndarray] = {}
         self._features: np.ndarray | None = None
         self._problem: RecProblem | None = None
-        self._moments: tuple[np.ndarray, np.ndarray] | None = None
+        self._scaler: Standardiser | None = None
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -109,13 +111,15 @@ class AdvantageSelector:
                 :func:`promptopt.bandits.bandit_features`); rows are read by user index.
             seed: Folds and bootstrap.
             scores: A scan already paid for (``template_scores(problem, ranker, users)[0]``).
+
+        A pool of fewer than ``2 x folds`` users cannot be cross-fitted: the selector is then the
+        default and its rule says why. Raises ``ValueError`` for an empty pool.
         """
         from promptopt.selectors import template_scores
 
         users = np.asarray(users, dtype=np.int64)
-        if users.size < 2 * self.folds:
-            raise ValueError(f"the pool needs at least {2 * self.folds} users for {self.folds} folds, "
-                             f"got {users.size}")
+        if users.size == 0:
+            raise ValueError("the advantage model needs at least one pool user")
         self._problem, self._features = problem, np.asarray(features, dtype=np.float64)
         if scores is None:
             scores, _ = template_scores(problem, ranker, users)
@@ -124,14 +128,20 @@ class AdvantageSelector:
         sums = np.where(valid, scores, 0.0).sum(axis=0)
         means = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
         self.order = [int(t) for t in np.argsort(-means, kind="stable")]
+        self._scaler = Standardiser.fit(self._features[users])
+        ids = problem.catalog.ids
+        if users.size < 2 * self.folds:  # too few users to cross-fit: nothing can be validated
+            self.rule = {"default": ids[self.order[0]], "order": [ids[t] for t in self.order], "margin": None,
+                         "validated_on": f"nothing: {users.size} pool users, {2 * self.folds} needed for "
+                                         f"{self.folds} folds", "validated_gain": 0.0, "lower_bound": 0.0,
+                         "level": self.level, "deviates_out_of_fold": 0.0}
+            logger.info("%s: default %s, never deviates (%s)", self.name, ids[self.order[0]],
+                        self.rule["validated_on"])
+            return self
         default = self._defaults(valid)
         rows = np.arange(users.size)
         adv = scores - scores[rows, default][:, None]  # nan where invalid
-        x = self._features[users]
-        mu, sd = x.mean(axis=0), x.std(axis=0)
-        sd = np.where(sd > 1e-12, sd, 1.0)
-        self._moments = (mu, sd)
-        xs = (x - mu) / sd
+        xs = self._scaler.transform(self._features[users])
         fold = np.random.default_rng(seed).permutation(users.size) % self.folds
         oof = np.full_like(adv, -np.inf)
         for k in range(self.folds):
@@ -150,7 +160,6 @@ class AdvantageSelector:
                 best = {"gain": float(realised.mean()), "lower": lower,
                         "deviates": float(np.mean(choice != default))}
         self._weights = self._fit_models(xs, adv, default)
-        ids = problem.catalog.ids
         self.rule = {
             "default": ids[self.order[0]], "order": [ids[t] for t in self.order],
             "margin": best_margin,
@@ -199,11 +208,11 @@ class AdvantageSelector:
     # ------------------------------------------------------------------ selecting
     def predicted_gains(self, users: np.ndarray) -> np.ndarray:
         """``(len(users), n_templates)`` predicted gain over each user's default (``-inf`` invalid)."""
-        if self._problem is None or self._moments is None or self._features is None:
+        if self._problem is None or self._scaler is None or self._features is None:
             raise RuntimeError("call fit() first")
         users = np.asarray(users, dtype=np.int64)
         valid = np.stack([self._problem.action_mask(int(u)) for u in users])
-        xs = (self._features[users] - self._moments[0]) / self._moments[1]
+        xs = self._scaler.transform(self._features[users])
         return self._gains(self._weights, xs, valid, self._defaults(valid))
 
     def select(self, users: np.ndarray) -> np.ndarray:

@@ -58,11 +58,34 @@ def bandit_features(
             raise ValueError(
                 f"embeddings have {emb.shape[0]} rows but the dataset has {problem.data.n_users} users"
             )
-        chosen = emb[users]
-        table[users, : emb.shape[1]] = (chosen - chosen.mean(0)) / (chosen.std(0) + 1e-8)
+        table[users, : emb.shape[1]] = Standardiser.fit(emb[users]).transform(emb[users])
     for user in users:
         table[user, dim - n_profile:] = problem.observation(int(user))[1:]
     return table
+
+
+class Standardiser:
+    """Per-column centring and scaling fitted on some rows: ``(x - mean) / scale``.
+
+    ``scale`` is the column's standard deviation, or 1 for a (numerically) constant column, so a
+    feature nobody varies in stays 0 instead of dividing by ~0. The one standardisation of user
+    contexts: :func:`bandit_features` (embeddings over the filled users) and
+    :class:`promptopt.advantage.AdvantageSelector` (features over its training pool) use it.
+    """
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        self.mean, self.scale = np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardiser:
+        """Moments of ``x`` (``(n, d)``) over its rows."""
+        x = np.asarray(x, dtype=np.float64)
+        sd = x.std(axis=0)
+        return cls(x.mean(axis=0), np.where(sd > 1e-12, sd, 1.0))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Shapes: ``(n, d) -> (n, d)`` float64."""
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
 
 
 class _LinearBandit:

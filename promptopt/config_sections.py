@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
 from promptopt.errors import ConfigError
-from promptopt.selector_names import SELECTOR_NAMES, unknown_selectors
+from promptopt.selector_names import DEFAULT_SELECTORS, SELECTOR_NAMES, unknown_selectors
 
 # Unknown keys fail; nan and inf are refused for every float (no setting means anything with them).
 _FORBID = {"extra": "forbid", "allow_inf_nan": False, "coerce_numbers_to_str": True}
@@ -438,8 +438,8 @@ class EvalConfig:
     split: Literal["val", "test"] = "test"
     """Users the selectors are compared on. Tuning (sweeps) uses ``val``; ``test`` users are scored
     once, at the end, and every reported number is keyed by the split it comes from."""
-    selectors: Annotated[tuple[Name, ...], MinLen(1)] = SELECTOR_NAMES
-    """Selectors to compare (names as in the report)."""
+    selectors: Annotated[tuple[Name, ...], MinLen(1)] = DEFAULT_SELECTORS
+    """Selectors to compare (names as in the report); ``advantage`` only when named."""
     n_bootstrap: Annotated[int, Ge(1), Le(1_000_000)] = 1000
     """Bootstrap resamples for intervals."""
     confidence: Annotated[float, Gt(0.0), Lt(1.0)] = 0.95

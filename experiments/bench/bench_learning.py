@@ -20,7 +20,7 @@ distinct requests — and then picks a template for every test user. Printed per
 
 Usage (build the answer table first, once: ``python -m promptopt.experiments.bench.planted --build``)::
 
-    python -m promptopt.experiments.bench.bench_learning [--seeds 0 1 2 3 4] [--shares 0.1 0.3] \
+    python -m promptopt.experiments.bench.bench_learning [--seeds 0 1 2 3 4] [--shares 0.1 0.3]
         [--tie top_genre_share]
 """
 
@@ -50,15 +50,20 @@ from promptopt.experiments.bench.planted import (
 )
 from promptopt.experiments.bench.planted_reference import InformedReference
 
+from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
+
 logger = logging.getLogger("promptopt.bench.learning")
 
-LEARNERS = ("policy", "mlp_ppo", "linucb", "epsilon_greedy", "advantage")
-"""LightGCN+MLP PPO (raw argmax), MLP-only PPO, LinUCB, epsilon-greedy, the contextual advantage
-model over the default (:class:`promptopt.advantage.AdvantageSelector`, profile statistics)."""
+LEARNERS = ("policy_raw", "mlp_ppo", "linucb", "epsilon_greedy", "advantage")
+"""LightGCN+MLP PPO (raw argmax: ``policy_raw``, as on the CLI), MLP-only PPO, LinUCB,
+epsilon-greedy, the contextual advantage model over the default
+(:class:`promptopt.advantage.AdvantageSelector`, profile statistics). Each but ``advantage`` is
+also printed gated (:func:`safe_variants`): ``policy`` (the CLI's default selector) and
+``<learner>_safe``."""
 NOT_GATED = ("advantage",)
+"""Learners that gate themselves (no gated variant)."""
 NO_GRAPH = ("advantage",)
 """Learners that need no LightGCN embeddings."""
-"""Learners that gate themselves (no ``_safe`` variant)."""
 GATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 """Margins the safe variants may deviate at (chosen on validation users)."""
 
@@ -116,7 +121,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "(e.g. paired:env.reward_baseline=default); repeatable",
     )
     parser.add_argument(
-        "--variant-learners", nargs="+", default=["policy", "mlp_ppo"], choices=LEARNERS,
+        "--variant-learners", nargs="+", default=[RAW_POLICY, "mlp_ppo"], choices=LEARNERS,
         help="learners trained again under each --variant",
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the informed reference row")
@@ -143,7 +148,7 @@ def train_ppo(
     agent = make_agent(env, cfg, embeddings_path=emb_path if kind == "lightgcn_mlp" else None,
                        default=None if order is None else order[0])
     agent.learn(total_timesteps=config.ppo.total_timesteps)
-    return PPOSelector(agent, problem, name="policy" if kind == "lightgcn_mlp" else "mlp_ppo")
+    return PPOSelector(agent, problem, name=RAW_POLICY if kind == "lightgcn_mlp" else "mlp_ppo")
 
 
 def fit_learners(
@@ -163,7 +168,7 @@ def fit_learners(
     features = None if emb is None else bandit_features(problem, everyone, emb.user_embeddings.numpy())
     profile = bandit_features(problem, everyone, None)
     makers: dict[str, Callable[[DistinctCalls], Any]] = {
-        "policy": lambda r: train_ppo(config, "lightgcn_mlp", problem, r, pool, emb_path),
+        RAW_POLICY: lambda r: train_ppo(config, "lightgcn_mlp", problem, r, pool, emb_path),
         "mlp_ppo": lambda r: train_ppo(config, "mlp", problem, r, pool, emb_path),
         "linucb": lambda r: LinUCBSelector(problem.n_templates, alpha=config.eval.linucb_alpha).fit(
             problem, r, pool, features, config.ppo.total_timesteps, seed=config.seed
@@ -185,86 +190,91 @@ def fit_learners(
 
 
 # ---------------------------------------------------------------------- safe variants
-class Gated:
-    """Default template (first the user can fill of a ranked list) unless ``margin >= threshold``."""
+class ScoredPolicy:
+    """A learner's per-template scores as the library gate's ``action_probabilities``.
 
-    def __init__(
-        self,
-        name: str,
-        order: list[int],
-        masks: Callable[[int], np.ndarray],
-        scorer: Callable[[np.ndarray], np.ndarray],
-        threshold: float,
-    ) -> None:
-        self.name, self.order, self.masks, self.scorer, self.threshold = name, order, masks, scorer, threshold
+    PPO gives probabilities, the bandits predicted rewards; either way the gate compares the
+    greedy template's score with the default's. Templates a user cannot fill score ``-inf``, so the
+    greedy template is always one the user can fill (PPO's probabilities are already 0 there).
+    """
 
-    def default(self, users: np.ndarray) -> np.ndarray:
-        return np.array(
-            [next((t for t in self.order if self.masks(int(u))[t]), self.order[0]) for u in users],
-            dtype=np.int64,
-        )
+    def __init__(self, scorer: Callable[[np.ndarray], np.ndarray], masks: Callable[[int], np.ndarray],
+                 n_templates: int) -> None:
+        self.scorer, self.masks, self.n_templates = scorer, masks, n_templates
 
-    def choices(self, users: np.ndarray, threshold: float) -> np.ndarray:
-        default = self.default(users)
-        scores = self.scorer(users)
-        masks = np.stack([self.masks(int(u)) for u in users])
-        scores = np.where(masks, scores, -np.inf)
-        greedy = scores.argmax(axis=1)
-        rows = np.arange(len(users))
-        margin = scores[rows, greedy] - scores[rows, default]
-        return np.where((greedy != default) & (margin >= threshold), greedy, default).astype(np.int64)
+    def action_probabilities(self, users: np.ndarray) -> np.ndarray:
+        from promptopt.fallback import stack_masks
 
-    def select(self, users: np.ndarray) -> np.ndarray:
-        return self.default(users) if not np.isfinite(self.threshold) else self.choices(users, self.threshold)
+        users = np.asarray(users, dtype=np.int64)
+        scores = np.asarray(self.scorer(users), dtype=np.float64)
+        return np.where(stack_masks(self.masks, users, self.n_templates), scores, -np.inf)
+
+
+def learner_scores(selector: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """What the gate reads of a fitted learner: PPO's probabilities, a bandit's predicted rewards."""
+    if hasattr(selector, "action_probabilities"):
+        return selector.action_probabilities
+    return lambda users: selector.expected_rewards(selector._features[users])
 
 
 def safe_variants(
-    problem: Any, ranker: Any, fitted: dict[str, tuple[Any, int, set]], pool: np.ndarray, seed: int
+    problem: Any, ranker: Any, fitted: dict[str, tuple[Any, int, set]], pool: np.ndarray, seed: int,
+    gate: Any = None,
 ) -> dict[str, tuple[Any, int, set]]:
-    """``<learner>_safe``: the pool's best fixed template as a ranked default, deviations validated.
+    """The gated form of every learner: the library's safe policy (:mod:`promptopt.safe_policy`).
 
-    The default is ranked by mean reward over the pool with every template (the learners' own
-    budget: pool x templates distinct calls). A learner may deviate for a user where its score
-    margin over the default (PPO: probability; bandits: predicted reward) passes a threshold chosen
-    on validation users, accepted only when the validated gain's 95% bootstrap lower bound is > 0;
-    otherwise it never deviates. Validation answers are counted in the variant's calls.
+    The default is the pool's templates ranked by mean reward with every template (the learners'
+    own budget: pool x templates distinct calls), as a ranked fallback list. A learner may deviate
+    for a user where its score margin over the default (PPO: probability; bandits: predicted reward)
+    passes a threshold of :data:`GATE_GRID` chosen on validation users by
+    :func:`promptopt.safe_policy.validate_gate` (NDCG@10; accepted only when the validated gain's
+    bootstrap lower bound is > 0, family-wise at ``gate.confidence`` over the grid, as ``policy``
+    does on the CLI); otherwise it never deviates. The served selector is
+    :class:`promptopt.safe_policy.GatedSelector`. Validation answers are counted in its calls.
+    Names: the gated LightGCN+MLP PPO is ``policy`` (``policy+VARIANT``), every other learner's
+    gated form ``<learner>_safe``.
     """
+    from promptopt.experiments.safe_run import validation_scores
+
+    from promptopt.config import GateConfig
+    from promptopt.fallback import FallbackOrder, stack_masks
+    from promptopt.safe_policy import GatedSelector, needed_templates, validate_gate
     from promptopt.selectors import template_scores
 
+    gate = gate or GateConfig()
     counter = DistinctCalls(ranker)
     scores, _ = template_scores(problem, counter, pool)
     means = np.nanmean(np.where(np.isfinite(scores), scores, np.nan), axis=0)
-    order = [int(t) for t in np.argsort(-np.nan_to_num(means, nan=-np.inf), kind="stable")]
+    order = FallbackOrder(np.argsort(-np.nan_to_num(means, nan=-np.inf), kind="stable"), problem.n_templates)
     val = problem.pool("val")
+    masks = stack_masks(problem.action_mask, val, problem.n_templates)
+    ids = problem.catalog.ids
     out = {}
     for name, (selector, _, seen) in fitted.items():
         if name.split("+")[0] in NOT_GATED:
             continue
-        if hasattr(selector, "action_probabilities"):
-            scorer = selector.action_probabilities
-        else:
-            scorer = lambda users, s=selector: s.expected_rewards(s._features[users])  # noqa: E731
-        gated = Gated(f"{name}_safe", order, problem.action_mask, scorer, float("inf"))
+        policy = ScoredPolicy(learner_scores(selector), problem.action_mask, problem.n_templates)
+        probs = policy.action_probabilities(val)
         val_counter = DistinctCalls(ranker)
-        default = gated.default(val)
-        base = realized(problem, val_counter, val, default)
-        best, best_gain = float("inf"), 0.0
-        for threshold in GATE_GRID:
-            choice = gated.choices(val, threshold)
-            gain = realized(problem, val_counter, val, choice) - base
-            if np.any(gain) and paired_bootstrap(gain, seed=seed)[1] > 0 and gain.mean() > best_gain:
-                best, best_gain = threshold, float(gain.mean())
-        gated.threshold = best
-        logger.info(
-            "%s: default %s, threshold %s (validated gain %.4f)",
-            gated.name,
-            problem.catalog.ids[order[0]],
-            best,
-            best_gain,
-        )
+        need = needed_templates(probs, order, masks)
+        val_scores, _ = validation_scores(problem, val_counter, val, need, "ndcg@10")
+        rule = validate_gate(probs, order, masks, val_scores, ids=ids,
+                             users=[problem.data.user_ids[int(u)] for u in val], thresholds=GATE_GRID,
+                             metric="ndcg@10", n_bootstrap=2000, confidence=gate.confidence, seed=seed)
+        gated_name = gated_name_of(name)
+        gated = GatedSelector.from_rule(policy, rule, ids, problem.action_mask, name=gated_name)
+        logger.info("%s: %s", gated_name, rule.summary())
         spent = counter.seen | val_counter.seen | seen
-        out[gated.name] = (gated, len(spent), spent)
+        out[gated_name] = (gated, len(spent), spent)
     return out
+
+
+def gated_name_of(name: str) -> str:
+    """``policy_raw[+V]`` -> ``policy[+V]`` (as the CLI names them); any other learner ``<name>_safe``."""
+    base, plus, variant = name.partition("+")
+    if base == RAW_POLICY:
+        return f"{SAFE_POLICY}{plus}{variant}"
+    return f"{name}_safe"
 
 
 # ---------------------------------------------------------------------- the benchmark
@@ -399,7 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 more = fit_learners(args.variant_learners, vconfig, problem, ranker, pool, emb, emb_path)
                 fitted.update({f"{k}+{vname}": v for k, v in more.items()})
             row: dict[str, Any] = {"seed": seed, "share": share, "exhaustive": exhaustive, "learners": {}}
-            safe = safe_variants(problem, ranker, fitted, pool, seed)
+            safe = safe_variants(problem, ranker, fitted, pool, seed, config.gate)
             extra = {}
             if not args.no_reference:
                 reference = DistinctCalls(ranker)

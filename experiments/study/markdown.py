@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from promptopt.experiments.study.pooled import SELECTORS, Interval, PooledResults
+from promptopt.experiments.study.pooled import SELECTORS, Interval, PooledResults, current_attempt
 from promptopt.experiments.study.targets import NONINFERIORITY_MARGIN, gains_by_mainstreamness
 
 LABELS = {
@@ -19,8 +19,8 @@ LABELS = {
     "epsilon_greedy": "epsilon-greedy (same budget)",
     "linucb": "LinUCB (same budget)",
     "mlp_ppo": "MLP-only PPO",
-    "policy": "LightGCN+MLP PPO (raw argmax)",
-    "policy_safe": "LightGCN+MLP PPO + validated gate",
+    "policy_raw": "LightGCN+MLP PPO (raw argmax)",
+    "policy": "LightGCN+MLP PPO + validated gate (the safe policy)",
     "realistic": "realistic per-user bound",
     "oracle": "oracle in hindsight (upper bound)",
 }
@@ -43,11 +43,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def graph_comparison(pooled: PooledResults) -> str:
-    """``policy > mlp_ppo`` where the paired interval is above 0, ``<`` below, ``~`` otherwise."""
+    """``policy_raw > mlp_ppo`` where the paired interval is above 0, ``<`` below, ``~`` otherwise."""
     parts = []
     for other in ("mlp_ppo", "linucb"):
-        _, low, high = pooled.paired("accuracy", "last", "policy", other)
-        parts.append(f"policy {'>' if low > 0 else '<' if high < 0 else '~'} {other}")
+        _, low, high = pooled.paired("accuracy", "last", "policy_raw", other)
+        parts.append(f"policy_raw {'>' if low > 0 else '<' if high < 0 else '~'} {other}")
     return "; ".join(parts) + " (paired 95% CI)"
 
 
@@ -153,10 +153,10 @@ def graph_section(pooled: PooledResults) -> list[str]:
     rows = []
     for reward in ("accuracy", "robust"):
         for a, b in (
-            ("policy", "mlp_ppo"),
-            ("policy", "linucb"),
+            ("policy_raw", "mlp_ppo"),
+            ("policy_raw", "linucb"),
             ("mlp_ppo", "linucb"),
-            ("policy", "epsilon_greedy"),
+            ("policy_raw", "epsilon_greedy"),
         ):
             rows.append(
                 [reward, f"{a} - {b}", format_interval(pooled.paired(reward, "last", a, b), signed=True)]
@@ -246,7 +246,7 @@ def per_seed_section(run: Mapping[str, Any], pooled: PooledResults) -> list[str]
             res = seed["rewards"][reward]
             cells = [
                 format_interval(pooled.mean(reward, "last", n, seeds=[k]))
-                for n in ("best_fixed", "policy", "policy_safe")
+                for n in ("best_fixed", "policy_raw", "policy")
             ]
             threshold = res["tau"]  # the gate threshold (study.json key)
             rows.append(
@@ -255,7 +255,7 @@ def per_seed_section(run: Mapping[str, Any], pooled: PooledResults) -> list[str]
                     reward,
                     *cells,
                     format_interval(
-                        pooled.paired(reward, "last", "policy_safe", "best_fixed", seeds=[k]), signed=True
+                        pooled.paired(reward, "last", "policy", "best_fixed", seeds=[k]), signed=True
                     ),
                     "never deviates" if threshold == float("inf") else f"{threshold}",
                     f"{seed['lightgcn']['recall@20']:.4f}",
@@ -269,9 +269,9 @@ def per_seed_section(run: Mapping[str, Any], pooled: PooledResults) -> list[str]
                 "seed",
                 "reward",
                 "best fixed",
+                "policy_raw",
                 "policy",
-                "policy_safe",
-                "policy_safe - best fixed",
+                "policy - best fixed",
                 "gate",
                 "LightGCN recall@20",
             ],
@@ -293,9 +293,10 @@ def attempts_section(attempts: list[dict[str, Any]]) -> list[str]:
     rows = []
     for a in attempts:
         # The log's keys name the targets: t1 non-inferiority, t4 drift, t5 the search for signal.
-        gated = a["t1"].get("accuracy/policy_safe") or [float("nan")] * 3
-        raw = a["t1"].get("accuracy/policy") or [float("nan")] * 3
-        drift = a["t4"].get("policy_safe") or [float("nan")] * 3
+        a = current_attempt(a)
+        gated = a["t1"].get("accuracy/policy") or [float("nan")] * 3
+        raw = a["t1"].get("accuracy/policy_raw") or [float("nan")] * 3
+        drift = a["t4"].get("policy") or [float("nan")] * 3
         realistic = max(
             (v["realistic"][0] for k, v in a["t5"].items() if k != "all templates"), default=float("nan")
         )
@@ -326,8 +327,8 @@ def attempts_section(attempts: list[dict[str, Any]]) -> list[str]:
                 "seeds",
                 "templates",
                 "PPO steps",
-                "raw policy - best fixed",
-                "policy_safe - best fixed",
+                "policy_raw - best fixed",
+                "policy - best fixed",
                 "drift reduction",
                 "best family realistic gain",
                 "minutes",

@@ -82,7 +82,7 @@ def plot_drift(pooled: PooledResults, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.4))
     names = [
         n
-        for n in ("random", "best_fixed", "linucb", "mlp_ppo", "policy", "policy_safe", "oracle")
+        for n in ("random", "best_fixed", "linucb", "mlp_ppo", "policy_raw", "policy", "oracle")
         if pooled.values("accuracy", "source", n)
     ]
     x = np.arange(len(names))

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from promptopt.experiments.study.choice_rules import bootstrap_bounds
 
+from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
+
 BOOTSTRAP_RESAMPLES = 2000
 """Resamples of every interval in the report."""
 
@@ -21,12 +23,50 @@ SELECTORS = (
     "epsilon_greedy",
     "linucb",
     "mlp_ppo",
-    "policy",
-    "policy_safe",
+    RAW_POLICY,
+    SAFE_POLICY,
     "realistic",
     "oracle",
 )
-"""The selectors the study compares, in report order."""
+"""The selectors the study compares, in report order (named as ``promptopt evaluate`` names them)."""
+LEGACY_NAMES = {"policy": RAW_POLICY, "policy_safe": SAFE_POLICY}
+"""How a ``study.json`` or attempts-log line written before the names were aligned with the CLI
+named the selectors: ``policy`` was the raw argmax, ``policy_safe`` the gated policy. A file is of
+that kind when it has a ``policy_safe`` entry (no current file has one)."""
+
+
+def current_names(run: Mapping[str, Any]) -> dict[str, Any]:
+    """``run`` (a ``study.json`` dict) with every selector named as today (a shallow copy; old files
+    are renamed by :data:`LEGACY_NAMES`, current ones returned as they are)."""
+    seeds = []
+    for seed in run.get("seeds", []):
+        rewards = {}
+        for reward, res in seed.get("rewards", {}).items():
+            results = {period: _renamed(by_name) for period, by_name in res.get("results", {}).items()}
+            rewards[reward] = {**res, "results": results}
+        seeds.append({**seed, "rewards": rewards})
+    return {**run, "seeds": seeds}
+
+
+def _renamed(by_name: Mapping[str, Any]) -> dict[str, Any]:
+    if "policy_safe" not in by_name:
+        return dict(by_name)
+    return {LEGACY_NAMES.get(name, name): value for name, value in by_name.items()}
+
+
+def current_attempt(attempt: Mapping[str, Any]) -> dict[str, Any]:
+    """An attempts-log line with its selector keys (``t1``: ``reward/selector``, ``t4``: selector)
+    named as today."""
+    t1, t4 = attempt.get("t1", {}), attempt.get("t4", {})
+    if not any(k.endswith("/policy_safe") for k in t1) and "policy_safe" not in t4:
+        return dict(attempt)
+
+    def rename(key: str) -> str:
+        head, slash, name = key.rpartition("/")
+        return f"{head}{slash}{LEGACY_NAMES.get(name, name)}"
+
+    return {**attempt, "t1": {rename(k): v for k, v in t1.items()},
+            "t4": {rename(k): v for k, v in t4.items()}}
 
 Interval = tuple[float, float, float]
 """A mean and its 95% interval: ``(mean, low, high)``."""
@@ -73,8 +113,8 @@ class PooledResults:
     """
 
     def __init__(self, run: Mapping[str, Any]) -> None:
-        self.run = run
-        self.seeds = run["seeds"]
+        self.run = current_names(run)
+        self.seeds = self.run["seeds"]
 
     def values(
         self,

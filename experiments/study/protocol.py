@@ -275,8 +275,8 @@ def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) ->
             safe(bandits["epsilon_greedy"]),
             safe(bandits["linucb"]),
             factory("mlp_ppo", period),
-            _renamed(factory("policy_raw", period), "policy"),
-            _renamed(factory("policy", period), "policy_safe"),
+            factory("policy_raw", period),
+            factory("policy", period),
             OracleSelector(acc, setup.ranker, metric="ndcg@10", period=period),
         ] + ([safe(realistic)] if period is None else [])
 
@@ -290,12 +290,6 @@ def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) ->
         "results": evaluate_on_test(setup, selectors),
         "exhaustive_calls": int(train.size * acc.n_templates * problem.calls_per_episode),
     }
-
-
-def _renamed(selector: Any, name: str) -> Any:
-    """``selector`` reported as ``name`` (study.json's keys: ``policy`` raw, ``policy_safe`` gated)."""
-    selector.name = name
-    return selector
 
 
 def safe_rule(

@@ -24,6 +24,8 @@ from promptopt.experiments.study.pooled import SELECTORS, PooledResults
 from promptopt.experiments.study.provenance import answer_cache_summary
 from promptopt.experiments.study.targets import NONINFERIORITY_MARGIN, TargetResults, measure_targets
 
+from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
+
 MET = {True: "**met**", False: "not met"}
 
 
@@ -198,13 +200,14 @@ def setup_section(run: Mapping[str, Any]) -> list[str]:
         f" {exp['policy']['embedding_dim']}-d, {exp['policy']['n_layers']} layers,"
         f" BPR <= {exp['policy']['bpr_epochs']}"
         " epochs with early stopping.",
-        "* `policy_safe` is the safe policy every `promptopt` path calls `policy` (`promptopt.safe_policy`):"
+        "* `policy` is the safe policy, named as every `promptopt` path names it (`promptopt.safe_policy`):"
         " the template the training-budget scan identified (falling back along the scan's ranking for a user"
         " who cannot fill it), and the LightGCN+MLP PPO policy's greedy choice for a user only when its"
         " probability margin passes a threshold chosen on validation users among "
         + ", ".join(str(x) for x in study["gate_grid"]) + " (only a threshold whose validated NDCG@10"
-        " gain has a 95% bootstrap lower bound > 0 is accepted; otherwise it never deviates). `policy` is"
-        " the same agent's raw argmax (`policy_raw` in `promptopt evaluate`).",
+        " gain has a 95% bootstrap lower bound > 0 is accepted; otherwise it never deviates). `policy_raw` is"
+        " the same agent's raw argmax (as in `promptopt evaluate`; study.json files and attempts written"
+        " before this naming called them `policy_safe` and `policy`, and are read as such).",
         "* Intervals: 95% percentile bootstrap over test users; each user's value is its mean over seeds.",
         "",
     ]
@@ -220,11 +223,11 @@ def targets_section(run: Mapping[str, Any], pooled: PooledResults, targets: Targ
         targets.signal,
     )
     head = noninferiority[0]
-    rob_head = next(r for r in noninferiority if r["reward"] == "robust" and r["selector"] == "policy_safe")
+    rob_head = next(r for r in noninferiority if r["reward"] == "robust" and r["selector"] == SAFE_POLICY)
     budget_ok = all(r["met"] for r in budget)
     worst_share = max(r["share"] for r in budget)
-    acc_cells = {n: pooled.mean("accuracy", "last", n) for n in ("policy", "mlp_ppo", "linucb")}
-    drift = drift_by_selector.get("policy_safe") or next(iter(drift_by_selector.values()), None)
+    acc_cells = {n: pooled.mean("accuracy", "last", n) for n in (RAW_POLICY, "mlp_ppo", "linucb")}
+    drift = drift_by_selector.get(SAFE_POLICY) or next(iter(drift_by_selector.values()), None)
     helps = [r for r in signal if max(r["realistic"][1], r["ridge"][1]) > 0]
     best_signal = max(
         ((r["family"], k, r[k]) for r in signal for k in ("realistic", "ridge")), key=lambda c: c[2][0]
@@ -236,7 +239,7 @@ def targets_section(run: Mapping[str, Any], pooled: PooledResults, targets: Targ
             ["target", "measured", "95% interval", "status"],
             [
                 [
-                    "1. non-inferiority: policy_safe - best fixed NDCG@10 (w = 0), lower bound >"
+                    "1. non-inferiority: policy - best fixed NDCG@10 (w = 0), lower bound >"
                     f" {NONINFERIORITY_MARGIN:g}",
                     f"{head['diff'][0]:+.4f}",
                     f"[{head['diff'][1]:+.4f}, {head['diff'][2]:+.4f}]",
@@ -263,7 +266,7 @@ def targets_section(run: Mapping[str, Any], pooled: PooledResults, targets: Targ
                     graph_comparison(pooled),
                 ],
                 [
-                    "4. drift: robust reward reduces the source -> target NDCG@10 drop (policy_safe)",
+                    "4. drift: robust reward reduces the source -> target NDCG@10 drop (policy)",
                     f"{drift['reduction'][0]:+.4f}" if drift else "n/a",
                     f"[{drift['reduction'][1]:+.4f}, {drift['reduction'][2]:+.4f}]" if drift else "n/a",
                     (

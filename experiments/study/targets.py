@@ -25,6 +25,7 @@ from promptopt.experiments.study.pooled import (
 )
 
 from promptopt.profile import PROFILE_FEATURES
+from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
 
 NONINFERIORITY_MARGIN = -0.005
 """Target 1: the paired lower bound of policy - best fixed must exceed it."""
@@ -52,7 +53,7 @@ def noninferiority(pooled: PooledResults) -> list[dict[str, Any]]:
     """Per reward, the gated and the raw policy minus the best fixed template (paired, test users)."""
     out = []
     for reward in ("accuracy", "robust"):
-        for name in ("policy_safe", "policy"):
+        for name in (SAFE_POLICY, RAW_POLICY):
             cell = pooled.paired(reward, "last", name, "best_fixed")
             out.append(
                 {
@@ -100,7 +101,7 @@ def budget_identification(run: Mapping[str, Any]) -> list[dict[str, Any]]:
 def drift_reduction(pooled: PooledResults) -> dict[str, Any]:
     """Source - target NDCG@10 drop per reward and its reduction (accuracy drop - robust drop)."""
     out: dict[str, Any] = {}
-    for name in ("policy_safe", "policy", "best_fixed"):
+    for name in (SAFE_POLICY, RAW_POLICY, "best_fixed"):
         src = {r: pooled.values(r, "source", name) for r in ("accuracy", "robust")}
         tgt = {r: pooled.values(r, "target", name) for r in ("accuracy", "robust")}
         us, ut = (

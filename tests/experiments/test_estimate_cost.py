@@ -60,3 +60,32 @@ def test_estimate_warns_when_it_exceeds_the_budget(tmp_path, tiny_config, capsys
                  f"--budget.max_tokens={big}"]) == 0
     out = capsys.readouterr().out
     assert "warning" not in out and f"budget: within every cap (max_calls={big}, max_tokens={big})" in out
+
+
+@pytest.mark.slow
+def test_the_default_scan_and_the_paired_baseline_are_counted(tmp_path, tiny_config) -> None:
+    """env.reward_baseline=default and policy.warm_start rank a default before training: counted."""
+    from promptopt.experiments import assembly, pipeline
+
+    path = tiny_config(tmp_path, policy={"kind": "mlp", "warm_start": 0.5},
+                       env={"reward_baseline": "default", "default_scan_users": 8},
+                       eval={"selectors": ["best_fixed", "policy"], "fixed_users": 4})
+    config = load_config(path)
+    (tmp_path / "plain").mkdir()
+    plain = estimate(load_config(tiny_config(tmp_path / "plain", policy={"kind": "mlp"},
+                                             eval={"selectors": ["best_fixed", "policy"], "fixed_users": 4})),
+                     sample=20)
+    est = estimate(config, sample=20)
+    _, split, catalog, problem = assembly.build_problem(config)
+    phases = {p.phase: p for p in est.phases}
+    scan = phases["default scan (paired reward / warm start)"]
+    assert (scan.users, scan.distinct) == (8, 8 * len(catalog) * problem.calls_per_episode)
+    paired = phases["paired baseline (policy)"]
+    assert paired.requests == config.ppo.total_timesteps * problem.calls_per_episode
+    assert 0 < paired.distinct <= len(split.train) * problem.calls_per_episode
+    assert "default scan" not in {p.phase for p in plain.phases}
+    assert est.distinct_total > plain.distinct_total
+    pipeline.run_all(config, tmp_path / "run")
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        sent = db.execute("select count(*) from answers").fetchone()[0]
+    assert 0 < sent <= est.distinct_total

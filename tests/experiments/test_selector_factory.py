@@ -31,6 +31,11 @@ def test_the_baselines_are_built_by_name_and_an_unregistered_name_is_refused(tmp
             assert selector.name == name
             assert factory(name) is selector  # built once
             assert selector.select(problem.pool("test")[:5]).shape == (5,)
+        # The advantage model reads the training-budget scan's answers: no request the scan did not send.
+        misses = ranker.stats.misses
+        advantage = factory("advantage")
+        assert advantage.name == "advantage" and ranker.stats.misses == misses
+        assert advantage.select(problem.pool("test")[:5]).shape == (5,)
         for name in ("oracle", "magic"):
             with pytest.raises(ValueError, match=f"no selector '{name}' to build"):
                 factory(name)

@@ -82,5 +82,18 @@ def test_bad_settings_are_refused(problem) -> None:
         with pytest.raises(ValueError, match=match):
             AdvantageSelector(3, **kwargs)
     features = bandit_features(problem, np.arange(problem.data.n_users), None)
-    with pytest.raises(ValueError, match="at least 10 users"):
-        AdvantageSelector(problem.n_templates).fit(problem, SameAnswer(), problem.pool("train")[:4], features)
+    with pytest.raises(ValueError, match="at least one pool user"):
+        AdvantageSelector(problem.n_templates).fit(problem, SameAnswer(), problem.pool("train")[:0], features)
+
+
+def test_too_few_users_to_cross_fit_means_the_default(problem) -> None:
+    """With fewer than 2 x folds pool users nothing can be validated: it is the default, and says why."""
+    ranker = SimulatedRanker(problem.data, problem.catalog, noise=0.05, seed=0)
+    features = bandit_features(problem, np.arange(problem.data.n_users), None)
+    pool = problem.pool("train")[:6]
+    selector = AdvantageSelector(problem.n_templates).fit(problem, ranker, pool, features)
+    assert selector.rule["margin"] is None and "6 pool users, 10 needed" in selector.rule["validated_on"]
+    test = problem.pool("test")
+    masks = np.stack([problem.action_mask(int(u)) for u in test])
+    defaults = [next(t for t in selector.order if m[t]) for m in masks]
+    np.testing.assert_array_equal(selector.select(test), defaults)

@@ -9,13 +9,24 @@ import pytest
 
 from promptopt.config import EvalConfig, config_from_dict
 from promptopt.errors import ConfigError
-from promptopt.selector_names import BANDIT_SELECTORS, PPO_SELECTORS, SELECTOR_NAMES, unknown_selectors
+from promptopt.selector_names import (
+    BANDIT_SELECTORS,
+    DEFAULT_SELECTORS,
+    OPTIONAL_SELECTORS,
+    PPO_SELECTORS,
+    SELECTOR_NAMES,
+    unknown_selectors,
+)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "experiments.md"
 
 
-def test_the_config_compares_every_selector_by_default() -> None:
-    assert EvalConfig().selectors == SELECTOR_NAMES
+def test_the_config_compares_every_selector_but_the_optional_ones_by_default() -> None:
+    assert EvalConfig().selectors == DEFAULT_SELECTORS
+    assert set(DEFAULT_SELECTORS) | set(OPTIONAL_SELECTORS) == set(SELECTOR_NAMES)
+    assert "advantage" in OPTIONAL_SELECTORS and "advantage" not in DEFAULT_SELECTORS
+    assert config_from_dict({"eval": {"selectors": ["best_fixed", "advantage"]}}).eval.selectors == (
+        "best_fixed", "advantage")
     assert len(set(SELECTOR_NAMES)) == len(SELECTOR_NAMES)
     assert set(BANDIT_SELECTORS) | set(PPO_SELECTORS) < set(SELECTOR_NAMES)
 

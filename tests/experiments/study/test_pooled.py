@@ -50,3 +50,23 @@ def test_difference_of_means_resamples_each_sample_independently() -> None:
     low, high = difference_of_means_bounds(a, b[:1])
     assert low < a.mean() - b[0] < high
     assert all(np.isnan(mean_interval([])))  # an empty selector has no interval
+
+
+def test_a_study_json_of_the_old_names_reads_as_the_cli_names() -> None:
+    """Before the names were aligned, ``policy`` was the raw argmax and ``policy_safe`` the gate."""
+    from promptopt.experiments.study.pooled import current_attempt, current_names
+
+    old = {"seeds": [_seed({"policy": {1: 0.2}, "policy_safe": {1: 0.5}, "best_fixed": {1: 0.4}})]}
+    pooled = PooledResults(old)
+    assert pooled.values("accuracy", "last", "policy") == {1: 0.5}
+    assert pooled.values("accuracy", "last", "policy_raw") == {1: 0.2}
+    assert pooled.values("accuracy", "last", "policy_safe") == {}
+    assert "policy_safe" in old["seeds"][0]["rewards"]["accuracy"]["results"]["last"]  # not modified
+    new = {"seeds": [_seed({"policy_raw": {1: 0.2}, "policy": {1: 0.5}})]}
+    assert current_names(new) == new
+    line = {"t1": {"accuracy/policy_safe": [1, 0, 2], "accuracy/policy": [3, 2, 4]},
+            "t4": {"policy_safe": [5]}}
+    assert current_attempt(line) == {"t1": {"accuracy/policy": [1, 0, 2], "accuracy/policy_raw": [3, 2, 4]},
+                                     "t4": {"policy": [5]}}
+    current = {"t1": {"accuracy/policy": [1, 0, 2]}, "t4": {}}
+    assert current_attempt(current) == current

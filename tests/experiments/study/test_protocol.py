@@ -29,7 +29,7 @@ def test_study_writes_a_complete_report(
     for number in ("1.", "1'.", "2.", "3.", "4.", "5."):
         row = next(line for line in targets.splitlines() if line.startswith(f"| {number}"))
         assert re.search(r"\d+\.\d+", row), row
-        assert re.search(r"met|found|policy [<>~] mlp_ppo", row), row
+        assert re.search(r"met|found|policy_raw [<>~] mlp_ppo", row), row
     for section in (
         "## 1. Non-inferiority",
         "## 2. Budget",
@@ -62,7 +62,7 @@ def test_study_writes_a_complete_report(
     run = json.loads(study_json.read_text(encoding="utf-8"))
     results = run["seeds"][0]["rewards"]["accuracy"]["results"]["last"]
     oracle = np.array(results["oracle"]["per_user"]["ndcg@10"])
-    for name in ("best_fixed", "policy", "policy_safe", "linucb", "realistic"):
+    for name in ("best_fixed", "policy_raw", "policy", "linucb", "realistic"):
         assert np.all(np.array(results[name]["per_user"]["ndcg@10"]) <= oracle + 1e-9), name
     # Learned selectors never touch more than budget_share of the exhaustive sweep's calls.
     budget = run["seeds"][0]["rewards"]["accuracy"]
