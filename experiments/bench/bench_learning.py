@@ -54,15 +54,18 @@ from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
 
 logger = logging.getLogger("promptopt.bench.learning")
 
-LEARNERS = ("policy_raw", "mlp_ppo", "linucb", "epsilon_greedy", "advantage")
+LEARNERS = ("policy_raw", "mlp_ppo", "linucb", "epsilon_greedy", "advantage", "racing")
 """LightGCN+MLP PPO (raw argmax: ``policy_raw``, as on the CLI), MLP-only PPO, LinUCB,
 epsilon-greedy, the contextual advantage model over the default
-(:class:`promptopt.advantage.AdvantageSelector`, profile statistics). Each but ``advantage`` is
-also printed gated (:func:`safe_variants`): ``policy`` (the CLI's default selector) and
-``<learner>_safe``."""
-NOT_GATED = ("advantage",)
+(:class:`promptopt.advantage.AdvantageSelector`, profile statistics), and the sequential design
+(:class:`promptopt.racing.RacingSelector`: a race of the templates, then paired comparisons of
+the leader and its challengers on every training user's targets, a cross-fitted stump; it draws
+on all training users, within ``share`` x the exhaustive calls). Each but ``advantage`` and
+``racing`` is also printed gated (:func:`safe_variants`): ``policy`` (the CLI's default selector)
+and ``<learner>_safe``."""
+NOT_GATED = ("advantage", "racing")
 """Learners that gate themselves (no gated variant)."""
-NO_GRAPH = ("advantage",)
+NO_GRAPH = ("advantage", "racing")
 """Learners that need no LightGCN embeddings."""
 GATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 """Margins the safe variants may deviate at (chosen on validation users)."""
@@ -125,6 +128,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="learners trained again under each --variant",
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the informed reference row")
+    parser.add_argument("--racing-level", type=float, default=0.95,
+                        help="racing: one-sided confidence of its cross-fitted gate "
+                        "(0.5: the out-of-fold mean > 0)")
     parser.add_argument("--json", default=None, help="also write every number to this file")
     return parser.parse_args(argv)
 
@@ -159,10 +165,17 @@ def fit_learners(
     pool: np.ndarray,
     emb: Any,
     emb_path: Path | None,
+    *,
+    budget: int = 0,
+    racing_level: float = 0.95,
 ) -> dict[str, tuple[Any, int, set]]:
-    """Every learner of ``names`` trained on ``pool``; name -> (selector, distinct calls, requests)."""
+    """Every learner of ``names`` trained on ``pool``; name -> (selector, distinct calls, requests).
+
+    ``racing`` spends ``budget`` requests on all training users instead of a pool.
+    """
     from promptopt.advantage import AdvantageSelector
     from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
+    from promptopt.racing import RacingSelector
 
     everyone = np.concatenate([problem.split.train, problem.split.val, problem.split.test])
     features = None if emb is None else bandit_features(problem, everyone, emb.user_embeddings.numpy())
@@ -178,6 +191,9 @@ def fit_learners(
         ).fit(problem, r, pool, features, config.ppo.total_timesteps, seed=config.seed),
         "advantage": lambda r: AdvantageSelector(problem.n_templates).fit(
             problem, r, pool, profile, seed=config.seed
+        ),
+        "racing": lambda r: RacingSelector(problem.n_templates, level=racing_level).fit(
+            problem, r, problem.pool("train"), profile, budget, seed=config.seed
         ),
     }
     out = {}
@@ -404,9 +420,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for share in args.shares:
             n_pool = max(1, int(np.floor(share * train.size)))
             pool = np.sort(np.random.default_rng(seed).choice(train, size=n_pool, replace=False))
-            fitted = fit_learners(args.learners, config, problem, ranker, pool, emb, emb_path)
+            budget = int(share * exhaustive)
+            fitted = fit_learners(args.learners, config, problem, ranker, pool, emb, emb_path, budget=budget,
+                                  racing_level=args.racing_level)
             for vname, vconfig in configs.items():
-                more = fit_learners(args.variant_learners, vconfig, problem, ranker, pool, emb, emb_path)
+                more = fit_learners(args.variant_learners, vconfig, problem, ranker, pool, emb, emb_path,
+                                    budget=budget, racing_level=args.racing_level)
                 fitted.update({f"{k}+{vname}": v for k, v in more.items()})
             row: dict[str, Any] = {"seed": seed, "share": share, "exhaustive": exhaustive, "learners": {}}
             safe = safe_variants(problem, ranker, fitted, pool, seed, config.gate)
