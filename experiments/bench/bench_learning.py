@@ -431,9 +431,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             safe = safe_variants(problem, ranker, fitted, pool, seed, config.gate)
             extra = {}
             if not args.no_reference:
-                reference = DistinctCalls(ranker)
-                informed = InformedReference(problem, plant).fit(reference, train, int(share * exhaustive))
-                extra[informed.name] = (informed, reference.calls, reference.seen)
+                for estimator in ("summed", "stump"):  # the reference's own rule, and the stump's
+                    reference = DistinctCalls(ranker)
+                    informed = InformedReference(problem, plant, estimator=estimator)
+                    informed.fit(reference, train, budget)
+                    extra[informed.name] = (informed, reference.calls, reference.seen)
             for name, (selector, calls, _) in {**fitted, **safe, **extra}.items():
                 choices = selector.select(test)
                 gain, oracle, captured = plant.captured(test, choices)

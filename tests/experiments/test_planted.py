@@ -99,3 +99,27 @@ def test_plant_values_and_captured_share() -> None:
     assert plant.captured(users, oracle)[2] == pytest.approx(1.0)
     everyone_b = np.ones(6, dtype=np.int64)  # planted users gain 0.06, the other four lose 0.1
     assert plant.captured(users, everyone_b)[0] == pytest.approx((2 * 0.06 - 4 * 0.1) / 6)
+
+
+@pytest.mark.parametrize("estimator", ["summed", "stump"])
+def test_the_informed_references_find_a_strong_plant(logged, estimator) -> None:
+    """Told f, t* and the statistic, either threshold rule sends planted users to t* far more often."""
+    from experiments.bench.planted_reference import InformedReference
+
+    problem, users, replay, table = logged
+    planted = planted_users(problem, users, tie="top_genre_share", share=0.3)
+    plant = make_plant(table, planted, gain=0.1, template=None, tie="top_genre_share")
+    raw = {str(r): i for i, r in enumerate(problem.data.user_ids)}
+    ranker = PlantedRanker(replay, planted, raw, problem.catalog.ids[plant.template], plant.promote,
+                           _targets(problem, users))
+    train, test = problem.split.train, problem.split.test
+    reference = InformedReference(problem, plant, estimator=estimator).fit(ranker, train, 4 * train.size)
+    assert reference.name == {"summed": "informed_reference", "stump": "informed_stump"}[estimator]
+    choices = reference.select(test)
+    assert set(choices) <= {plant.best, plant.template}
+    hit = choices == plant.template
+    on = plant.planted[test]
+    assert plant.captured(test, choices)[2] > 0.2
+    assert hit[on].mean() > 2 * hit[~on].mean()
+    with pytest.raises(ValueError, match="estimator must be"):
+        InformedReference(problem, plant, estimator="magic")
