@@ -11,9 +11,9 @@ On the planted benchmark's answers (every user of the table x its two logged tar
 It reads the plant's labels, so it is not a learner: it says which signal a learner should fit.
 A ratio ``r`` times larger needs ``r^2`` times fewer paired answers for the same precision.
 
-Usage (after ``python -m experiments.bench.planted --build``)::
+Usage (after ``python -m promptopt.experiments.bench.planted --build``)::
 
-    python -m experiments.bench.planted_signal [--data ../shared/data/ml-100k]
+    python -m promptopt.experiments.bench.planted_signal [--data ../shared/data/ml-100k]
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def separation(d: np.ndarray, planted: np.ndarray) -> tuple[float, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from experiments.bench.bench_learning import _parse, setup
-    from experiments.bench.planted import table_rows
+    from promptopt.experiments.bench.bench_learning import _parse, setup
+    from promptopt.experiments.bench.planted import table_rows
+
     from promptopt.runner import Episode
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

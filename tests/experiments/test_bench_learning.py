@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from promptopt.experiments.bench.bench_learning import DistinctCalls, gated_name_of, safe_variants
+from promptopt.experiments.bench.learning_gates import DistinctCalls, gated_name_of, safe_variants
 
 from promptopt.config import GateConfig, RewardConfig, SplitConfig
 from promptopt.data import make_synthetic

@@ -104,7 +104,7 @@ def test_plant_values_and_captured_share() -> None:
 @pytest.mark.parametrize("estimator", ["summed", "stump"])
 def test_the_informed_references_find_a_strong_plant(logged, estimator) -> None:
     """Told f, t* and the statistic, either threshold rule sends planted users to t* far more often."""
-    from experiments.bench.planted_reference import InformedReference
+    from promptopt.experiments.bench.planted_reference import InformedReference
 
     problem, users, replay, table = logged
     planted = planted_users(problem, users, tie="top_genre_share", share=0.3)
