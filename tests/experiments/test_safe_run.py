@@ -34,7 +34,8 @@ def short_run(tmp_path_factory) -> tuple[Any, Path, dict[str, Any]]:
     raw = tiny_config_dict(tmp, data={"synthetic": {"n_users": 100, "n_items": 120, "n_genres": 8,
                                                     "mean_history": 12, "seed": 5}},
                            templates={"catalog": "movies", "include": TEMPLATES},
-                           split={"min_history": 3})
+                           split={"min_history": 3},
+                           eval={"selectors": list(SELECTOR_NAMES)})  # the optional ones too
     path = tmp / "short.yaml"
     path.write_text(yaml.safe_dump(raw))
     config = load_config(path)
