@@ -87,9 +87,11 @@ SCHEMA_ATTEMPTS = 3
 
 def _rdb(storage: str, engine_kwargs: dict[str, Any]) -> Any:
     """optuna's RDBStorage; a worker that lost the race to create the schema opens it again, finding
-    the tables the winner committed (``UNIQUE constraint failed: alembic_version``)."""
+    the tables the winner committed. The loser sees either ``UNIQUE constraint failed:
+    alembic_version`` (an IntegrityError) or ``table studies already exists`` (an OperationalError),
+    depending on where the two workers interleave; any other error is not a race and is raised."""
     import optuna
-    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
@@ -97,8 +99,9 @@ def _rdb(storage: str, engine_kwargs: dict[str, Any]) -> Any:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs,
                                                   heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-        except IntegrityError:
-            if attempt == SCHEMA_ATTEMPTS - 1:
+        except (IntegrityError, OperationalError) as exc:
+            lost_race = isinstance(exc, IntegrityError) or "already exists" in str(exc)
+            if not lost_race or attempt == SCHEMA_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
 

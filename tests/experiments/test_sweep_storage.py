@@ -143,3 +143,50 @@ def test_two_worker_processes_share_one_study(kind, tmp_path, tiny_config) -> No
     assert len({r["worker"] for r in rows}) == 2
     for row in rows:
         assert (Path(row["run_dir"]) / "prompts.json").is_file()
+
+
+@pytest.mark.parametrize("race", ["table studies already exists",
+                                  "UNIQUE constraint failed: alembic_version"])
+def test_a_worker_that_loses_the_schema_race_opens_the_winners_tables(race, tmp_path, monkeypatch) -> None:
+    """Two workers starting together on a new database: the loser's first open fails with either
+    error, depending on where they interleave; it opens the tables the winner made."""
+    import optuna
+    from promptopt.experiments.sweep_storage import open_storage
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    real = optuna.storages.RDBStorage
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    opened = []
+
+    def racing(*args, **kwargs):
+        if not opened:  # the winner creates the schema while this worker was creating it too
+            opened.append(real(url))
+            error = IntegrityError if "UNIQUE" in race else OperationalError
+            raise error("CREATE TABLE studies", {}, Exception(race))
+        opened.append(real(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    storage = open_storage(url)
+    monkeypatch.undo()  # optuna checks isinstance(storage, RDBStorage)
+    assert storage is opened[-1] and len(opened) == 2
+    optuna.create_study(study_name="s", storage=storage).optimize(lambda t: t.suggest_float("x", 0, 1), 1)
+    assert len(optuna.load_study(study_name="s", storage=real(url)).trials) == 1
+
+
+def test_an_rdb_error_that_is_not_the_schema_race_is_one_line(tmp_path, monkeypatch) -> None:
+    import optuna
+    from promptopt.experiments.sweep_storage import open_storage
+    from sqlalchemy.exc import OperationalError
+
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(args)
+        raise OperationalError("SELECT 1", {}, Exception("unable to open database file"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    with pytest.raises(ConfigError, match="unable to open database file") as info:
+        open_storage(f"sqlite:///{tmp_path / 'x.db'}")
+    assert len(calls) == 1, "not retried: it is not a race"
+    assert "\n" not in str(info.value)
