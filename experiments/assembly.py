@@ -98,7 +98,9 @@ def make_simulator(config: ExperimentConfig, problem: RecProblem) -> SimulatedRa
     :class:`~promptopt.llm.types.RequestIds`.
     """
     return SimulatedRanker(problem.data, problem.catalog, noise=config.ranker.noise,
-                           seed=config.ranker.seed or 0, profile=problem.profile)
+                           seed=config.ranker.seed or 0, profile=problem.profile,
+                           drift_share=config.ranker.drift_share,
+                           drift_strength=config.ranker.drift_strength, time_cut=problem.time_cut)
 
 
 def make_run_ranker(config: ExperimentConfig, problem: RecProblem, *, run: RunDir | None = None,

@@ -67,6 +67,9 @@ class SynthConfig:
     """Share of users whose genre taste changes during their history (0 = none)."""
     seed: Seed = 0
     """Seed of the generator (independent of the experiment seed so data stays fixed)."""
+    start_days: Annotated[int, Ge(1), Le(36_500)] = 1095
+    """Users start within this many days (a history spans about 3 x mean_history days): shorter puts
+    most users on both sides of the drift time cut."""
 
 
 @_section
@@ -192,6 +195,13 @@ class RankerConfig:
     """Local backends: requests per forward pass."""
     noise: Annotated[float, Ge(0.0), Le(1000.0)] = 0.05
     """simulated backend: noise of the ranking quality."""
+    drift_share: Share = 0.0
+    """simulated backend: share of users whose preferences drift at the time cut (``split.drift_quantile``):
+    from it on their best template changes and every template loses drift_strength x its drift-view
+    fragility (planted drift, :mod:`promptopt.llm.simulated`); 0 = the same preferences in both periods."""
+    drift_strength: Annotated[float, Ge(0.0), Le(100.0)] = 1.0
+    """simulated backend, planted drift: multiple of each template's drift-view fragility a drifted user's
+    target-period request loses (0 = only the best template changes)."""
     replay_cache: Name | None = None
     """replay backend: the answer cache holding the logged answers (None = ``cache.path``)."""
     replay_identity: Name | None = None

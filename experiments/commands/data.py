@@ -1,7 +1,8 @@
 """``promptopt data``: dataset statistics, synthetic data in the generic layout, downloads.
 
 * ``promptopt data stats PATH --format NAME [--drift-quantile Q] [--json]``
-* ``promptopt data synth DEST [--n-users N --n-items N --n-genres N --mean-history N --drift P --seed S]``
+* ``promptopt data synth DEST [--n-users N --n-items N --n-genres N --mean-history N --drift P --seed S
+  --start-days D]``
 * ``promptopt data fetch NAME DEST [--url URL --sha256 HEX --timeout S --force]``
 """
 
@@ -38,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--mean-history", type=int, default=40)
     synth.add_argument("--drift", type=float, default=0.5, help="share of users whose taste changes")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--start-days", type=int, default=3 * 365,
+                       help="users start within this many days (shorter: more users span a late time cut)")
     synth.add_argument("--parquet", action="store_true", help="write .parquet files instead of CSV")
 
     fetch = sub.add_parser("fetch", help="download an official MovieLens archive, verify, unpack")
@@ -87,6 +90,7 @@ def _synth(args: argparse.Namespace) -> int:
         data = make_synthetic(
             n_users=args.n_users, n_items=args.n_items, n_genres=args.n_genres,
             mean_history=args.mean_history, drift=args.drift, seed=args.seed,
+            start_days=args.start_days,
         )
     except ValueError as exc:
         raise ConfigError(f"data synth: {exc}") from None

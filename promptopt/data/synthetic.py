@@ -4,6 +4,11 @@ Used by tests and by the quickstart (the embedded default needs no download). It
 readable titles and one to three genres with Zipf-like popularity; each user has a genre taste
 (concentrated or broad); a ``drift`` share of users switch to a new taste part-way through their
 history, so the recent and the long-term history disagree — the case where prompt choice matters.
+
+Which template suits a user is the ranker's business, not the data's: the simulated ranker plants a
+change of best template at the drift time cut for a known share of users (``ranker.drift_share``,
+:mod:`promptopt.llm.simulated`); ``start_days`` decides how many users have history on both sides
+of that cut.
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ def make_synthetic(
     mean_history: int = 40,
     drift: float = 0.5,
     seed: int = 0,
+    start_days: int = 3 * 365,
 ) -> InteractionData:
     """Generate a dataset.
 
@@ -105,6 +111,10 @@ def make_synthetic(
         mean_history: Mean interactions per user (each user gets at least 8).
         drift: Share of users whose taste switches to another genre mix part-way.
         seed: Seed; the same arguments always give the same dataset.
+        start_days: Users start their history uniformly within this many days of 2000-01-01 (a user's
+            history then spans about ``3 * mean_history`` days). Shorter than a history, most users
+            have interactions on both sides of a late time cut (a drift study's source and target
+            period); the default spreads them over three years.
 
     Raises:
         ValueError: Sizes out of range.
@@ -119,6 +129,8 @@ def make_synthetic(
         )
     if not 0.0 <= drift <= 1.0:
         raise ValueError(f"drift must be in [0, 1], got {drift}")
+    if not 1 <= start_days <= 36_500:
+        raise ValueError(f"start_days must be in 1..36500, got {start_days}")
     rng = np.random.default_rng(seed)
     genres = GENRES[:n_genres]
 
@@ -159,7 +171,7 @@ def make_synthetic(
         length = max(8, int(rng.geometric(1.0 / mean_history)))
         length = min(length, n_items // 2)
         switch = int(length * rng.uniform(0.4, 0.8)) if later is not None else length
-        t = _START + int(rng.integers(0, 3 * 365 * 86400))
+        t = _START + int(rng.integers(0, start_days * 86400))
         seen: set[int] = set()
         for position in range(length):
             current = taste if position < switch else later

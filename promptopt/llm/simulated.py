@@ -59,6 +59,28 @@ drawn from a hash of ``(seed, task, template, sample id, shown order)``:
 
 The target is the candidate the user interacted with in ``data`` (task negatives never are).
 Everything per user is precomputed, so a request costs a few microseconds.
+
+Planted drift
+-------------
+With ``drift_share = s > 0`` and a ``time_cut``, a seeded share ``s`` of users (each drifts when a
+uniform draw hashed from ``(seed, raw user id)`` is below ``s``: a Bernoulli(``s``) per user,
+independent of everything else) have different preferences in the *target period*, on requests
+whose target interaction is at or after the cut. There the drift the drift views simulate
+happens for real: every template loses ``drift_strength`` times its fragility (``kappa f_t``, the
+cost a drift view charges, scaled), and the user's source-period best template ``b`` additionally
+falls :data:`DRIFT_MARGIN` below the best other fillable template:
+
+.. math::
+
+    q_T(u, t) = \mathrm{clip}\big(q(u, t) - \kappa f_t - \Delta_u [t = b(u)], \; q_{rand}, 1\big),
+    \qquad \Delta_u = \max\big(0, (q_b - \kappa f_b) - \max_{t \ne b} (q_t - \kappa f_t)
+    + \text{DRIFT\_MARGIN}\big)
+
+So the best template changes, from the cut on, for exactly the drifted users who can fill two
+templates (a known share ``s`` in expectation), and never for anyone when ``s = 0``. Sturdier
+templates lose less, which a drift-robust reward can learn from the source period's drift views;
+whether it does is what the study measures. :meth:`SimulatedRanker.drifted` and
+:meth:`SimulatedRanker.best_template` (``period="target"``) expose the plant.
 """
 
 from __future__ import annotations
@@ -162,6 +184,9 @@ PEAK_SPREAD = 0.10
 """How much more a long history helps the best template: ``peak(u) = 0.85 + 0.10 (z_len(u) - 0.5)``."""
 ALPHA = 5.0
 """NDCG@10 lost per unit of weighted profile-space distance."""
+DRIFT_MARGIN = 0.05
+"""Planted drift: how far a drifted user's source-period best template falls below the runner-up
+in the target period (expected NDCG@10)."""
 
 
 def _hashed_point(slot: str, option: str) -> tuple[float, ...]:
@@ -187,9 +212,16 @@ class SimulatedRanker:
         noise: Standard deviation of the per-request quality noise (0 = only rank dithering).
         seed: Seed of the noise, the dithering and the negatives' order.
         profile: The profile encoder policies observe (default: one over all interactions).
+        drift_share: Share of users whose preferences drift at ``time_cut`` (planted drift, see the
+            module documentation; 0 = none).
+        drift_strength: ``kappa``: multiple of each template's drift-view fragility a drifted user's
+            target-period request loses.
+        time_cut: The drift time cut (Unix seconds): requests whose target interaction is at or
+            after it are in the target period. Required when ``drift_share > 0``.
 
     Raises:
-        ValueError: ``noise`` is negative.
+        ValueError: ``noise`` is negative, ``drift_share`` is outside [0, 1], ``drift_strength`` is
+            negative, or ``drift_share > 0`` without a ``time_cut``.
     """
 
     def __init__(
@@ -200,9 +232,18 @@ class SimulatedRanker:
         noise: float = 0.05,
         seed: int = 0,
         profile: ProfileEncoder | None = None,
+        drift_share: float = 0.0,
+        drift_strength: float = 1.0,
+        time_cut: int | None = None,
     ) -> None:
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
+        if not 0.0 <= drift_share <= 1.0:
+            raise ValueError(f"drift_share must be in [0, 1], got {drift_share}")
+        if not drift_strength >= 0.0:
+            raise ValueError(f"drift_strength must be >= 0, got {drift_strength}")
+        if drift_share > 0 and time_cut is None:
+            raise ValueError("drift_share > 0 needs the drift time cut (time_cut, Unix seconds)")
         self.data = data
         self.catalog = catalog
         self.noise = float(noise)
@@ -222,6 +263,13 @@ class SimulatedRanker:
         self.template_fragility = fragility
         self.quality = self._quality_matrix()
         self._quality_rows: list[list[float]] = self.quality.tolist()
+        self.drift_share = float(drift_share)
+        self.drift_strength = float(drift_strength)
+        self.time_cut = None if time_cut is None else int(time_cut)
+        self._drifted = self._drifted_users()
+        self.target_quality = self._target_quality_matrix()
+        self._target_rows: list[list[float]] = self.target_quality.tolist()
+        self._item_times = self._interaction_times()
         self._fragility: list[float] = fragility.tolist()
         self._normal = NormalDist()
         self._tables: dict[int, tuple[list[float], list[float], int]] = {}
@@ -294,18 +342,79 @@ class SimulatedRanker:
         quality = np.clip(peak - (cost - best_cost), floor, 1.0)
         quality[~valid] = floor
         quality.setflags(write=False)
+        self._valid = valid
         return quality
 
-    def expected_quality(self, user: int, template_index: int, *, view: str = "base") -> float:
-        """Expected NDCG@10 (>= 11 candidates, before noise) of ``template_index`` for ``user``."""
-        q = self._quality_rows[user][template_index]
+    def _drifted_users(self) -> np.ndarray:
+        """Shapes: ``(n_users,)`` bool: the users whose preferences drift (Bernoulli(drift_share) each)."""
+        draws = np.array([
+            int.from_bytes(hashlib.blake2b(f"{self.seed}\x1fdrift\x1f{raw}".encode(), digest_size=8).digest(),
+                           "little") / 2.0**64
+            for raw in self.data.user_ids
+        ])
+        return draws < self.drift_share
+
+    def _target_quality_matrix(self) -> np.ndarray:
+        """Shapes: ``(n_users, n_templates)`` expected NDCG@10 on the base view in the target period."""
+        quality = self.quality.copy()
+        floor = random_ranking_ndcg(20)
+        for u in np.flatnonzero(self._drifted):
+            valid = np.flatnonzero(self._valid[u])
+            if valid.size < 2:
+                continue  # one fillable template: nothing to change to
+            drifted = self.quality[u, valid] - self.drift_strength * self.template_fragility[valid]
+            best = int(np.argmax(self.quality[u]))
+            at = int(np.flatnonzero(valid == best)[0])
+            runner_up = float(np.max(np.delete(drifted, at)))
+            drifted[at] -= max(0.0, drifted[at] - runner_up + DRIFT_MARGIN)
+            quality[u, valid] = np.clip(drifted, floor, 1.0)
+        quality.setflags(write=False)
+        return quality
+
+    def _interaction_times(self) -> list[dict[int, int]]:
+        """Per user: item -> timestamp of the user's first interaction with it (a request's target time)."""
+        times: list[dict[int, int]] = []
+        for u in range(self.data.n_users):
+            rows = self.data.user_rows(u)
+            first: dict[int, int] = {}
+            for item, t in zip(self.data.items[rows].tolist(), self.data.timestamps[rows].tolist()):
+                first.setdefault(item, t)
+            times.append(first)
+        return times
+
+    def drifted(self, user: int) -> bool:
+        """Whether ``user``'s preferences drift at the time cut (planted drift)."""
+        return bool(self._drifted[user])
+
+    @property
+    def drifted_users(self) -> np.ndarray:
+        """Indices of the users whose preferences drift at the time cut."""
+        return np.flatnonzero(self._drifted)
+
+    def expected_quality(
+        self, user: int, template_index: int, *, view: str = "base", period: str = "source"
+    ) -> float:
+        """Expected NDCG@10 (>= 11 candidates, before noise) of ``template_index`` for ``user``.
+
+        ``period="target"``: for a request whose target is at or after the time cut (planted drift).
+        """
+        rows = self._target_rows if period == "target" else self._quality_rows
+        q = rows[user][template_index]
         if view != "base":
             q = max(q - self._fragility[template_index], 0.0)
         return q
 
-    def best_template(self, user: int) -> int:
-        """The user's hidden best template on the base view (lowest index among ties)."""
-        return int(np.argmax(self.quality[user]))
+    def best_template(self, user: int, *, period: str = "source") -> int:
+        """The user's hidden best template on the base view (lowest index among ties) in ``period``."""
+        return int(np.argmax(self.target_quality[user] if period == "target" else self.quality[user]))
+
+    def period_of(self, user: int, item: int) -> str:
+        """``"target"`` when ``user``'s interaction with ``item`` is at or after the time cut, else
+        ``"source"``."""
+        if self.time_cut is None:
+            return "source"
+        t = self._item_times[user].get(item)
+        return "target" if t is not None and t >= self.time_cut else "source"
 
     @property
     def identity(self) -> Mapping[str, Any]:
@@ -320,6 +429,8 @@ class SimulatedRanker:
             "catalog": getattr(self.catalog, "fingerprint", ",".join(self.catalog.ids)),
             "noise": self.noise,
             "seed": self.seed,
+            **({"drift_share": self.drift_share, "drift_strength": self.drift_strength,
+                "time_cut": self.time_cut} if self.drift_share > 0 else {}),
         }
 
     # ------------------------------------------------------------------ ranking
@@ -378,7 +489,8 @@ class SimulatedRanker:
                     f"simulated ranker: request {ids.task} for user {ids.user!r} lists no item the user "
                     "interacted with; build requests with PromptTemplate.request from a RankingTask"
                 )
-            quality = self.expected_quality(user, t_index, view=ids.view)
+            period = self.period_of(user, target) if self._drifted[user] else "source"
+            quality = self.expected_quality(user, t_index, view=ids.view, period=period)
             u1, u2, u3 = self._uniforms(request, ids.task, ids.template)
             n = len(candidates)
             r = self._target_rank(quality, n, u1, u2, u3)

@@ -56,3 +56,15 @@ def test_a_replaced_reward_is_checked_again() -> None:
         dataclasses.replace(reward, bootstrap=-2)
     with pytest.raises(ConfigError, match=r"reward\.aggregate must be mean_std, worst or cvar, got 'median'"):
         RewardConfig(aggregate="median")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("ranker", "drift_share", 1.5), ("ranker", "drift_share", -0.2), ("ranker", "drift_strength", -1.0),
+    ("data.synthetic", "start_days", 0),
+])
+def test_planted_drift_knobs_are_range_checked_at_load(tmp_path, section, key, value) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("ranker:\n  backend: simulated\n  drift_share: 0.3\n", encoding="utf-8")
+    assert load_config(path).ranker.drift_share == 0.3
+    with pytest.raises(ConfigError, match=rf"run.yaml: {section}\.{key}: Input should be"):
+        load_config(path, [f"--{section}.{key}={value}"])

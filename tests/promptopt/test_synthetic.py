@@ -89,3 +89,23 @@ def test_user_ids_are_contiguous_strings() -> None:
     data = make_synthetic(n_users=12, n_items=40, seed=0)
     assert data.user_ids == tuple(str(u) for u in range(1, 13))
     assert list(itertools.islice(data.item_ids, 3)) == ["1", "2", "3"]
+
+
+def test_start_days_puts_more_users_on_both_sides_of_a_late_time_cut() -> None:
+    from promptopt.splits import time_cut_at_quantile
+
+    def spanning(data) -> float:
+        cut = time_cut_at_quantile(data, 0.8)
+        return float(np.mean([
+            (t < cut).any() and (t >= cut).any()
+            for t in (data.timestamps[data.user_rows(u)] for u in range(data.n_users))
+        ]))
+
+    kwargs = {"n_users": 300, "n_items": 200, "mean_history": 30, "seed": 0}
+    spread, packed = spanning(make_synthetic(**kwargs)), spanning(make_synthetic(start_days=30, **kwargs))
+    assert packed > spread + 0.1, (spread, packed)
+    # The default keeps the data it always had (the same draws, the same timestamps).
+    assert np.array_equal(make_synthetic(start_days=3 * 365, **kwargs).timestamps,
+                          make_synthetic(**kwargs).timestamps)
+    with pytest.raises(ValueError, match="start_days must be in"):
+        make_synthetic(start_days=0, **kwargs)

@@ -225,3 +225,98 @@ def test_identity_is_json_and_tracks_what_changes_answers(sim, synthetic_data, c
     assert SimulatedRanker(synthetic_data, catalog, seed=1).identity != sim.identity
     other = TemplateCatalog.load("movies", include=["expert.*.none.index"])
     assert SimulatedRanker(synthetic_data, other).identity != sim.identity
+
+
+# ---------------------------------------------------------------------- planted drift
+@pytest.fixture(scope="module")
+def drift_data():
+    return make_synthetic(n_users=1500, n_items=300, n_genres=10, mean_history=20, seed=3, start_days=60)
+
+
+@pytest.fixture(scope="module")
+def drift_cut(drift_data) -> int:
+    from promptopt.splits import time_cut_at_quantile
+
+    return time_cut_at_quantile(drift_data, 0.5)
+
+
+def _changed(sim: SimulatedRanker, n_users: int) -> np.ndarray:
+    return np.array([sim.best_template(u) != sim.best_template(u, period="target") for u in range(n_users)])
+
+
+@pytest.mark.parametrize("share", [0.2, 0.6])
+def test_planted_drift_changes_the_best_template_for_the_planted_share(drift_data, drift_cut, catalog,
+                                                                       share) -> None:
+    sim = SimulatedRanker(drift_data, catalog, drift_share=share, drift_strength=2.0, time_cut=drift_cut)
+    n = drift_data.n_users
+    changed = _changed(sim, n)
+    # Each user drifts with probability `share`: the changed share is Binomial(n, share) / n.
+    assert abs(changed.mean() - share) < 4 * np.sqrt(share * (1 - share) / n), changed.mean()
+    drifted = np.zeros(n, dtype=bool)
+    drifted[sim.drifted_users] = True
+    assert not changed[~drifted].any()  # nobody else's preferences move
+    multi = np.array([_valid(drift_data, catalog, u).sum() >= 2 for u in range(n)])
+    assert (changed == (drifted & multi)).all()
+    # In the target period sturdier templates lose less: every other template loses kappa x fragility.
+    for u in sim.drifted_users[:50]:
+        best = sim.best_template(int(u))
+        for t in np.flatnonzero(_valid(drift_data, catalog, int(u))):
+            if t == best:
+                new_best = sim.best_template(int(u), period="target")
+                assert sim.target_quality[u, t] < sim.target_quality[u, new_best]
+                continue
+            loss = sim.quality[u, t] - sim.target_quality[u, t]
+            expected = min(2.0 * sim.template_fragility[t], sim.quality[u, t] - random_ranking_ndcg(20))
+            assert loss == pytest.approx(expected, abs=1e-9)
+
+
+def test_no_drift_share_means_the_same_preferences_and_answers_in_both_periods(drift_data, drift_cut,
+                                                                               catalog) -> None:
+    plain = SimulatedRanker(drift_data, catalog, seed=1)
+    none = SimulatedRanker(drift_data, catalog, seed=1, drift_share=0.0, drift_strength=5.0,
+                           time_cut=drift_cut)
+    assert not _changed(none, drift_data.n_users).any()
+    assert np.array_equal(none.target_quality, none.quality)
+    assert none.identity == plain.identity  # the same cache keys as before the knob existed
+    builder = TaskBuilder(drift_data, CandidateSampler(drift_data.n_items, 19), seed=0)
+    late = [u for u in range(200) if drift_data.timestamps[drift_data.user_rows(u)][-1] >= drift_cut]
+    tasks = [builder.task(u, drift_data.history_length(u) - 1) for u in late]
+    plain_templates = [k for k in range(len(catalog)) if not catalog[k].hint_kinds]
+    requests = [catalog[plain_templates[k % len(plain_templates)]].request(t, drift_data, None)
+                for k, t in enumerate(tasks)]
+    assert len(requests) > 20
+    assert [r.ranking for r in none.rank(requests)] == [r.ranking for r in plain.rank(requests)]
+
+
+def test_target_period_requests_of_drifted_users_are_answered_with_the_drifted_quality(
+        drift_data, drift_cut, catalog) -> None:
+    sim = SimulatedRanker(drift_data, catalog, drift_share=1.0, drift_strength=3.0, time_cut=drift_cut)
+    builder = TaskBuilder(drift_data, CandidateSampler(drift_data.n_items, 19), seed=4)
+    lengths = drift_data.history_lengths
+    user = next(u for u in np.argsort(-lengths)
+                if drift_data.timestamps[drift_data.user_rows(int(u))][1] < drift_cut
+                <= drift_data.timestamps[drift_data.user_rows(int(u))][-1])
+    user = int(user)
+    times = drift_data.timestamps[drift_data.user_rows(user)]
+    before, after = int(np.flatnonzero(times < drift_cut)[-1]), len(times) - 1
+    assert before >= 1
+    template = sim.best_template(user)  # the source-period best: it falls in the target period
+    for row, period in ((before, "source"), (after, "target")):
+        tasks = [builder.task(user, row, repeat=r) for r in range(600)]
+        got = _ndcg(sim.rank([catalog[template].request(t, drift_data, None) for t in tasks]), tasks)
+        assert got.mean() == pytest.approx(sim.expected_quality(user, template, period=period), abs=0.03)
+    assert sim.expected_quality(user, template, period="target") < sim.expected_quality(user, template) - 0.05
+
+
+def test_planted_drift_settings_are_range_checked_and_change_the_identity(drift_data, drift_cut,
+                                                                          catalog) -> None:
+    for kwargs, message in (({"drift_share": 1.5, "time_cut": drift_cut}, "drift_share must be in"),
+                            ({"drift_share": -0.1, "time_cut": drift_cut}, "drift_share must be in"),
+                            ({"drift_share": 0.5, "drift_strength": -1.0, "time_cut": drift_cut},
+                             "drift_strength must be"),
+                            ({"drift_share": 0.5}, "needs the drift time cut")):
+        with pytest.raises(ValueError, match=message):
+            SimulatedRanker(drift_data, catalog, **kwargs)
+    a = SimulatedRanker(drift_data, catalog, drift_share=0.5, time_cut=drift_cut).identity
+    b = SimulatedRanker(drift_data, catalog, drift_share=0.5, drift_strength=2.0, time_cut=drift_cut).identity
+    assert a != b and a["drift_share"] == 0.5
