@@ -14,10 +14,12 @@ Selectors (``eval.selectors``), all scored through one :class:`~promptopt.proble
 
 For each: NDCG@1/5/10, HR@1/5/10, MRR with bootstrap intervals (``eval.interval``: percentile or
 BCa, :func:`scipy.stats.bootstrap`) on each user's last
-interaction, and (``eval.periods``) on each user's latest target before the drift time cut
-(source) and from it on (target), with the drop between them. Under ``split.protocol: deploy``
-the headline is each test user's first interaction from the cut on (so is ``target``), and
-``periods.last`` adds each one's last interaction. The policy (and the raw policy) is
+interaction, and (``eval.periods``) on each user's source- and target-period target (which ones:
+``split.protocol``), with the drop between the periods' means (``drop``: source - target, what
+sweeps minimise) and the change ``target - source`` paired over the users with both (``change``,
+with its interval). Under ``split.protocol: deploy`` the headline is each test user's first
+interaction from the cut on (so is ``target``), and ``periods.last`` adds each one's last
+interaction. The policy (and the raw policy) is
 compared with the best fixed template per user (paired): mean difference, bootstrap interval, and a
 two-sided sign-flip randomisation test (:func:`scipy.stats.permutation_test`, one sample, ``samples``
 permutations: the signs of the per-user differences are flipped), exact when :math:`2^n` is at most
@@ -191,6 +193,20 @@ def summarise(
                 "n_users": int(max((ev.users.size for ev in evs.values()), default=0)),
                 "methods": {n: _interval_json(ev.summary[HEADLINE]) for n, ev in evs.items()},
             }
+        # The same users in both periods: target - source per user (negative: the score falls).
+        periods["change"] = {}
+        for n, source in by_period["source"].items():
+            if n not in by_period["target"]:
+                continue
+            try:
+                change = paired_difference(by_period["target"][n], source, HEADLINE,
+                                           n_bootstrap=cfg.n_bootstrap, confidence=cfg.confidence,
+                                           seed=config.seed, method=cfg.interval).interval
+            except ValueError:  # no user has a target in both periods
+                continue
+            periods["change"][n] = {"mean": change.mean, "low": change.low, "high": change.high,
+                                    "n_users": change.n}
+        periods["protocol"] = getattr(config.split, "protocol", "leave_last")
         evaluation["periods"] = periods
         evaluation["drop"] = {
             n: by_period["source"][n].summary[HEADLINE].mean - by_period["target"][n].summary[HEADLINE].mean

@@ -134,7 +134,9 @@ def write_report(
                   _paired_text(evaluation.get("paired")), ""]
         periods = evaluation.get("periods") or {}
         if periods.get("source") and periods.get("target"):
-            lines += [f"## Source vs drifted target period ({users})", "", _periods_md(evaluation), ""]
+            protocol = periods.get("protocol", "leave_last")
+            lines += [f"## Source vs drifted target period ({users}, protocol {protocol})", "",
+                      _periods_md(evaluation), ""]
     else:
         lines += ["Not evaluated yet: run `promptopt evaluate RUN_DIR`.", ""]
     lines += ["## LLM spend", "", _spend_md(train, evaluation), ""]
@@ -190,14 +192,23 @@ def _periods_md(evaluation: Mapping[str, Any]) -> str:
     periods = evaluation["periods"]
     metric = periods.get("metric", HEADLINE_METRIC)
     rows = []
+    changes = periods.get("change") or {}
     for name, drop in (evaluation.get("drop") or {}).items():
         src = periods["source"]["methods"].get(name, {})
         tgt = periods["target"]["methods"].get(name, {})
-        rows.append([f"`{name}`", _cell(src), _cell(tgt), f"{drop:+.4f}"])
-    note = (f"{metric_label(metric)} on each user's latest target before the drift time cut (source, "
-            f"{periods['source'].get('n_users')} users) and from it on (target, "
-            f"{periods['target'].get('n_users')} users); drop = source - target.")
-    return note + "\n\n" + _md_table(["selector", "source", "target", "drop"], rows)
+        change = changes.get(name)
+        rows.append([f"`{name}`", _cell(src), _cell(tgt), f"{drop:+.4f}",
+                     _cell(change) if change else "n/a", str(change["n_users"]) if change else "0"])
+    protocol = periods.get("protocol", "leave_last")
+    which = ("its first target from the cut on (target)" if protocol == "deploy"
+             else "its latest from the cut on (target)")
+    note = (f"Split: {evaluation.get('split', 'test')} users; protocol `{protocol}` (split.protocol). "
+            f"{metric_label(metric)} on each user's latest target before the drift time cut (source, "
+            f"{periods['source'].get('n_users')} users) and on {which}, "
+            f"{periods['target'].get('n_users')} users); drop = source mean - target mean; change = "
+            "target - source per user, paired over the users with both (negative: the score falls).")
+    return note + "\n\n" + _md_table(
+        ["selector", "source", "target", "drop", "change (paired)", "users in both"], rows)
 
 
 def _spend_md(train: Mapping[str, Any], evaluation: Mapping[str, Any] | None) -> str:

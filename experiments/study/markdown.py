@@ -169,27 +169,64 @@ def graph_section(pooled: PooledResults) -> list[str]:
     ]
 
 
-def drift_section(drift: Mapping[str, Any]) -> list[str]:
-    """Target 4: source -> target drops per reward and their reduction."""
-    rows = [
-        [
-            k,
-            f"{v['drop_accuracy']:+.4f}",
-            f"{v['drop_robust']:+.4f}",
+PROTOCOLS = {
+    "leave_last": (
+        "`leave_last` (training users' episode target is their second-to-last interaction whatever its"
+        " date, so what learns may see target-period interactions; source = each test user's latest"
+        " target before the time cut, target = their latest from it on)"
+    ),
+    "deploy": (
+        "`deploy` (learn on the past, deploy on the future: everything that learns uses interactions"
+        " and targets before the time cut only; source = each test user's latest target before the"
+        " cut, target = their first from the cut on, with the history up to it)"
+    ),
+}
+"""How each ``split.protocol`` picks the periods' targets, as the report states it."""
+
+
+def protocol_of(run: Mapping[str, Any]) -> str:
+    """The run's ``split.protocol`` (``leave_last`` for runs from before the key existed)."""
+    return str(run["config"]["experiment"]["split"].get("protocol", "leave_last"))
+
+
+def drift_section(drift: Mapping[str, Any], protocol: str = "leave_last") -> list[str]:
+    """Target 4: per selector and reward, source- and target-period NDCG@10 and the change, paired."""
+    periods = []
+    gains = []
+    for name, v in drift.items():
+        for reward in ("accuracy", "robust"):
+            periods.append([
+                LABELS.get(name, name) if reward == "accuracy" else "",
+                reward,
+                format_interval(v[reward]["source"]),
+                format_interval(v[reward]["target"]),
+                format_interval(v[reward]["change"], signed=True),
+            ])
+        gains.append([
+            LABELS.get(name, name),
+            format_interval(v["target_gain"], signed=True),
+            format_interval(v["source_gain"], signed=True),
             format_interval(v["reduction"], signed=True),
-            f"{v['n_source']} / {v['n_target']}",
-        ]
-        for k, v in drift.items()
-    ]
+            str(v["n_users"]),
+        ])
     return [
-        "## 4. Drift",
+        f"## 4. Drift (test users, protocol {protocol})",
         "",
-        "Drop = mean NDCG@10 on source-period targets minus on target-period targets (different users"
-        " may hold each); reduction = accuracy-only drop minus drift-robust drop (positive: the robust"
-        " reward drops less); interval: bootstrap over source and target users independently.",
+        f"Split: test users; protocol: {PROTOCOLS.get(protocol, f'`{protocol}`')}. NDCG@10 on each"
+        " test user's source- and target-period target, paired over the users who have both (the same"
+        " users in every row; each user's value is its mean over seeds), 95% bootstrap intervals."
+        " Change = target - source (negative: the score falls under drift).",
+        "",
+        markdown_table(["selector", "reward", "source", "target", "change (target - source)"], periods),
+        "",
+        "Robust minus accuracy-only reward, paired over the same users: in the target period (what the"
+        " drift-robust reward buys where it is deployed), in the source period, and the difference of"
+        " changes (positive: the robust reward's score falls less).",
         "",
         markdown_table(
-            ["selector", "drop (w = 0)", "drop (w > 0)", "reduction [95% CI]", "users source / target"], rows
+            ["selector", "target: robust - accuracy", "source: robust - accuracy",
+             "change: robust - accuracy", "users"],
+            gains,
         ),
         "",
     ]
@@ -297,6 +334,7 @@ def attempts_section(attempts: list[dict[str, Any]]) -> list[str]:
         gated = a["t1"].get("accuracy/policy") or [float("nan")] * 3
         raw = a["t1"].get("accuracy/policy_raw") or [float("nan")] * 3
         drift = a["t4"].get("policy") or [float("nan")] * 3
+        target_gain = (a.get("t4_target") or {}).get("policy") or [float("nan")] * 3
         realistic = max(
             (v["realistic"][0] for k, v in a["t5"].items() if k != "all templates"), default=float("nan")
         )
@@ -304,11 +342,13 @@ def attempts_section(attempts: list[dict[str, Any]]) -> list[str]:
             [
                 a["when"],
                 _note_cell(a["note"]),
+                a.get("protocol", "leave_last"),
                 str(a["seeds"]),
                 str(a["templates"]),
                 str(a["ppo_steps"]),
                 format_interval(tuple(raw), signed=True),
                 format_interval(tuple(gated), signed=True),
+                format_interval(tuple(target_gain), signed=True),
                 format_interval(tuple(drift), signed=True),
                 f"{realistic:+.4f}",
                 f"{a['minutes']:.1f}",
@@ -317,19 +357,24 @@ def attempts_section(attempts: list[dict[str, Any]]) -> list[str]:
     return [
         "## Attempts",
         "",
-        "Every run of the study appends its headline numbers to `docs/results/attempts.jsonl`; the"
-        " note is the config's `study.note` (what the attempt changed).",
+        "Every run of the study appends its headline numbers to the attempts log (`attempts.jsonl` beside"
+        " the plots); the note is the config's `study.note` (what the attempt changed). Drift columns"
+        " (policy, the gated policy; test users): the target-period NDCG@10 of the robust minus the"
+        " accuracy-only reward, and the difference of their changes (target - source; older attempts"
+        " paired source and target users independently).",
         "",
         markdown_table(
             [
                 "when",
                 "note",
+                "protocol",
                 "seeds",
                 "templates",
                 "PPO steps",
                 "policy_raw - best fixed",
                 "policy - best fixed",
-                "drift reduction",
+                "drift: target robust - accuracy",
+                "drift: change robust - accuracy",
                 "best family realistic gain",
                 "minutes",
             ],

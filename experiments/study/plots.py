@@ -76,31 +76,39 @@ def plot_paired(pooled: PooledResults, path: Path) -> Path:
     return path
 
 
-def plot_drift(pooled: PooledResults, path: Path) -> Path:
-    """Mean NDCG@10 on source- and target-period targets per selector and reward."""
+def plot_drift(drift: Mapping[str, Any], path: Path, *, protocol: str = "leave_last") -> Path:
+    """Per selector and reward: source / target NDCG@10 (left) and the paired change (right), 95% CI.
+
+    Args:
+        drift: :func:`promptopt.experiments.study.targets.drift_reduction`'s result.
+        path: The PNG to write (a PDF beside it).
+        protocol: The run's ``split.protocol``, named in the title.
+    """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    names = [
-        n
-        for n in ("random", "best_fixed", "linucb", "mlp_ppo", "policy_raw", "policy", "oracle")
-        if pooled.values("accuracy", "source", n)
-    ]
+    names = list(drift)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     x = np.arange(len(names))
     for k, (reward, period) in enumerate(
         (("accuracy", "source"), ("accuracy", "target"), ("robust", "source"), ("robust", "target"))
     ):
-        bars = ax.bar(
-            x + (k - 1.5) * 0.2,
-            [pooled.mean(reward, period, n)[0] for n in names],
-            0.2,
-            label=f"{reward}, {period}",
-        )
-        counts = [f"n={len(pooled.values(reward, period, n))}" for n in names]
-        ax.bar_label(bars, labels=counts, fontsize=5, rotation=90, padding=1)
-    ax.set_xticks(x, names, rotation=20, fontsize=8)
-    ax.set_ylabel("NDCG@10 (test users, mean over seeds)")
-    ax.set_title("Source vs drifted target period", fontsize=9)
-    ax.legend(fontsize=7)
+        cells = np.array([drift[n][reward][period] for n in names]).reshape(-1, 3)
+        left.bar(x + (k - 1.5) * 0.2, cells[:, 0], 0.2, label=f"{reward}, {period}",
+                 yerr=np.abs(cells[:, 1:].T - cells[:, 0]), capsize=2)
+    for k, reward in enumerate(("accuracy", "robust")):
+        cells = np.array([drift[n][reward]["change"] for n in names]).reshape(-1, 3)
+        bars = right.bar(x + (k - 0.5) * 0.35, cells[:, 0], 0.35, label=reward,
+                         yerr=np.abs(cells[:, 1:].T - cells[:, 0]), capsize=2)
+        if k == 1:
+            right.bar_label(bars, labels=[f"n={drift[n]['n_users']}" for n in names], fontsize=5,
+                            padding=2)
+    for ax in (left, right):
+        ax.set_xticks(x, names, rotation=25, fontsize=7)
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3, axis="y")
+    left.set_ylabel("NDCG@10 (test users, mean over seeds)")
+    right.axhline(0, color="k", lw=0.6)
+    right.set_ylabel("change: target - source (paired, 95% CI)")
+    fig.suptitle(f"Source vs drifted target period (test users, protocol {protocol})", fontsize=9)
     save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path

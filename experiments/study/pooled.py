@@ -66,7 +66,8 @@ def current_attempt(attempt: Mapping[str, Any]) -> dict[str, Any]:
         return f"{head}{slash}{LEGACY_NAMES.get(name, name)}"
 
     return {**attempt, "t1": {rename(k): v for k, v in t1.items()},
-            "t4": {rename(k): v for k, v in t4.items()}}
+            "t4": {rename(k): v for k, v in t4.items()},
+            "t4_target": {rename(k): v for k, v in attempt.get("t4_target", {}).items()}}
 
 Interval = tuple[float, float, float]
 """A mean and its 95% interval: ``(mean, low, high)``."""

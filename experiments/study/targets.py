@@ -17,12 +17,7 @@ from typing import Any
 import numpy as np
 from promptopt.experiments.study.answers import AnswerTable
 from promptopt.experiments.study.choice_rules import ridge_choices
-from promptopt.experiments.study.pooled import (
-    Interval,
-    PooledResults,
-    difference_of_means_bounds,
-    mean_interval,
-)
+from promptopt.experiments.study.pooled import Interval, PooledResults, mean_interval
 
 from promptopt.profile import PROFILE_FEATURES
 from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
@@ -98,29 +93,45 @@ def budget_identification(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+DRIFT_SELECTORS = ("random", "best_fixed", "epsilon_greedy", "linucb", "mlp_ppo", RAW_POLICY, SAFE_POLICY,
+                   "oracle")
+"""Selectors whose source- and target-period scores the drift section reports."""
+
+
 def drift_reduction(pooled: PooledResults) -> dict[str, Any]:
-    """Source - target NDCG@10 drop per reward and its reduction (accuracy drop - robust drop)."""
+    """Target 4, per selector: each reward's source- and target-period NDCG@10 and its change.
+
+    Paired over the test users who have a target in both periods under both rewards (each user's
+    value is its mean over seeds): per reward the source mean, the target mean and the change
+    ``target - source`` (negative: the score falls under drift), each with its 95% bootstrap
+    interval; then, robust minus accuracy, the target-period difference (``target_gain``, what the
+    drift-robust reward buys where it is deployed) and the difference of changes (``reduction`` =
+    robust change - accuracy change = accuracy drop - robust drop: positive when the robust reward
+    falls less). Selectors without both periods are left out.
+    """
     out: dict[str, Any] = {}
-    for name in (SAFE_POLICY, RAW_POLICY, "best_fixed"):
-        src = {r: pooled.values(r, "source", name) for r in ("accuracy", "robust")}
-        tgt = {r: pooled.values(r, "target", name) for r in ("accuracy", "robust")}
-        us, ut = (
-            sorted(set(src["accuracy"]) & set(src["robust"])),
-            sorted(set(tgt["accuracy"]) & set(tgt["robust"])),
-        )
-        if not us or not ut:
+    for name in DRIFT_SELECTORS:
+        cells = {
+            (r, p): pooled.values(r, p, name) for r in ("accuracy", "robust") for p in ("source", "target")
+        }
+        users = sorted(set.intersection(*(set(v) for v in cells.values())))
+        if not users:
             continue
-        s_a, s_r = np.array([src["accuracy"][u] for u in us]), np.array([src["robust"][u] for u in us])
-        t_a, t_r = np.array([tgt["accuracy"][u] for u in ut]), np.array([tgt["robust"][u] for u in ut])
-        # Source and target users differ: resample each independently.
-        low, high = difference_of_means_bounds(s_a - s_r, t_a - t_r)
-        point = (s_a.mean() - t_a.mean()) - (s_r.mean() - t_r.mean())
+        v = {k: np.array([cell[u] for u in users]) for k, cell in cells.items()}
+        change = {r: v[(r, "target")] - v[(r, "source")] for r in ("accuracy", "robust")}
         out[name] = {
-            "drop_accuracy": float(s_a.mean() - t_a.mean()),
-            "drop_robust": float(s_r.mean() - t_r.mean()),
-            "reduction": (float(point), low, high),
-            "n_source": len(us),
-            "n_target": len(ut),
+            "n_users": len(users),
+            **{
+                r: {
+                    "source": mean_interval(v[(r, "source")]),
+                    "target": mean_interval(v[(r, "target")]),
+                    "change": mean_interval(change[r]),
+                }
+                for r in ("accuracy", "robust")
+            },
+            "target_gain": mean_interval(v[("robust", "target")] - v[("accuracy", "target")]),
+            "source_gain": mean_interval(v[("robust", "source")] - v[("accuracy", "source")]),
+            "reduction": mean_interval(change["robust"] - change["accuracy"]),
         }
     return out
 

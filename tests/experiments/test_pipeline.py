@@ -76,7 +76,7 @@ def test_training_metrics_and_learning_curve(finished_run) -> None:
 
 @pytest.mark.slow
 def test_evaluation_compares_every_selector_on_the_same_users(finished_run) -> None:
-    _, metrics = finished_run
+    run_dir, metrics = finished_run
     evaluation = metrics["evaluation"]
     methods = evaluation["methods"]
     assert list(methods) == SELECTORS
@@ -98,6 +98,18 @@ def test_evaluation_compares_every_selector_on_the_same_users(finished_run) -> N
     periods = evaluation["periods"]
     assert periods["source"]["n_users"] + periods["target"]["n_users"] >= evaluation["n_users"] // 2
     assert set(evaluation["drop"]) == set(SELECTORS)
+    # The change target - source is paired over the users with both periods: its users are at most
+    # either period's, and a selector that ignores the period (random is seeded per user) has one.
+    assert periods["protocol"] == "leave_last"
+    for name, change in periods["change"].items():
+        assert 0 < change["n_users"] <= min(periods["source"]["n_users"], periods["target"]["n_users"])
+        assert change["low"] - 1e-12 <= change["mean"] <= change["high"] + 1e-12, name
+    _, split, _, problem = assembly.build_problem(load_config(run_dir / "config.yaml"))
+    both = [u for u in split.test if problem.target_row(int(u), period="source") is not None
+            and problem.target_row(int(u), period="target") is not None]
+    assert set(periods["change"]) == (set(SELECTORS) if both else set())
+    for change in periods["change"].values():
+        assert change["n_users"] == len(both)
     summary = metrics["summary"]
     assert summary["test/ndcg@10"] == methods["policy"]["metrics"]["ndcg@10"]["mean"]  # keyed by its split
     assert not any(k.startswith(("eval/", "val/")) for k in summary)
@@ -113,7 +125,9 @@ def test_report_states_the_table_and_the_paired_test(finished_run) -> None:
     report = (run_dir / "report.md").read_text()
     for name in SELECTORS:
         assert f"`{name}`" in report
-    assert "paired over" in report and "Source vs drifted target period" in report
+    assert "paired over" in report
+    assert "Source vs drifted target period (test users (held out), protocol leave_last)" in report
+    assert "change (paired)" in report
     assert "plots/methods.png" in report
 
 
