@@ -155,6 +155,8 @@ def fill_answer_tables(
         "test_source": score_table(acc, ranker, test, period="source", label="test source", chunk=chunk),
         "test_target": score_table(acc, ranker, test, period="target", label="test target", chunk=chunk),
         "train_robust": score_table(robust, ranker, split.train, label="train robust", chunk=chunk),
+        # The drift-robust run's gate is validated on its own reward, as `promptopt train` does it.
+        "val_robust": score_table(robust, ranker, split.val, label="val robust", chunk=chunk),
     }
 
 
@@ -243,7 +245,7 @@ def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) ->
     train_stats, counters = train_ppo_agents(config, problem, setup.ranker, setup.pool, run)
     bandits = train_bandits(setup, problem, train_stats)
     agent = SelectorFactory(config, acc, setup.ranker, run).agent("policy")
-    rule, scanned = safe_rule(setup, problem, counters["policy"], agent)
+    rule, scanned = safe_rule(setup, problem, counters["policy"], agent, reward_name=reward_name)
     train_stats["policy"].update(scan_users=int(scanned.size), distinct_calls=counters["policy"].calls)
     factory = SelectorFactory(config, acc, setup.ranker, run, rule=rule)
     identified = acc.catalog.ids.index(rule.default)
@@ -293,14 +295,17 @@ def run_reward(setup: SeedSetup, reward_name: str, problem: Any, run: RunDir) ->
 
 
 def safe_rule(
-    setup: SeedSetup, problem: Any, counter: CountingRanker, agent: Any
+    setup: SeedSetup, problem: Any, counter: CountingRanker, agent: Any, *, reward_name: str = "accuracy"
 ) -> tuple[GateRule, np.ndarray]:
     """The safe policy's rule of one reward: the training-budget scan, then the gate on validation users.
 
     The scan scores every template on the PPO pool and on further seeded training users, as many as
     the budget (``budget_share`` of the exhaustive sweep's distinct calls, PPO's included: it scans
     through PPO's :class:`CountingRanker`) allows; its ranking is the fallback list. The gate is
-    validated with the validation users' NDCG@10 of every template (the ``val`` answer table).
+    validated on the validation users' answers of every template in ``gate.metric``, as ``promptopt
+    train`` validates it: ``reward`` (the default) is the run's own reward, so the drift-robust
+    run's gate reads the ``val_robust`` answer table and the accuracy-only run's the ``val`` table;
+    a base-view metric (``ndcg@10``) reads NDCG@10 of the ``val`` table for both.
 
     Returns:
         The rule and the scanned training users.
@@ -326,16 +331,24 @@ def safe_rule(
     scan = {"split": "train", "n_users": int(scanned.size), "metric": "reward", "calls": counter.calls,
             "templates": [{"template_id": tid, "mean_reward": None if not np.isfinite(m) else float(m)}
                           for tid, m in zip(acc.catalog.ids, fixed.template_means)]}
-    val_table = tables["val"]
+    metric = setup.config.gate.metric
+    if metric == "reward":
+        val_table = tables["val_robust"] if reward_name == "robust" else tables["val"]
+        val_scores = val_table.reward[val_table.rows(val)]
+    elif metric == "ndcg@10":
+        val_table = tables["val"]
+        val_scores = val_table.ndcg[val_table.rows(val)]
+    else:
+        raise ConfigError(f"the study validates the gate in gate.metric reward or ndcg@10, got {metric!r}")
     rule = validate_gate(
         PPOSelector(agent, acc).action_probabilities(val),
         fixed.fallback,
         stack_masks(acc.action_mask, val, acc.n_templates),
-        val_table.ndcg[val_table.rows(val)],
+        val_scores,
         ids=acc.catalog.ids,
         users=[acc.data.user_ids[int(u)] for u in val],
         thresholds=study.gate_grid,
-        metric="ndcg@10",
+        metric=metric,
         n_bootstrap=setup.config.eval.n_bootstrap,
         seed=setup.seed,
         scan=scan,

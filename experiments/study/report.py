@@ -226,8 +226,10 @@ def setup_section(run: Mapping[str, Any]) -> list[str]:
         " the template the training-budget scan identified (falling back along the scan's ranking for a user"
         " who cannot fill it), and the LightGCN+MLP PPO policy's greedy choice for a user only when its"
         " probability margin passes a threshold chosen on validation users among "
-        + ", ".join(str(x) for x in study["gate_grid"]) + " (only a threshold whose validated NDCG@10"
-        " gain has a 95% bootstrap lower bound > 0 is accepted; otherwise it never deviates). `policy_raw` is"
+        + ", ".join(str(x) for x in study["gate_grid"]) + " (only a threshold whose validated"
+        + (" gain in the run's own reward (gate.metric: reward; the drift-robust run's gate reads its"
+           " robust reward)" if exp.get("gate", {}).get("metric", "ndcg@10") == "reward" else " NDCG@10 gain")
+        + " has a 95% bootstrap lower bound > 0 is accepted; otherwise it never deviates). `policy_raw` is"
         " the same agent's raw argmax (as in `promptopt evaluate`; study.json files and attempts written"
         " before this naming called them `policy_safe` and `policy`, and are read as such).",
         "* Intervals: 95% percentile bootstrap over test users; each user's value is its mean over seeds.",
