@@ -82,7 +82,8 @@ def score_table(
         ranker: The (cached) ranker.
         users: The users.
         period: The user's latest target in this drift period instead.
-        back: The target ``back`` items before the user's last one instead (users with too short a
+        back: The target ``back`` items before the user's episode target instead (the last item, or
+            under ``split.protocol: deploy`` the first from the time cut on; users with too short a
             history get no row values).
         chunk: Requests per ranker call (at most; a whole number of episodes).
         label: Names the table in progress lines.
@@ -93,8 +94,13 @@ def score_table(
     cells: list[tuple[int, int]] = []
     episodes: list[Episode] = []
     for i, user in enumerate(users):
-        row = None if back is None else problem.data.history_length(int(user)) - 1 - back
-        if (row is not None and row < 1) or problem.key(int(user), period=period, row=row)[1] < 0:
+        row = None
+        if back is not None:
+            episode = problem.target_row(int(user))
+            if episode is None or episode - back < 1:
+                continue  # no such target: the row stays nan
+            row = episode - back
+        if problem.key(int(user), period=period, row=row)[1] < 0:
             continue  # no such target: the row stays nan
         for template in np.flatnonzero(problem.action_mask(int(user), period=period, row=row)):
             cells.append((i, int(template)))

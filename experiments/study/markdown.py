@@ -51,9 +51,10 @@ def graph_comparison(pooled: PooledResults) -> str:
     return "; ".join(parts) + " (paired 95% CI)"
 
 
-def selectors_section(pooled: PooledResults) -> list[str]:
-    """Every selector on the test users' last item, per reward: NDCG@10, HR@10, MRR, paired gap."""
-    out = ["## Selectors on test users (last item)", ""]
+def selectors_section(pooled: PooledResults, protocol: str = "leave_last") -> list[str]:
+    """Every selector on the test users' episode target, per reward: NDCG@10, HR@10, MRR, paired gap."""
+    target = "first target from the time cut on" if protocol == "deploy" else "last item"
+    out = [f"## Selectors on test users ({target}; protocol {protocol})", ""]
     for reward in ("accuracy", "robust"):
         rows = []
         for name in SELECTORS:
@@ -193,6 +194,7 @@ def drift_section(drift: Mapping[str, Any], protocol: str = "leave_last") -> lis
     """Target 4: per selector and reward, source- and target-period NDCG@10 and the change, paired."""
     periods = []
     gains = []
+    final = any(np.isfinite(v["accuracy"].get("final", (np.nan,))[0]) for v in drift.values())
     for name, v in drift.items():
         for reward in ("accuracy", "robust"):
             periods.append([
@@ -201,7 +203,7 @@ def drift_section(drift: Mapping[str, Any], protocol: str = "leave_last") -> lis
                 format_interval(v[reward]["source"]),
                 format_interval(v[reward]["target"]),
                 format_interval(v[reward]["change"], signed=True),
-            ])
+            ] + ([format_interval(v[reward].get("final", (np.nan,) * 3))] if final else []))
         gains.append([
             LABELS.get(name, name),
             format_interval(v["target_gain"], signed=True),
@@ -215,9 +217,12 @@ def drift_section(drift: Mapping[str, Any], protocol: str = "leave_last") -> lis
         f"Split: test users; protocol: {PROTOCOLS.get(protocol, f'`{protocol}`')}. NDCG@10 on each"
         " test user's source- and target-period target, paired over the users who have both (the same"
         " users in every row; each user's value is its mean over seeds), 95% bootstrap intervals."
-        " Change = target - source (negative: the score falls under drift).",
+        " Change = target - source (negative: the score falls under drift)."
+        + (" Last item: the same users' last interaction (under deploy the target period's first"
+           " target is the headline; the last one lies further from the cut)." if final else ""),
         "",
-        markdown_table(["selector", "reward", "source", "target", "change (target - source)"], periods),
+        markdown_table(["selector", "reward", "source", "target", "change (target - source)"]
+                       + (["last item (deploy)"] if final else []), periods),
         "",
         "Robust minus accuracy-only reward, paired over the same users: in the target period (what the"
         " drift-robust reward buys where it is deployed), in the source period, and the difference of"

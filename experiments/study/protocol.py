@@ -74,7 +74,11 @@ logger = logging.getLogger("promptopt.study")
 PPO_AGENTS = {"policy": "policy", "mlp_ppo": "mlp"}
 """The study's PPO selectors and the pipeline's agent kind each is (LightGCN+MLP, MLP-only)."""
 PERIODS: tuple[Period | None, ...] = (None, "source", "target")
-"""Test targets every selector is evaluated on: the last item, then the two drift periods."""
+"""Test targets every selector is evaluated on: the episode target (the last item, or under
+``split.protocol: deploy`` the first from the time cut on), then the two drift periods; ``deploy``
+adds each test user's last item (``"last"``, stored as ``final``)."""
+RESULT_KEYS = {None: "last", "last": "final"}
+"""``study.json``'s key of a period's results (the episode target's key is ``last`` for every protocol)."""
 
 
 # ---------------------------------------------------------------------- the whole study
@@ -425,7 +429,8 @@ def evaluate_on_test(setup: SeedSetup, selectors: Any) -> dict[str, dict[str, An
     """
     results: dict[str, dict[str, Any]] = {}
     test = setup.accuracy.pool("test")
-    for period in PERIODS:
+    deploy = getattr(setup.accuracy, "protocol", "leave_last") == "deploy"
+    for period in PERIODS + (("last",) if deploy else ()):
         for selector in selectors(period):
             try:
                 evaluation = evaluate_selector(
@@ -439,7 +444,7 @@ def evaluate_on_test(setup: SeedSetup, selectors: Any) -> dict[str, dict[str, An
                 )
             except ValueError:  # no test user has a target in this period
                 continue
-            results.setdefault(period or "last", {})[selector.name] = {
+            results.setdefault(RESULT_KEYS.get(period, period), {})[selector.name] = {
                 "users": evaluation.users.tolist(),
                 "templates": evaluation.templates.tolist(),
                 "per_user": {k: v.tolist() for k, v in evaluation.per_user.items()},

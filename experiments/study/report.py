@@ -113,7 +113,7 @@ def render(
 ) -> str:
     """The markdown of RESULTS.md."""
     lines = title_section(run) + setup_section(run) + targets_section(run, pooled, targets)
-    lines += markdown.selectors_section(pooled)
+    lines += markdown.selectors_section(pooled, markdown.protocol_of(run))
     lines += markdown.noninferiority_section(targets.noninferiority)
     lines += markdown.budget_section(targets.budget)
     lines += markdown.graph_section(pooled)

@@ -119,6 +119,7 @@ def drift_reduction(pooled: PooledResults) -> dict[str, Any]:
             continue
         v = {k: np.array([cell[u] for u in users]) for k, cell in cells.items()}
         change = {r: v[(r, "target")] - v[(r, "source")] for r in ("accuracy", "robust")}
+        finals = {r: pooled.values(r, "final", name) for r in ("accuracy", "robust")}
         out[name] = {
             "n_users": len(users),
             **{
@@ -126,6 +127,8 @@ def drift_reduction(pooled: PooledResults) -> dict[str, Any]:
                     "source": mean_interval(v[(r, "source")]),
                     "target": mean_interval(v[(r, "target")]),
                     "change": mean_interval(change[r]),
+                    # deploy: each of these users' last item too (beside its first from the cut on)
+                    "final": mean_interval([finals[r][u] for u in users if u in finals[r]]),
                 }
                 for r in ("accuracy", "robust")
             },
