@@ -43,6 +43,8 @@ def read_trials(sweep_dir: Path, selectors: Sequence[str]) -> list[dict[str, Any
     if trials and WEIGHT not in trials[0]:
         raise ConfigError(f"{board}: the sweep does not vary {WEIGHT} (columns: {', '.join(trials[0])})")
     fixed = {"rank", "trial", "state", "seconds", "run_dir", "worker", "error", WEIGHT}
+    # Swept keys that take one value in every trial (e.g. a grid's `value:`) name no line.
+    fixed |= {k for k in (trials[0] if trials else {}) if len({t[k] for t in trials}) == 1}
     rows = []
     for trial in trials:
         if trial["state"] != "complete" or not trial["run_dir"]:

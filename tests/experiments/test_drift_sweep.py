@@ -23,7 +23,8 @@ def _sweep(tmp_path: Path, weights: list[float]) -> Path:
                       "periods": {"protocol": "deploy", "change": {"policy": change}}}
         (run / "metrics.json").write_text(json.dumps({"evaluation": evaluation}), encoding="utf-8")
         rows.append({"rank": k + 1, "trial": k, "val/policy/drift_drop": 0.2 - 0.1 * w, "state": "complete",
-                     "reward.aggregate": "mean_std", "reward.robust_weight": w, "seconds": 1.0,
+                     "reward.aggregate": "mean_std" if k % 2 else "worst", "reward.views": "[temporal]",
+                     "reward.robust_weight": w, "seconds": 1.0,
                      "run_dir": str(run), "worker": "w", "error": ""})
     rows.append({**rows[0], "trial": 99, "state": "failed", "run_dir": "", "error": "boom"})
     with (out / "leaderboard.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -38,14 +39,14 @@ def test_each_completed_trial_gives_its_weight_and_paired_change(tmp_path: Path)
     rows = read_trials(sweep, ["policy", "best_fixed"])
     assert [r["w"] for r in rows] == [0.0, 0.3, 0.6]  # sorted by w, the failed trial left out
     assert {r["selector"] for r in rows} == {"policy"}  # best_fixed has no period results
-    assert rows[0]["others"] == {"reward.aggregate": "mean_std"}
+    assert rows[0]["others"] == {"reward.aggregate": "mean_std"}  # reward.views is the same in every trial
     assert rows[2]["change"]["mean"] == pytest.approx(-0.14)
     assert main([str(sweep), "--selectors", "policy"]) == 0
     png = sweep / "drop_vs_w.png"
     assert png.stat().st_size > 1000 and png.with_suffix(".pdf").is_file()
     table = png.with_suffix(".md").read_text(encoding="utf-8")
     assert table.startswith("Split: val users; protocol `deploy`")
-    row = "| policy | reward.aggregate=mean_std | 0.3 | -0.1700 [-0.2200, -0.1200] | 40 | +0.1700 | 2 |"
+    row = "| policy | reward.aggregate=worst | 0.3 | -0.1700 [-0.2200, -0.1200] | 40 | +0.1700 | 2 |"
     assert row in table
 
 
