@@ -22,7 +22,7 @@ def _run(rng: np.random.Generator) -> tuple[dict[str, Any], dict[tuple[str, str]
         values[(reward, "source")] = {u: 0.7 + 0.05 * rng.standard_normal() for u in range(61)}
         values[(reward, "target")] = {u: 0.7 - fall + 0.05 * rng.standard_normal()
                                       for u in [*range(60), 61]}
-    rewards = {r: {"results": {p: {"policy_safe": _cell(values[(r, p)])} for p in ("source", "target")}}
+    rewards = {r: {"results": {p: {"policy": _cell(values[(r, p)])} for p in ("source", "target")}}
                for r in ("accuracy", "robust")}
     return {"seeds": [{"rewards": rewards}]}, values
 
@@ -30,8 +30,8 @@ def _run(rng: np.random.Generator) -> tuple[dict[str, Any], dict[tuple[str, str]
 def test_changes_and_gains_are_paired_over_the_users_with_both_periods() -> None:
     run, values = _run(np.random.default_rng(0))
     drift = drift_reduction(PooledResults(run))
-    assert list(drift) == ["policy_safe"]  # selectors without results are left out
-    cell = drift["policy_safe"]
+    assert list(drift) == ["policy"]  # selectors without results are left out
+    cell = drift["policy"]
     assert cell["n_users"] == 60
     users = range(60)
 
@@ -56,5 +56,5 @@ def test_changes_and_gains_are_paired_over_the_users_with_both_periods() -> None
 def test_no_user_in_both_periods_reports_nothing() -> None:
     run, _ = _run(np.random.default_rng(1))
     for reward in ("accuracy", "robust"):
-        run["seeds"][0]["rewards"][reward]["results"]["target"]["policy_safe"] = _cell({61: 0.5})
+        run["seeds"][0]["rewards"][reward]["results"]["target"]["policy"] = _cell({61: 0.5})
     assert drift_reduction(PooledResults(run)) == {}
