@@ -65,9 +65,11 @@ def current_attempt(attempt: Mapping[str, Any]) -> dict[str, Any]:
         head, slash, name = key.rpartition("/")
         return f"{head}{slash}{LEGACY_NAMES.get(name, name)}"
 
-    return {**attempt, "t1": {rename(k): v for k, v in t1.items()},
-            "t4": {rename(k): v for k, v in t4.items()},
-            "t4_target": {rename(k): v for k, v in attempt.get("t4_target", {}).items()}}
+    renamed = {**attempt, "t1": {rename(k): v for k, v in t1.items()},
+               "t4": {rename(k): v for k, v in t4.items()}}
+    if "t4_target" in attempt:
+        renamed["t4_target"] = {rename(k): v for k, v in attempt["t4_target"].items()}
+    return renamed
 
 Interval = tuple[float, float, float]
 """A mean and its 95% interval: ``(mean, low, high)``."""
