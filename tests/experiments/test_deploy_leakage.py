@@ -134,12 +134,17 @@ def test_the_same_checks_find_the_leaks_of_leave_last() -> None:
         assert found[path] > 0, path
 
 
+def deploy_problem(data: InteractionData, split_config: SplitConfig) -> RecProblem:
+    """The hint-free problem of ``data`` split under ``split_config`` (movies catalog)."""
+    return RecProblem.build(data, split_for(data, split_config, seed=0), TemplateCatalog.load("movies"),
+                            RewardConfig(), split_config, seed=0, fit_hints=False)
+
+
 def test_deploy_split_gives_each_part_its_targets() -> None:
     split_config = SplitConfig(protocol="deploy", drift_quantile=0.7)
     data, _ = poisoned(split_config.drift_quantile)
-    split = split_for(data, split_config, seed=0)
-    problem = RecProblem.build(data, split, TemplateCatalog.load("movies"), RewardConfig(),
-                               split_config, seed=0, fit_hints=False)
+    problem = deploy_problem(data, split_config)
+    split = problem.split
     cut = problem.time_cut
     for user in np.concatenate([split.train, split.val]):
         rows = data.user_rows(int(user))
@@ -191,9 +196,7 @@ def test_protocol_is_a_checked_config_value() -> None:
 def test_deploy_popular_negatives_follow_the_recent_source_popularity() -> None:
     split_config = SplitConfig(protocol="deploy", drift_quantile=0.7)
     data, first_poison = poisoned(split_config.drift_quantile)
-    split = split_for(data, split_config, seed=0)
-    problem = RecProblem.build(data, split, TemplateCatalog.load("movies"), RewardConfig(),
-                               split_config, seed=0, fit_hints=False)
+    problem = deploy_problem(data, split_config)
     assert problem.pseudo_cut is not None and problem.pseudo_cut < problem.time_cut
     recent = problem.train_mask & (data.timestamps >= problem.pseudo_cut)
     assert 0 < recent.sum() < problem.train_mask.sum()
