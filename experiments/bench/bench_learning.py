@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from promptopt.experiments.bench.learning_gates import DistinctCalls, safe_variants
+from promptopt.experiments.bench.learning_gates import safe_variants
 from promptopt.experiments.bench.planted import (
     DEFAULT_CACHE,
     DEFAULT_DATA,
@@ -50,6 +50,7 @@ from promptopt.experiments.bench.planted import (
     table_rows,
 )
 from promptopt.experiments.bench.planted_reference import InformedReference
+from promptopt.experiments.study.choice_rules import CountingRanker
 
 from promptopt.selector_names import RAW_POLICY
 
@@ -161,7 +162,7 @@ def fit_learners(
     everyone = np.concatenate([problem.split.train, problem.split.val, problem.split.test])
     features = None if emb is None else bandit_features(problem, everyone, emb.user_embeddings.numpy())
     profile = bandit_features(problem, everyone, None)
-    makers: dict[str, Callable[[DistinctCalls], Any]] = {
+    makers: dict[str, Callable[[CountingRanker], Any]] = {
         RAW_POLICY: lambda r: train_ppo(config, "lightgcn_mlp", problem, r, pool, emb_path),
         "mlp_ppo": lambda r: train_ppo(config, "mlp", problem, r, pool, emb_path),
         "linucb": lambda r: LinUCBSelector(problem.n_templates, alpha=config.eval.linucb_alpha).fit(
@@ -179,7 +180,7 @@ def fit_learners(
     }
     out = {}
     for name in names:
-        counter = DistinctCalls(ranker)
+        counter = CountingRanker(ranker)
         started = time.perf_counter()
         out[name] = (makers[name](counter), counter.calls, counter.seen)
         logger.info("%s: %d distinct calls, %.0f s", name, counter.calls, time.perf_counter() - started)
@@ -325,7 +326,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             extra = {}
             if not args.no_reference:
                 for estimator in ("summed", "stump"):  # the reference's own rule, and the stump's
-                    reference = DistinctCalls(ranker)
+                    reference = CountingRanker(ranker)
                     informed = InformedReference(problem, plant, estimator=estimator)
                     informed.fit(reference, train, budget)
                     extra[informed.name] = (informed, reference.calls, reference.seen)

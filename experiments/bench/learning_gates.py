@@ -2,16 +2,18 @@
 
 Split from :mod:`promptopt.experiments.bench.bench_learning` (which runs the benchmark) to keep each module
 small: :func:`safe_variants` puts every fitted learner behind :mod:`promptopt.safe_policy`'s gate,
-and :class:`DistinctCalls` counts what each learner and gate pays.
+and the study's :class:`~promptopt.experiments.study.choice_rules.CountingRanker` counts what each
+learner and gate pays.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from promptopt.experiments.study.choice_rules import CountingRanker
 
 from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
 
@@ -21,22 +23,6 @@ NOT_GATED = ("advantage", "racing")
 """Learners that gate themselves (no gated variant)."""
 GATE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 """Margins the safe variants may deviate at (chosen on validation users)."""
-
-
-class DistinctCalls:
-    """Passes requests on and counts the distinct ones: what a run with its own cold cache pays."""
-
-    def __init__(self, ranker: Any) -> None:
-        self.ranker, self.seen = ranker, set()
-        self.identity = ranker.identity
-
-    def rank(self, requests: Sequence[Any]) -> list[Any]:
-        self.seen.update(requests)
-        return self.ranker.rank(requests)
-
-    @property
-    def calls(self) -> int:
-        return len(self.seen)
 
 
 # ---------------------------------------------------------------------- safe variants
@@ -92,7 +78,7 @@ def safe_variants(
     from promptopt.selectors import template_scores
 
     gate = gate or GateConfig()
-    counter = DistinctCalls(ranker)
+    counter = CountingRanker(ranker)
     scores, _ = template_scores(problem, counter, pool)
     means = np.nanmean(np.where(np.isfinite(scores), scores, np.nan), axis=0)
     order = FallbackOrder(np.argsort(-np.nan_to_num(means, nan=-np.inf), kind="stable"), problem.n_templates)
@@ -105,7 +91,7 @@ def safe_variants(
             continue
         policy = ScoredPolicy(learner_scores(selector), problem.action_mask, problem.n_templates)
         probs = policy.action_probabilities(val)
-        val_counter = DistinctCalls(ranker)
+        val_counter = CountingRanker(ranker)
         need = needed_templates(probs, order, masks)
         val_scores, _ = validation_scores(problem, val_counter, val, need, "ndcg@10")
         rule = validate_gate(probs, order, masks, val_scores, ids=ids,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from promptopt.experiments.bench.learning_gates import DistinctCalls, gated_name_of, safe_variants
+from promptopt.experiments.bench.learning_gates import gated_name_of, safe_variants
+from promptopt.experiments.study.choice_rules import CountingRanker
 
 from promptopt.config import GateConfig, RewardConfig, SplitConfig
 from promptopt.data import make_synthetic
@@ -45,7 +46,7 @@ def test_the_gated_learners_are_the_librarys_gated_selector(problem) -> None:
     misled = np.zeros_like(truth)
     misled[:, worst] = 1.0  # prefers the worst template for everyone, by a wide margin
     fitted = {"linucb": (ScoreTable(truth), 7, {"a"}), "epsilon_greedy": (ScoreTable(misled), 3, {"b"})}
-    counter = DistinctCalls(ranker)
+    counter = CountingRanker(ranker)
     safe = safe_variants(problem, counter, fitted, pool, seed=0, gate=GateConfig())
     assert set(safe) == {"linucb_safe", "epsilon_greedy_safe"}
     val, test = problem.pool("val"), problem.pool("test")
