@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
-from promptopt.envs.prompt_rec import ActionSpaceKind, PromptRecEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from promptopt.envs.prompt_rec import ActionSpaceKind, PromptRecEnv
 from promptopt.llm.types import Ranker
 from promptopt.problem import Outcome, RecProblem
 

@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from promptopt.policies.agent import make_agent
-
 from promptopt.config import ExperimentConfig
 from promptopt.data import load_data
 from promptopt.errors import ConfigError
@@ -23,15 +21,16 @@ from promptopt.llm.budget import Budget
 from promptopt.llm.factory import make_ranker
 from promptopt.llm.simulated import SimulatedRanker
 from promptopt.llm.types import Ranker, RankRequest, RankResponse
+from promptopt.policies.agent import make_agent
 from promptopt.problem import RecProblem
 from promptopt.splits import UserSplit, split_for
 from promptopt.templates import TemplateCatalog
 
 if TYPE_CHECKING:
     import numpy as np
-    from promptopt.experiments.rundir import RunDir
 
     from promptopt.data.interactions import InteractionData
+    from promptopt.experiments.rundir import RunDir
     from promptopt.fairness.penalty import CounterfactualPenalty
 
 logger = logging.getLogger(__name__)

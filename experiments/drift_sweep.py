@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from promptopt.experiments.rundir import RunDir
-
 from promptopt.errors import ConfigError
+from promptopt.experiments.rundir import RunDir
 
 WEIGHT = "reward.robust_weight"
 """The swept key on the plot's x axis."""
@@ -78,6 +77,7 @@ def plot_drop_vs_weight(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from promptopt.experiments.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 3.6))

@@ -84,7 +84,6 @@ def correlations(source: np.ndarray, target: np.ndarray, *, n_boot: int = 1000, 
 def measure(config, *, max_users: int | None, seed: int) -> tuple[dict[str, dict], dict]:
     """Score every template on the measured users' source episodes and first targets from the cut on."""
     from promptopt.experiments.assembly import build_problem, make_run_ranker
-
     from promptopt.problem import RecProblem
 
     data, split, catalog, problem = build_problem(config)

@@ -33,10 +33,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from promptopt.experiments.assembly import agent_kinds, build_problem, needs_default
 
 from promptopt.config import BudgetConfig, ExperimentConfig
 from promptopt.errors import PromptoptError
+from promptopt.experiments.assembly import agent_kinds, build_problem, needs_default
 from promptopt.selector_names import BANDIT_SELECTORS
 
 logger = logging.getLogger(__name__)

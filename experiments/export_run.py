@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from promptopt.config import ExperimentConfig, config_to_dict
+from promptopt.errors import ConfigError
 from promptopt.experiments import safe_run
 from promptopt.experiments.assembly import build_problem, load_agent
 from promptopt.experiments.rundir import RunDir
 from promptopt.experiments.tracking import secret_values
-
-from promptopt.config import ExperimentConfig, config_to_dict
-from promptopt.errors import ConfigError
 from promptopt.export import PromptBook, TemplateScore, UserChoice
 from promptopt.safe_policy import GatedSelector
 

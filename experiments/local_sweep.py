@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promptopt.config import load_config
+from promptopt.errors import ConfigError, PromptoptError
 from promptopt.experiments.leaderboard import (
     TRIAL_ATTR,
     TrialResult,
@@ -44,9 +46,6 @@ from promptopt.experiments.leaderboard import (
 from promptopt.experiments.pipeline import run_all
 from promptopt.experiments.rundir import default_run_dir
 from promptopt.experiments.sweep_storage import check_joined, describe, fingerprint, open_storage
-
-from promptopt.config import load_config
-from promptopt.errors import ConfigError, PromptoptError
 from promptopt.progress import progress_bar
 from promptopt.suggest import closest
 

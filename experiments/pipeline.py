@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptopt.config import ExperimentConfig, config_to_dict, load_config
+from promptopt.errors import ConfigError
 from promptopt.experiments import safe_run
 from promptopt.experiments.assembly import (
     agent_config,
@@ -44,9 +46,6 @@ from promptopt.experiments.training import train_agent
 from promptopt.policies.agent import make_agent
 from promptopt.policies.graph import build_graph
 from promptopt.policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
-
-from promptopt.config import ExperimentConfig, config_to_dict, load_config
-from promptopt.errors import ConfigError
 from promptopt.progress import progress_bar
 from promptopt.selector_names import BANDIT_SELECTORS
 

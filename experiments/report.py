@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.experiments.rundir import RunDir
-
 from promptopt.metrics import METRIC_NAMES
 
 HEADLINE_METRIC = "ndcg@10"

@@ -27,7 +27,6 @@ from promptopt.selectors import FixedSelector, Spend, best_fixed
 
 if TYPE_CHECKING:
     from promptopt.experiments.rundir import RunDir
-
     from promptopt.llm.types import Ranker
     from promptopt.problem import RecProblem
     from promptopt.safe_policy import ProbabilisticPolicy

@@ -13,21 +13,20 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from promptopt.experiments import safe_run
-from promptopt.experiments.assembly import load_agent
-from promptopt.policies.lightgcn import LightGCNEmbeddings
 
 from promptopt.advantage import AdvantageSelector
 from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
 from promptopt.config import ExperimentConfig
+from promptopt.experiments import safe_run
+from promptopt.experiments.assembly import load_agent
 from promptopt.fallback import FallbackOrder, FallbackSelector
+from promptopt.policies.lightgcn import LightGCNEmbeddings
 from promptopt.safe_policy import GatedSelector, GateRule
 from promptopt.selector_names import PPO_SELECTORS, SAFE_POLICY, SELECTOR_NAMES
 from promptopt.selectors import FixedSelector, RandomSelector, Selector
 
 if TYPE_CHECKING:
     from promptopt.experiments.rundir import RunDir
-
     from promptopt.llm.types import Ranker
     from promptopt.problem import Period, RecProblem
 

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promptopt.errors import BudgetExceeded, ConfigError, PromptoptError, RankerError
 from promptopt.experiments.rundir import write_json
 from promptopt.experiments.tracking import Tracker
-
-from promptopt.errors import BudgetExceeded, ConfigError, PromptoptError, RankerError
 from promptopt.progress import progress_bar
 
 logger = logging.getLogger(__name__)

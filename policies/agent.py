@@ -12,17 +12,16 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptopt.policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
-
 from promptopt.config import ExperimentConfig
 from promptopt.errors import ConfigError
+from promptopt.policies.lightgcn import LightGCNEmbeddings, pretrain_from_config
 
 if TYPE_CHECKING:
     import numpy as np
-    from promptopt.policies.graph import InteractionGraph
     from stable_baselines3 import PPO
     from stable_baselines3.common.type_aliases import GymEnv
 
+    from promptopt.policies.graph import InteractionGraph
     from promptopt.problem import RecProblem
 
 logger = logging.getLogger(__name__)

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import torch
 from gymnasium import spaces
-from promptopt.policies.graph import InteractionGraph
-from promptopt.policies.lightgcn import LightGCNEmbeddings, make_lightgcn
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+
+from promptopt.policies.graph import InteractionGraph
+from promptopt.policies.lightgcn import LightGCNEmbeddings, make_lightgcn
 
 logger = logging.getLogger(__name__)
 

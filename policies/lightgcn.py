@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from promptopt.policies.graph import InteractionGraph, holdout_last_edges
 
 from promptopt.errors import PromptoptError
+from promptopt.policies.graph import InteractionGraph, holdout_last_edges
 from promptopt.progress import progress_bar
 
 if TYPE_CHECKING:

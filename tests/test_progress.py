@@ -53,7 +53,6 @@ def shown(monkeypatch, capsys):
 def test_lightgcn_pretraining_shows_epochs_loss_and_recall(synthetic_data, shown) -> None:
     from promptopt.policies.graph import build_graph
     from promptopt.policies.lightgcn import pretrain_lightgcn
-
     from promptopt.splits import training_mask
 
     graph = build_graph(synthetic_data, training_mask(synthetic_data, n_targets=2))
@@ -92,6 +91,7 @@ def test_study_answer_table_shows_requests(problem_and_ranker, shown) -> None:
 
 def test_a_sweep_shows_its_trials(tmp_path, shown) -> None:
     import yaml
+
     from promptopt.experiments.local_sweep import load_sweep, run_sweep
 
     path = tmp_path / "sweep.yaml"

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from promptopt.experiments.audit.markdown import fairness_markdown
-from promptopt.experiments.audit.plots import write_audit_plots
-from promptopt.experiments.rundir import RunDir, write_json
 
 from promptopt.config import ExperimentConfig, load_config
 from promptopt.errors import ConfigError
+from promptopt.experiments.audit.markdown import fairness_markdown
+from promptopt.experiments.audit.plots import write_audit_plots
+from promptopt.experiments.rundir import RunDir, write_json
 from promptopt.fairness.attributes import AttributeSet, load_attribute_set
 
 logger = logging.getLogger(__name__)
@@ -140,9 +140,8 @@ class AuditPlan:
 
 
 def _evaluations(config: ExperimentConfig, problem: Any, ranker: Any, run: RunDir, users: np.ndarray) -> dict:
-    from promptopt.experiments.selector_factory import SelectorFactory
-
     from promptopt.evaluation import evaluate_selector
+    from promptopt.experiments.selector_factory import SelectorFactory
     from promptopt.selectors import OracleSelector
 
     factory = SelectorFactory(config, problem, ranker, run)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from promptopt.experiments.bench.learning_gates import safe_variants
 from promptopt.experiments.bench.planted import (
     DEFAULT_CACHE,
@@ -51,7 +52,6 @@ from promptopt.experiments.bench.planted import (
 )
 from promptopt.experiments.bench.planted_reference import InformedReference
 from promptopt.experiments.study.choice_rules import CountingRanker
-
 from promptopt.selector_names import RAW_POLICY
 
 logger = logging.getLogger("promptopt.bench.learning")
@@ -234,7 +234,6 @@ def split_population(data: Any, users: np.ndarray, val: float, test: float, seed
 def setup(args: argparse.Namespace) -> tuple[Any, Any, Plant, PlantedRanker, dict[str, Any], np.ndarray]:
     """The data, the task problem (seed 0), the plant and the planted ranker."""
     from promptopt.experiments.assembly import build_problem
-
     from promptopt.llm.replay import ReplayRanker
 
     config = bench_config(args.data, args.cache)
@@ -276,10 +275,9 @@ def setup(args: argparse.Namespace) -> tuple[Any, Any, Plant, PlantedRanker, dic
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from promptopt.config import apply_overrides, config_from_dict, config_to_dict
     from promptopt.policies.graph import build_graph
     from promptopt.policies.lightgcn import pretrain_from_config
-
-    from promptopt.config import apply_overrides, config_from_dict, config_to_dict
     from promptopt.problem import RecProblem
 
     base_config, problem0, plant, ranker, info, users = setup(args)

@@ -63,15 +63,15 @@ def _timed(fn: Callable[[], None]) -> tuple[float, float]:
 
 def bench_ppo(args: argparse.Namespace, workdir: Path) -> list[tuple[str, str, str, str]]:
     """Rows ``(what, size, time, rate / ratio)`` for the PPO variants."""
-    from promptopt.envs import BatchedPromptRecVecEnv
-    from promptopt.policies.agent import make_agent
-    from promptopt.policies.graph import build_graph
-    from promptopt.policies.lightgcn import pretrain_lightgcn
     from stable_baselines3 import PPO
 
     from promptopt.config import config_from_dict
     from promptopt.data import make_synthetic
+    from promptopt.envs import BatchedPromptRecVecEnv
     from promptopt.llm.simulated import SimulatedRanker
+    from promptopt.policies.agent import make_agent
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import pretrain_lightgcn
     from promptopt.problem import RecProblem
     from promptopt.splits import split_users
     from promptopt.templates import TemplateCatalog
@@ -143,11 +143,11 @@ def bench_ml100k(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
     if not (path / "u.data").is_file():
         return [("ML-100K rows", "-", "-", f"skipped: no u.data under {path.resolve()}")]
     import torch
-    from promptopt.policies.graph import build_graph
-    from promptopt.policies.lightgcn import make_lightgcn, pretrain_lightgcn
     from torch_geometric.nn.models import LightGCN
 
     from promptopt.data import load_dataset
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import make_lightgcn, pretrain_lightgcn
     from promptopt.splits import time_cut_at_quantile, training_mask
 
     data = load_dataset("movielens-100k", path)

@@ -42,7 +42,6 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def _requests(data_path: str, n_users: int) -> tuple[Any, list[Any], list[int]]:
     from promptopt.experiments.bench.planted import TEMPLATES
     from promptopt.experiments.study.config import load_study
-
     from promptopt.problem import RecProblem
     from promptopt.splits import split_users
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from promptopt.experiments.study.choice_rules import CountingRanker
 
+from promptopt.experiments.study.choice_rules import CountingRanker
 from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
 
 logger = logging.getLogger("promptopt.bench.learning")
@@ -70,9 +70,8 @@ def safe_variants(
     Names: the gated LightGCN+MLP PPO is ``policy`` (``policy+VARIANT``), every other learner's
     gated form ``<learner>_safe``.
     """
-    from promptopt.experiments.safe_run import validation_scores
-
     from promptopt.config import GateConfig
+    from promptopt.experiments.safe_run import validation_scores
     from promptopt.fallback import FallbackOrder, stack_masks
     from promptopt.safe_policy import GatedSelector, needed_templates, validate_gate
     from promptopt.selectors import template_scores

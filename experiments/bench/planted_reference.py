@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from promptopt.experiments.bench.planted import Plant, table_rows
 
+from promptopt.experiments.bench.planted import Plant, table_rows
 from promptopt.profile import PROFILE_FEATURES
 from promptopt.runner import Episode
 

@@ -36,7 +36,6 @@ def separation(d: np.ndarray, planted: np.ndarray) -> tuple[float, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     from promptopt.experiments.bench.bench_learning import _parse, setup
     from promptopt.experiments.bench.planted import table_rows
-
     from promptopt.runner import Episode
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -39,9 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptopt.experiments.audit.fairness_run import audit_run
-
     from promptopt.errors import ConfigError
+    from promptopt.experiments.audit.fairness_run import audit_run
 
     target = Path(args.target)
     words = [args.target, *(["--output-dir", args.output_dir] if args.output_dir else []),
@@ -67,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _make_run(config_path: Path, overrides: list[str], output_dir: str | None) -> Path:
     """Train, evaluate and export ``config_path`` into ``output_dir`` (continuing a run already there)."""
+    from promptopt.config import load_config
     from promptopt.experiments import pipeline
     from promptopt.experiments.rundir import RunDir, check_resume_overrides
-
-    from promptopt.config import load_config
 
     run = RunDir(Path(output_dir)) if output_dir else None
     if run is None or not run.config.is_file():

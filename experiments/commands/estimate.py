@@ -17,9 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptopt.experiments.estimate_cost import estimate, format_estimate
-
     from promptopt.config import load_config
+    from promptopt.experiments.estimate_cost import estimate, format_estimate
 
     config = load_config(args.config, args.overrides)
     print(format_estimate(estimate(config, sample=args.sample), config.budget))

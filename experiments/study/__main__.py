@@ -9,9 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from promptopt.experiments.study.config import load_study
-
 from promptopt.errors import ConfigError, PromptoptError
+from promptopt.experiments.study.config import load_study
 
 
 def main(argv: Sequence[str] | None = None) -> int:

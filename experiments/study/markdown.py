@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
 from promptopt.experiments.study.pooled import SELECTORS, Interval, PooledResults, current_attempt
 from promptopt.experiments.study.targets import NONINFERIORITY_MARGIN, gains_by_mainstreamness
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from promptopt.experiments.plots import save_figure
 from promptopt.experiments.study.answers import AnswerTable
 from promptopt.experiments.study.pooled import SELECTORS, PooledResults

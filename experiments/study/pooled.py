@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from promptopt.experiments.study.choice_rules import bootstrap_bounds
 
+from promptopt.experiments.study.choice_rules import bootstrap_bounds
 from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
 
 BOOTSTRAP_RESAMPLES = 2000

@@ -39,6 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
+from promptopt.config import ExperimentConfig, config_to_dict
+from promptopt.errors import ConfigError
+from promptopt.evaluation import evaluate_selector
 from promptopt.experiments.assembly import (
     agent_config,
     build_problem,
@@ -56,15 +61,10 @@ from promptopt.experiments.study.provenance import load_average, probe_hardware
 from promptopt.experiments.study.report import write_results
 from promptopt.experiments.tracking import Tracker
 from promptopt.experiments.training import train_agent
+from promptopt.fallback import FallbackSelector, stack_masks
 from promptopt.policies.agent import make_agent
 from promptopt.policies.graph import build_graph
 from promptopt.policies.lightgcn import pretrain_from_config
-
-from promptopt.bandits import EpsilonGreedySelector, LinUCBSelector, bandit_features
-from promptopt.config import ExperimentConfig, config_to_dict
-from promptopt.errors import ConfigError
-from promptopt.evaluation import evaluate_selector
-from promptopt.fallback import FallbackSelector, stack_masks
 from promptopt.problem import Period, RecProblem
 from promptopt.safe_policy import GateRule, validate_gate
 from promptopt.selectors import FixedSelector, OracleSelector, best_fixed

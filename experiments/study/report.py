@@ -23,7 +23,6 @@ from promptopt.experiments.study.plots import plot_drift, plot_learning_curves, 
 from promptopt.experiments.study.pooled import SELECTORS, PooledResults
 from promptopt.experiments.study.provenance import answer_cache_summary
 from promptopt.experiments.study.targets import NONINFERIORITY_MARGIN, TargetResults, measure_targets
-
 from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
 
 MET = {True: "**met**", False: "not met"}

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from promptopt.experiments.study.answers import AnswerTable
 from promptopt.experiments.study.choice_rules import ridge_choices
 from promptopt.experiments.study.pooled import Interval, PooledResults, mean_interval
-
 from promptopt.profile import PROFILE_FEATURES
 from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
 

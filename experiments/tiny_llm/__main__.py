@@ -10,9 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from promptopt.experiments.tiny_llm.config import load_tiny_llm
-
 from promptopt.errors import ConfigError, PromptoptError
+from promptopt.experiments.tiny_llm.config import load_tiny_llm
 
 
 def main(argv: Sequence[str] | None = None) -> int:

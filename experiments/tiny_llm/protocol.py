@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from promptopt.config import ExperimentConfig, config_to_dict
 from promptopt.experiments.assembly import build_problem
 from promptopt.experiments.reference_rows import rank_by_scores, reference_scorers
 from promptopt.experiments.tiny_llm.config import TinyLLMConfig
 from promptopt.experiments.tiny_llm.markdown import write_report
 from promptopt.experiments.tiny_llm.measures import ShownTask, chance_ndcg, summarise
-
-from promptopt.config import ExperimentConfig, config_to_dict
 from promptopt.llm.cache import CachedRanker
 from promptopt.llm.parsing import parse_ranking
 from promptopt.llm.types import ParseStats, Ranker, RankRequest, RankResponse

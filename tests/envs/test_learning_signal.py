@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from promptopt.envs.prompt_rec import PromptRecEnv
-from promptopt.envs.vec_env import BatchedPromptRecVecEnv
 
 from promptopt.config import RewardConfig, SplitConfig, config_from_dict
+from promptopt.envs.prompt_rec import PromptRecEnv
+from promptopt.envs.vec_env import BatchedPromptRecVecEnv
 from promptopt.errors import ConfigError
 from promptopt.llm.simulated import SimulatedRanker
 from promptopt.problem import RecProblem
@@ -146,7 +146,6 @@ def test_warm_start_makes_the_untrained_policy_prefer_the_default(problem, ranke
 
 def test_default_order_ranks_templates_by_their_scanned_mean(problem, ranker) -> None:
     from promptopt.experiments.assembly import default_order
-
     from promptopt.selectors import template_scores
 
     config = config_from_dict({"env": {"default_scan_users": 25}, "seed": 4}, source="t")
@@ -164,7 +163,6 @@ def test_train_uses_the_paired_reward_earlier_targets_and_warm_start(tmp_path) -
     import json
 
     from promptopt.experiments import pipeline
-
     from tests.experiments.conftest import tiny_config_dict
 
     raw = tiny_config_dict(

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 import pytest
-from promptopt.envs.prompt_rec import PromptRecEnv
 
 from promptopt import envs
 from promptopt.config import RewardConfig, SplitConfig
+from promptopt.envs.prompt_rec import PromptRecEnv
 from promptopt.errors import ConfigError
 from promptopt.llm.types import RankRequest, RankResponse, TokenUsage
 from promptopt.problem import RecProblem

@@ -11,10 +11,10 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from promptopt.envs.prompt_rec import PromptRecEnv
 
 from promptopt import envs
 from promptopt.config import RewardConfig, SplitConfig
+from promptopt.envs.prompt_rec import PromptRecEnv
 from promptopt.llm.cache import CachedRanker
 from promptopt.problem import RecProblem
 from promptopt.templates import TemplateCatalog

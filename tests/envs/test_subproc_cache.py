@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from promptopt.envs.prompt_rec import PromptRecEnv
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from promptopt.config import CacheConfig, RankerConfig, RewardConfig, SplitConfig
+from promptopt.envs.prompt_rec import PromptRecEnv
 from promptopt.llm.cache import CacheStore, cache_key
 from promptopt.llm.factory import make_ranker
 from promptopt.llm.simulated import SimulatedRanker

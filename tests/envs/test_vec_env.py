@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from promptopt.envs.prompt_rec import PromptRecEnv
-from promptopt.envs.vec_env import BatchedPromptRecVecEnv
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from promptopt.config import RewardConfig, SplitConfig
+from promptopt.envs.prompt_rec import PromptRecEnv
+from promptopt.envs.vec_env import BatchedPromptRecVecEnv
 from promptopt.llm.types import RankRequest, RankResponse, TokenUsage
 from promptopt.problem import RecProblem
 from promptopt.templates import TemplateCatalog

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promptopt.experiments import assembly
 
 from promptopt.config import load_config
+from promptopt.experiments import assembly
 from promptopt.llm.cache import CachedRanker
 from promptopt.llm.simulated import SimulatedRanker
 from tests.experiments.conftest import tiny_config_dict

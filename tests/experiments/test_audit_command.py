@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promptopt.experiments.cli import main
 
+from promptopt.experiments.cli import main
 from tests.experiments.conftest import tiny_config_dict
 
 LOGS = ("INFO ", "DEBUG ", "WARNING ")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from promptopt.experiments.bench.learning_gates import gated_name_of, safe_variants
-from promptopt.experiments.study.choice_rules import CountingRanker
 
 from promptopt.config import GateConfig, RewardConfig, SplitConfig
 from promptopt.data import make_synthetic
+from promptopt.experiments.bench.learning_gates import gated_name_of, safe_variants
+from promptopt.experiments.study.choice_rules import CountingRanker
 from promptopt.fallback import stack_masks
 from promptopt.llm.simulated import SimulatedRanker
 from promptopt.problem import RecProblem

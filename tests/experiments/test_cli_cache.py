@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from promptopt.experiments.cli import main
 
+from promptopt.experiments.cli import main
 from promptopt.llm.cache import CachedRanker, CacheStore
 from promptopt.llm.openai_backend import OpenAIRanker
 from promptopt.llm.types import RankRequest

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from promptopt.experiments.cli import main
-from promptopt.experiments.commands import data as data_command
 
 from promptopt.data import DATASET_FORMATS, make_synthetic
 from promptopt.data.fetch import ARCHIVES
+from promptopt.experiments.cli import main
+from promptopt.experiments.commands import data as data_command
 
 REPO = Path(__file__).resolve().parents[2]
 

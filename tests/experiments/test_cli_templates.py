@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from promptopt.experiments.cli import main
 
 from promptopt.config import config_from_dict
 from promptopt.data import load_data
+from promptopt.experiments.cli import main
 from promptopt.templates import TemplateCatalog
 
 SMALL = {"data": {"format": "synthetic", "synthetic": {"n_users": 60, "n_items": 120, "mean_history": 20,

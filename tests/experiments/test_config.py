@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from promptopt.experiments.cli import split_overrides
 
 from promptopt.config import ExperimentConfig, config_from_dict, flatten, load_config
 from promptopt.errors import ConfigError
+from promptopt.experiments.cli import split_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "experiments" / "configs").glob("*.yaml"))

@@ -20,9 +20,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from promptopt.experiments.cli import main
 
 from promptopt.config import ExperimentConfig, config_from_dict, config_to_dict
+from promptopt.experiments.cli import main
 from tests.experiments.conftest import tiny_config_dict
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
-from promptopt.experiments.rundir import RunDir
 
+from promptopt.experiments.rundir import RunDir
 from promptopt.llm.cache import CacheStore
 from promptopt.testing import LocalOpenAIServer, default_answer
 from tests.experiments.conftest import tiny_config_dict

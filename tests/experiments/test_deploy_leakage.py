@@ -15,13 +15,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from promptopt.experiments.safe_run import validation_scores
-from promptopt.policies.graph import build_graph
 
 from promptopt.config import ExperimentConfig, RewardConfig, SplitConfig
 from promptopt.data import make_synthetic
 from promptopt.data.interactions import InteractionData
+from promptopt.experiments.safe_run import validation_scores
 from promptopt.llm.simulated import SimulatedRanker
+from promptopt.policies.graph import build_graph
 from promptopt.problem import RecProblem
 from promptopt.selectors import best_fixed
 from promptopt.splits import split_for, time_cut_at_quantile

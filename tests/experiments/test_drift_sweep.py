@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from promptopt.experiments.drift_sweep import main, read_trials
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
 from promptopt.experiments.drift_views import correlations, main
 
 

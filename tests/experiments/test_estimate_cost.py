@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from promptopt.experiments.estimate_cost import approx_tokens, estimate, expected_distinct, format_estimate
 
 from promptopt.config import load_config
+from promptopt.experiments.estimate_cost import approx_tokens, estimate, expected_distinct, format_estimate
 
 
 def test_expected_distinct_draws() -> None:

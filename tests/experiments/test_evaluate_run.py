@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from promptopt.experiments.evaluate_run import sign_flip_p_value
 
 

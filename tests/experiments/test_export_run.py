@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promptopt.experiments import assembly, pipeline
-from promptopt.experiments.rundir import RunDir
 
 from promptopt.config import load_config
 from promptopt.errors import RankerError
+from promptopt.experiments import assembly, pipeline
+from promptopt.experiments.rundir import RunDir
 from promptopt.export import PromptBook
 from promptopt.testing import LocalOpenAIServer
 from tests.experiments.conftest import tiny_config_dict

@@ -20,10 +20,9 @@ INCLUDE = ["expert.recent5.none.index", "expert.profile.none.index"]
 
 def train_and_choose(weight: float) -> tuple[float, str, float]:
     from promptopt.experiments.assembly import build_problem, make_env, make_simulator
+    from promptopt.fairness.attributes import load_attribute_set
     from promptopt.policies.agent import make_agent
     from promptopt.policies.selectors import PPOSelector
-
-    from promptopt.fairness.attributes import load_attribute_set
     from promptopt.testing.planted_bias import PlantedBiasRanker
 
     config = config_from_dict({

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from promptopt.experiments import pipeline
-from promptopt.experiments.rundir import RunDir
 
 from promptopt.config import ExperimentConfig, config_from_dict
 from promptopt.errors import RankerError
+from promptopt.experiments import pipeline
+from promptopt.experiments.rundir import RunDir
 from promptopt.llm.cache import CacheStore
 from promptopt.testing import FAILURE_KINDS, LocalOpenAIServer, default_answer
 from tests.experiments.conftest import tiny_config_dict

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from promptopt.experiments import assembly, pipeline
-from promptopt.experiments.rundir import RunDir
 
 from promptopt.config import load_config
 from promptopt.errors import BudgetExceeded, ConfigError
+from promptopt.experiments import assembly, pipeline
+from promptopt.experiments.rundir import RunDir
 from promptopt.export import PromptBook
 from promptopt.metrics import METRIC_NAMES
 from tests.experiments.conftest import tiny_config_dict

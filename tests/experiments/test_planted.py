@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from promptopt.config import RewardConfig, SplitConfig
 from promptopt.experiments.bench.planted import (
     AnswerTable,
     PlantedRanker,
@@ -16,8 +18,6 @@ from promptopt.experiments.bench.planted import (
     make_plant,
     planted_users,
 )
-
-from promptopt.config import RewardConfig, SplitConfig
 from promptopt.llm.cache import CachedRanker
 from promptopt.llm.replay import ReplayRanker
 from promptopt.llm.simulated import SimulatedRanker

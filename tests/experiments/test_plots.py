@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from promptopt.experiments import plots
 from promptopt.experiments.latex import escape, results_table
 from promptopt.experiments.report import write_report

@@ -9,13 +9,13 @@ import logging
 from pathlib import Path
 
 import pytest
+
+from promptopt.config import load_config
+from promptopt.errors import ConfigError, RankerError
 from promptopt.experiments import pipeline
 from promptopt.experiments.assembly import build_problem, make_run_ranker
 from promptopt.experiments.cli import main
 from promptopt.experiments.preflight import calls_a_server, check_ranker, check_tracking
-
-from promptopt.config import load_config
-from promptopt.errors import ConfigError, RankerError
 from promptopt.testing import LocalOpenAIServer
 
 KEY_ENV = "PROMPTOPT_PREFLIGHT_KEY"

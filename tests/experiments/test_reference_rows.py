@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+
+from promptopt.config import load_config
 from promptopt.experiments import assembly
 from promptopt.experiments.reference_rows import (
     evaluate_reference,
@@ -13,8 +15,6 @@ from promptopt.experiments.reference_rows import (
     reference_scorers,
 )
 from promptopt.experiments.report import headline_table
-
-from promptopt.config import load_config
 from tests.experiments.conftest import tiny_config_dict
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
-from promptopt.experiments import pipeline
 
 from promptopt.config import load_config
+from promptopt.experiments import pipeline
 from promptopt.llm.cache_store import CacheStore
 from promptopt.llm.types import RankRequest, RequestIds
 from tests.experiments.conftest import tiny_config_dict

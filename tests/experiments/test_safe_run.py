@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+
+from promptopt.config import load_config
 from promptopt.experiments import assembly, pipeline, safe_run
 from promptopt.experiments.rundir import RunDir
 from promptopt.experiments.selector_factory import SelectorFactory
-
-from promptopt.config import load_config
 from promptopt.selector_names import SELECTOR_NAMES
 from tests.experiments.conftest import tiny_config_dict
 

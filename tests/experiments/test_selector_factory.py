@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
+from promptopt.config import load_config
 from promptopt.experiments import assembly
 from promptopt.experiments.rundir import RunDir
 from promptopt.experiments.selector_factory import BUILT_ELSEWHERE, SelectorFactory
-
-from promptopt.config import load_config
 from promptopt.selector_names import SELECTOR_NAMES
 from tests.experiments.conftest import tiny_config_dict
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promptopt.experiments.local_sweep import as_overrides, load_sweep, run_sweep
 
 from promptopt.config import load_config
 from promptopt.errors import ConfigError
+from promptopt.experiments.local_sweep import as_overrides, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = ROOT / "experiments" / "sweeps"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promptopt.experiments.local_sweep import load_sweep, run_sweep
 
 from promptopt.errors import ConfigError
+from promptopt.experiments.local_sweep import load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,6 +130,7 @@ def test_two_worker_processes_share_one_study(kind, tmp_path, tiny_config) -> No
     assert sorted(started[0] + started[1]) == [0, 1, 2, 3], "a trial number ran twice or went missing"
 
     import optuna
+
     from promptopt.experiments.sweep_storage import open_storage
 
     study = optuna.load_study(study_name="sweep", storage=open_storage(storage))
@@ -151,8 +152,9 @@ def test_a_worker_that_loses_the_schema_race_opens_the_winners_tables(race, tmp_
     """Two workers starting together on a new database: the loser's first open fails with either
     error, depending on where they interleave; it opens the tables the winner made."""
     import optuna
-    from promptopt.experiments.sweep_storage import open_storage
     from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from promptopt.experiments.sweep_storage import open_storage
 
     real = optuna.storages.RDBStorage
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
@@ -176,8 +178,9 @@ def test_a_worker_that_loses_the_schema_race_opens_the_winners_tables(race, tmp_
 
 def test_an_rdb_error_that_is_not_the_schema_race_is_one_line(tmp_path, monkeypatch) -> None:
     import optuna
-    from promptopt.experiments.sweep_storage import open_storage
     from sqlalchemy.exc import OperationalError
+
+    from promptopt.experiments.sweep_storage import open_storage
 
     calls = []
 

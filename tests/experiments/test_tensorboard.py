@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from promptopt.experiments import pipeline
 
 from promptopt.config import load_config
+from promptopt.experiments import pipeline
 
 
 @pytest.mark.slow

@@ -7,9 +7,9 @@ import sys
 import types
 
 import pytest
-from promptopt.experiments.tracking import Tracker, redact, secret_values, start_tracking
 
 from promptopt.config import TrackingConfig
+from promptopt.experiments.tracking import Tracker, redact, secret_values, start_tracking
 
 
 class FakeRun:

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
-from promptopt.experiments.cli import main
 
+from promptopt.experiments.cli import main
 from tests.experiments.conftest import tiny_config_dict
 
 LOGS = ("INFO ", "DEBUG ", "WARNING ")

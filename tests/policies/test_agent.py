@@ -7,18 +7,18 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from promptopt.envs import BatchedPromptRecVecEnv
-from promptopt.policies.agent import make_agent, profile_moments
-from promptopt.policies.extractor import LightGCNExtractor, ProfileExtractor
-from promptopt.policies.graph import build_graph
-from promptopt.policies.lightgcn import EmbeddingsFileError
-from promptopt.policies.selectors import PPOSelector
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from promptopt.config import config_from_dict
+from promptopt.envs import BatchedPromptRecVecEnv
 from promptopt.errors import ConfigError
+from promptopt.policies.agent import make_agent, profile_moments
+from promptopt.policies.extractor import LightGCNExtractor, ProfileExtractor
+from promptopt.policies.graph import build_graph
+from promptopt.policies.lightgcn import EmbeddingsFileError
+from promptopt.policies.selectors import PPOSelector
 
 
 def _config(seed: int = 3, **policy):

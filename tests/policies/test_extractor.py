@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+
 from promptopt.policies.extractor import LightGCNExtractor, ProfileExtractor
 from promptopt.policies.graph import build_graph
 from promptopt.policies.lightgcn import pretrain_lightgcn
-
 from promptopt.profile import PROFILE_FEATURES
 from promptopt.splits import training_mask
 

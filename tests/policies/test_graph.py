@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from promptopt.policies.graph import InteractionGraph, build_graph, holdout_last_edges
 
 from promptopt.data import InteractionData
+from promptopt.policies.graph import InteractionGraph, build_graph, holdout_last_edges
 from promptopt.splits import target_rows, time_cut_at_quantile, training_mask
 
 

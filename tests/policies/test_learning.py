@@ -55,17 +55,17 @@ def compare_selectors(config_dict: dict, workdir, *, baselines: bool = True) -> 
     Returns ``(evaluations by name, seconds by phase, number of test users)``.
     """
     import torch
-    from promptopt.envs import BatchedPromptRecVecEnv
-    from promptopt.policies.agent import make_agent
-    from promptopt.policies.graph import build_graph
-    from promptopt.policies.lightgcn import pretrain_from_config
-    from promptopt.policies.selectors import PPOSelector
 
     from promptopt.bandits import LinUCBSelector, bandit_features
     from promptopt.config import config_from_dict
     from promptopt.data import make_synthetic
+    from promptopt.envs import BatchedPromptRecVecEnv
     from promptopt.evaluation import evaluate_selector
     from promptopt.llm.simulated import SimulatedRanker
+    from promptopt.policies.agent import make_agent
+    from promptopt.policies.graph import build_graph
+    from promptopt.policies.lightgcn import pretrain_from_config
+    from promptopt.policies.selectors import PPOSelector
     from promptopt.problem import RecProblem
     from promptopt.selectors import OracleSelector, RandomSelector, best_fixed
     from promptopt.splits import split_users

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch_geometric.nn.models import LightGCN
+
 from promptopt.policies.graph import build_graph, holdout_last_edges
 from promptopt.policies.lightgcn import (
     EmbeddingsFileError,
@@ -13,8 +15,6 @@ from promptopt.policies.lightgcn import (
     pretrain_lightgcn,
     recall_at_k,
 )
-from torch_geometric.nn.models import LightGCN
-
 from promptopt.splits import training_mask
 
 

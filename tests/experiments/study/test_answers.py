@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from promptopt.experiments.study.answers import AnswerTable, score_table
 
 from promptopt.config import RewardConfig, SplitConfig
+from promptopt.experiments.study.answers import AnswerTable, score_table
 from promptopt.llm.simulated import SimulatedRanker
 from promptopt.llm.types import RankRequest, RankResponse
 from promptopt.problem import RecProblem

@@ -6,6 +6,7 @@ The safe policy's gate is library code: ``tests/promptopt/test_safe_policy.py``.
 from __future__ import annotations
 
 import numpy as np
+
 from promptopt.experiments.study.choice_rules import (
     PerUserChoiceSelector,
     bootstrap_bounds,

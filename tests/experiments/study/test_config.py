@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from promptopt.experiments.study.config import load_study
 
 from promptopt.errors import ConfigError
+from promptopt.experiments.study.config import load_study
 
 
 def test_unknown_study_key_fails_with_its_name(tmp_path: Path, study_yaml: Callable[..., Path]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from promptopt.experiments.study.markdown import drift_section
 from promptopt.experiments.study.pooled import PooledResults
 from promptopt.experiments.study.targets import drift_reduction

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from promptopt.experiments.study.pooled import PooledResults, difference_of_means_bounds, mean_interval
 
 

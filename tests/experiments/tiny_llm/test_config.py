@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promptopt.experiments.tiny_llm.config import load_tiny_llm
 
 from promptopt.errors import ConfigError
+from promptopt.experiments.tiny_llm.config import load_tiny_llm
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -6,6 +6,7 @@ import itertools
 import math
 
 import pytest
+
 from promptopt.experiments.tiny_llm.measures import (
     ShownTask,
     borda_merge,
@@ -13,7 +14,6 @@ from promptopt.experiments.tiny_llm.measures import (
     position_buckets,
     summarise,
 )
-
 from promptopt.metrics import ndcg_at_k
 
 

@@ -105,10 +105,9 @@ def test_bad_settings_fail(attributes) -> None:
 
 
 def test_config_builds_the_penalty_and_estimate_counts_its_calls() -> None:
+    from promptopt.config import config_from_dict
     from promptopt.experiments.assembly import build_problem
     from promptopt.experiments.estimate_cost import estimate, format_estimate
-
-    from promptopt.config import config_from_dict
 
     raw = {"data": {"synthetic": {"n_users": 60, "n_items": 120}}, "ranker": {"backend": "simulated"},
            "templates": {"include": list(INCLUDE)}, "ppo": {"total_timesteps": 64},

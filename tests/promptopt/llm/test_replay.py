@@ -100,10 +100,9 @@ def test_factory_builds_replay_from_the_cache_section(logged) -> None:
 
 @pytest.mark.slow
 def test_policy_trained_from_a_logged_cache_makes_zero_model_calls(tmp_path, monkeypatch) -> None:
+    from promptopt.config import load_config
     from promptopt.experiments import assembly, pipeline
     from promptopt.experiments.rundir import RunDir
-
-    from promptopt.config import load_config
     from tests.experiments.conftest import tiny_config_dict
 
     raw = tiny_config_dict(tmp_path)
