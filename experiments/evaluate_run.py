@@ -168,9 +168,16 @@ def summarise(
             "seconds": round(float(timings.get(name, 0.0)), 3),
             "template_usage": {ids[int(t)]: int(n) for t, n in ev.template_usage().items()},
         }
+    # deploy: users no history from the cut on lets fill a template have no target (left out).
+    unservable = problem.targets.unservable(problem.pool(cfg.split))
+    if unservable:
+        logger.warning("%d %s user(s) have no target from the time cut on whose history fills a template "
+                       "(e.g. user %r): they are left out of every score", len(unservable), cfg.split,
+                       problem.data.user_ids[unservable[0]])
     evaluation: dict[str, Any] = {
         "split": cfg.split,
         "n_users": int(max((ev.users.size for ev in results.values()), default=0)),
+        "unservable": len(unservable),
         "confidence": cfg.confidence,
         "n_bootstrap": cfg.n_bootstrap,
         "reward_metric": config.reward.metric,

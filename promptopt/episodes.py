@@ -17,8 +17,10 @@ by the protocol (``split.protocol``, docs/env.md "Protocols"):
     second-to-last of those, validation users the last; the ``temporal`` view's next row is
     before the cut too, see :meth:`EpisodeTargets.next_row`). Test users (and any user outside
     the training and validation users) are evaluated on their **first** interaction from the cut
-    on, with the history up to it (the first with ``split.min_history - 1`` interactions
-    before it: a user who arrived after the cut is scored once it has a history);
+    on, with the history up to it: the first with ``split.min_history - 1`` interactions before it
+    whose history can fill at least one template of the catalog (``servable``; a user who arrived
+    after the cut is scored once the product could serve it a prompt, and a user it never could
+    has no target: reports count such users apart, see :meth:`EpisodeTargets.unservable`);
     ``period="target"`` is that first one too, ``period="source"`` the latest before the cut,
     ``period="last"`` (``final=True``) the last.
 
@@ -32,7 +34,7 @@ and nothing from the drift time cut on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import numpy as np
@@ -67,6 +69,9 @@ class EpisodeTargets:
         val_users: The validation users (``deploy`` keeps their targets before the cut).
         min_history: ``split.min_history``: a ``deploy`` test target keeps at least
             ``min_history - 1`` earlier interactions as its history.
+        servable: ``(user, row) -> bool``: whether a target at ``row`` leaves a history that can
+            fill at least one template (:class:`~promptopt.problem.RecProblem` passes its action
+            mask); a ``deploy`` target-period target is the first such row. ``None``: every row.
 
     Raises:
         ValueError: An unknown protocol.
@@ -81,6 +86,7 @@ class EpisodeTargets:
         protocol: Protocol = "leave_last",
         val_users: Iterable[int] = (),
         min_history: int = 2,
+        servable: Callable[[int, int], bool] | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -88,6 +94,7 @@ class EpisodeTargets:
         self.time_cut = time_cut
         self.protocol = protocol
         self.min_history = max(int(min_history), 2)
+        self._servable = servable
         self._train_users = frozenset(int(u) for u in train_users)
         self._val_users = frozenset(int(u) for u in val_users)
         self._source_lengths = source_lengths(data, time_cut)
@@ -130,8 +137,11 @@ class EpisodeTargets:
             times = self.data.timestamps[rows.start + 1:rows.stop]
             hits = np.flatnonzero(times < self.time_cut if period == "source" else times >= self.time_cut)
             if period == "target" and self.protocol == "deploy":
-                hits = hits[hits + 1 >= self.min_history - 1]  # the first with a history to show
-                return int(hits[0]) + 1 if hits.size else None
+                # The first with a history to show that some template can fill.
+                servable = self._servable
+                found = (r for r in self._deploy_rows(user, hits)
+                         if servable is None or servable(int(user), r))
+                return next(found, None)
             return int(hits[-1]) + 1 if hits.size else None
         if final:
             return length - 1
@@ -144,6 +154,26 @@ class EpisodeTargets:
         if int(user) not in self._train_users or length < 3:
             return length - 1
         return length - 2
+
+    def unservable(self, users: Iterable[int]) -> list[int]:
+        """The ``users`` with interactions from the time cut on whose ``deploy`` target-period
+        target does not exist because no history there can fill a template (``[]`` under
+        ``leave_last``). Evaluations drop users without a target; reports count these apart.
+        """
+        if self.protocol != "deploy" or self._servable is None:
+            return []
+        found = []
+        for user in map(int, users):
+            rows = self.data.user_rows(user)
+            hits = np.flatnonzero(self.data.timestamps[rows.start + 1:rows.stop] >= self.time_cut)
+            if self._deploy_rows(user, hits) and self.target_row(user, period="target") is None:
+                found.append(user)
+        return found
+
+    def _deploy_rows(self, user: int, hits: np.ndarray) -> list[int]:
+        """Rows (from the time cut on; ``hits`` are their positions minus one) that keep
+        ``min_history - 1`` interactions before them: a ``deploy`` target-period target's choices."""
+        return [int(h) + 1 for h in hits if h + 1 >= self.min_history - 1]
 
     def next_row(self, user: int, row: int) -> int | None:
         """The ``temporal`` drift view's target after row ``row``: the next interaction, or ``None``

@@ -116,8 +116,12 @@ class RecProblem:
             data.n_items, split_config.n_negatives, split_config.negatives, self.popularity
         )
         self.protocol = split_config.protocol
+        # A deploy target-period target leaves a history some template can fill (the action mask
+        # of that row; the observations are built below, before any target is asked for).
         self.targets = EpisodeTargets(data, split.train, time_cut, protocol=self.protocol,
-                                      val_users=split.val, min_history=split_config.min_history)
+                                      val_users=split.val, min_history=split_config.min_history,
+                                      servable=lambda user, row: bool(
+                                          self.observations.action_mask((user, row)).any()))
         self.builder = TaskBuilder(data, sampler, seed=seed, time_cut=time_cut,
                                    source_only=self.protocol == "deploy")
         # deploy: popular_negatives follow what became popular lately inside the source period (the

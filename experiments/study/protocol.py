@@ -132,6 +132,7 @@ def run_study(config: ExperimentConfig, study: StudyConfig) -> Path:
         "data": data.describe(),
         "n_users": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
         "templates": list(catalog.ids),
+        "test_fill": fill_counts(acc, split.test),
         "calls_per_episode": {k: p.calls_per_episode for k, p in problems.items()},
         "tables": {name: table.to_json() for name, table in tables.items()},
         "profile": [acc.observation(int(u))[1:].tolist() for u in split.test],
@@ -142,6 +143,20 @@ def run_study(config: ExperimentConfig, study: StudyConfig) -> Path:
     if callable(close):
         close()
     return write_results(run, study)
+
+
+def fill_counts(problem: Any, users: np.ndarray) -> dict[str, int]:
+    """How many of ``users`` have an episode target, and how many templates its history fills:
+    ``no_target`` (none; under ``deploy`` also ``unservable``: from the cut on no history fills a
+    template, so every score leaves them out), ``fill_none`` (a target no template can fill: every
+    selector's action is invalid, reward 0), ``fill_one`` (exactly one: every selector is forced to
+    it), ``fill_all`` (every template)."""
+    masks = [problem.action_mask(int(u)) for u in users if problem.target_row(int(u)) is not None]
+    return {"users": int(len(users)), "no_target": int(len(users) - len(masks)),
+            "unservable": len(problem.targets.unservable(users)),
+            "fill_none": sum(not m.any() for m in masks),
+            "fill_one": sum(int(m.sum()) == 1 for m in masks),
+            "fill_all": sum(bool(m.all()) for m in masks)}
 
 
 def fill_answer_tables(

@@ -193,7 +193,8 @@ def setup_section(run: Mapping[str, Any]) -> list[str]:
         ),
         f"* Data: {run['data']}; {exp['split']['max_users'] or 'all'} users (a seeded sample, data seed"
         f" {study['data_seed']}) split into {run['n_users']['train']} training / {run['n_users']['val']}"
-        f" validation / {run['n_users']['test']} test users, fixed across seeds {seeds}.",
+        f" validation / {run['n_users']['test']} test users, fixed across seeds {seeds}."
+        + fill_sentence(run.get("test_fill")),
         f"* Tasks: {exp['split']['n_negatives'] + 1} candidates (the target + {exp['split']['n_negatives']}"
         f" {exp['split']['negatives']} negatives), shown order shuffled per task. Drift: global time"
         f" cut at the {exp['split']['drift_quantile']:.0%} quantile of timestamps. Protocol:"
@@ -317,3 +318,20 @@ def targets_section(run: Mapping[str, Any], pooled: PooledResults, targets: Targ
         ),
         "",
     ]
+
+
+def fill_sentence(fill: Mapping[str, int] | None) -> str:
+    """What the test users' episode targets let a selector choose: who has none (left out of every
+    score), whose history fills one template only (every selector is forced to it) or every one.
+    Empty for studies from before ``test_fill`` was recorded."""
+    if not fill:
+        return ""
+    none = ""
+    if fill["no_target"]:
+        none = (f" {fill['no_target']} have no target ({fill['unservable']} of them because from the"
+                " cut on no history of theirs fills a template) and are left out of every score;")
+    if fill.get("fill_none"):
+        none += (f" {fill['fill_none']} can fill no template at their target (every selector scores 0"
+                 " there);")
+    return (f" Of the {fill['users']} test users,{none} {fill['fill_one']} can fill exactly one template"
+            f" at their target (every selector is forced to it) and {fill['fill_all']} every template.")

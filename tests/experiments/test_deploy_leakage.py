@@ -181,6 +181,44 @@ def test_deploy_split_gives_each_part_its_targets() -> None:
                          split_config, seed=0, fit_hints=False)
 
 
+def test_deploy_test_targets_leave_a_history_some_template_fills() -> None:
+    """Users who arrived after the cut are scored once their history fills a template, not before
+    (a target no template can fill scores 0 for every selector), and users it never does are
+    counted apart: the study reports them, every score leaves them out."""
+    from promptopt.experiments.study.protocol import fill_counts
+
+    split_config = SplitConfig(protocol="deploy", drift_quantile=0.7, min_history=3)
+    data, _ = poisoned(split_config.drift_quantile)
+    catalog = TemplateCatalog.from_dict({"name": "demanding", "templates": [
+        {"id": "eight", "text": "Recent: {recent_titles:8}\n{candidates}\nAnswer with numbers."},
+        {"id": "twelve", "text": "Recent: {recent_titles:12}\n{candidates}\nAnswer with numbers."},
+    ]})
+    problem = RecProblem.build(data, split_for(data, split_config, seed=0), catalog, RewardConfig(),
+                               split_config, seed=0, fit_hints=False)
+    cut, moved, never = problem.time_cut, 0, []
+    for user in map(int, problem.split.test):
+        times = data.timestamps[data.user_rows(user)]
+        first = max(split_config.min_history - 1, int(np.argmax(times >= cut)))
+        row = problem.target_row(user)
+        fills = [problem.action_mask(user, row=r).any() for r in range(first, len(times))]
+        if row is None:
+            assert not any(fills)
+            never.append(user)
+            continue
+        assert times[row] >= cut and problem.action_mask(user).any()
+        assert fills.index(True) == row - first  # the first such row from the cut on
+        moved += row > first
+    assert moved > 0 and never  # the rule decided something on this data, both ways
+    assert problem.targets.unservable(problem.split.test) == never
+    counts = fill_counts(problem, problem.split.test)
+    assert counts["no_target"] == counts["unservable"] == len(never) and counts["fill_none"] == 0
+    # leave_last has no period rule to apply: nobody is unservable there.
+    leave_last = replace(split_config, protocol="leave_last")
+    other = RecProblem.build(data, split_for(data, leave_last, seed=0), catalog, RewardConfig(), leave_last,
+                             seed=0, fit_hints=False)
+    assert other.targets.unservable(other.split.test) == []
+
+
 def test_protocol_is_a_checked_config_value() -> None:
     from promptopt.config import config_from_dict
     from promptopt.errors import ConfigError

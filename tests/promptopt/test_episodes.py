@@ -140,6 +140,16 @@ def test_deploy_targets_stay_on_their_side_of_the_cut() -> None:
     assert as_test.target_row(mixed, period="source") == 4
     assert as_test.target_row(mixed, period="last") == as_test.target_row(mixed, final=True) == 7
     assert as_test.target_row(late) == 4  # arrived after the cut: the first with 4 before it
+    assert as_test.unservable([mixed, late]) == []  # no servable rule: every row serves
+    # Only histories of 5+ items fill a template: the late user's target moves to row 5.
+    picky = EpisodeTargets(data, [], time_cut=100, protocol="deploy", min_history=5,
+                           servable=lambda user, row: row >= 5)
+    assert picky.target_row(late) == picky.target_row(late, period="target") == 5
+    assert picky.target_row(mixed) == 5 and picky.unservable([mixed, late]) == []
+    never = EpisodeTargets(data, [], time_cut=100, protocol="deploy", min_history=5,
+                           servable=lambda user, row: False)
+    assert never.target_row(late) is None and never.unservable([mixed, late]) == [mixed, late]
+    assert never.target_row(mixed, period="source") == 4  # the rule is the target period's only
     # leave_last on the same data: the training target is the second-to-last whatever its date.
     assert EpisodeTargets(data, [mixed], time_cut=100).target_row(mixed) == 6
     no_source = EpisodeTargets(data, [late], time_cut=100, protocol="deploy")

@@ -60,6 +60,10 @@ def test_study_writes_a_complete_report(
     # Raw results: the oracle is an upper bound of every selector, per user.
     study_json = tmp_path / "work" / "study.json"
     run = json.loads(study_json.read_text(encoding="utf-8"))
+    fill = run["test_fill"]  # what the test users' targets let a selector choose, in the setup
+    assert fill["users"] == run["n_users"]["test"] and fill["fill_all"] + fill["fill_one"] <= fill["users"]
+    assert (f"Of the {fill['users']} test users, {fill['fill_one']} can fill exactly one template"
+            f" at their target (every selector is forced to it) and {fill['fill_all']} every") in report
     results = run["seeds"][0]["rewards"]["accuracy"]["results"]["last"]
     oracle = np.array(results["oracle"]["per_user"]["ndcg@10"])
     for name in ("best_fixed", "policy_raw", "policy", "linucb", "realistic"):
@@ -101,3 +105,14 @@ def test_training_levels_of_the_exhaustive_sweep() -> None:
     reward = np.array([[0.2, 0.6, nan], [0.4, 0.1, nan], [nan, nan, nan]])
     levels = training_levels(AnswerTable(np.arange(3), reward.copy(), reward))
     assert levels == pytest.approx({"oracle": (0.6 + 0.4) / 2, "best fixed": 0.35, "random": 1.3 / 4})
+
+
+def test_fill_sentence_counts_users_left_out_and_forced() -> None:
+    from promptopt.experiments.study.report import fill_sentence
+
+    text = fill_sentence({"users": 46, "no_target": 3, "unservable": 3, "fill_none": 2, "fill_one": 39,
+                          "fill_all": 6})
+    assert "3 have no target (3 of them because from the cut on no history" in text
+    assert "2 can fill no template at their target" in text
+    assert "39 can fill exactly one template" in text and "6 every template" in text
+    assert fill_sentence(None) == ""  # a study.json from before the count was recorded
