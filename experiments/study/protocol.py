@@ -152,7 +152,7 @@ def fill_counts(problem: Any, users: np.ndarray) -> dict[str, int]:
     selector's action is invalid, reward 0), ``fill_one`` (exactly one: every selector is forced to
     it), ``fill_all`` (every template)."""
     masks = [problem.action_mask(int(u)) for u in users if problem.target_row(int(u)) is not None]
-    return {"users": int(len(users)), "no_target": int(len(users) - len(masks)),
+    return {"users": len(users), "no_target": len(users) - len(masks),
             "unservable": len(problem.targets.unservable(users)),
             "fill_none": sum(not m.any() for m in masks),
             "fill_one": sum(int(m.sum()) == 1 for m in masks),
