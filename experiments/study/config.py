@@ -45,6 +45,10 @@ class StudyConfig:
     """Share of the training users PPO and the bandits train on (<= budget_share)."""
     note: str = ""
     """What this attempt changed (kept with its measured numbers in the attempts log)."""
+    drift_from: str = ""
+    """A finished study's ``study.json`` (e.g. a ``split.protocol: deploy`` study's) whose drift
+    results replace this run's in the report: the drift section, its plot and targets 4 / 4' then
+    come from that run and name its protocol; everything else from this one. Empty: this run's own."""
 
 
 def load_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[ExperimentConfig, StudyConfig]:

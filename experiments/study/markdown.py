@@ -191,8 +191,9 @@ def protocol_of(run: Mapping[str, Any]) -> str:
     return str(run["config"]["experiment"]["split"].get("protocol", "leave_last"))
 
 
-def drift_section(drift: Mapping[str, Any], protocol: str = "leave_last") -> list[str]:
-    """Target 4: per selector and reward, source- and target-period NDCG@10 and the change, paired."""
+def drift_section(drift: Mapping[str, Any], protocol: str = "leave_last", *, source: str = "") -> list[str]:
+    """Target 4: per selector and reward, source- and target-period NDCG@10 and the change, paired
+    (``source``: a sentence saying which other run the numbers come from, when one does)."""
     periods = []
     gains = []
     final = any(np.isfinite(v["accuracy"].get("final", (np.nan,))[0]) for v in drift.values())
@@ -220,7 +221,8 @@ def drift_section(drift: Mapping[str, Any], protocol: str = "leave_last") -> lis
         " users in every row; each user's value is its mean over seeds), 95% bootstrap intervals."
         " Change = target - source (negative: the score falls under drift)."
         + (" Last item: the same users' last interaction (under deploy the target period's first"
-           " target is the headline; the last one lies further from the cut)." if final else ""),
+           " target is the headline; the last one lies further from the cut)." if final else "")
+        + (f" {source}" if source else ""),
         "",
         markdown_table(["selector", "reward", "source", "target", "change (target - source)"]
                        + (["last item (deploy)"] if final else []), periods),

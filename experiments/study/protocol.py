@@ -57,6 +57,7 @@ from promptopt.experiments.selector_factory import SelectorFactory
 from promptopt.experiments.study.answers import AnswerTable, score_table
 from promptopt.experiments.study.choice_rules import CountingRanker, PerUserChoiceSelector, realistic_choices
 from promptopt.experiments.study.config import StudyConfig
+from promptopt.experiments.study.drift_source import check_drift_from
 from promptopt.experiments.study.provenance import load_average, probe_hardware
 from promptopt.experiments.study.report import write_results
 from promptopt.experiments.tracking import Tracker
@@ -84,6 +85,7 @@ RESULT_KEYS = {None: "last", "last": "final"}
 # ---------------------------------------------------------------------- the whole study
 def run_study(config: ExperimentConfig, study: StudyConfig) -> Path:
     """Run every phase and write the report; returns the report's path."""
+    check_drift_from(study.drift_from)  # before any call is paid: the study that writes it runs first
     started = time.perf_counter()
     load_start = load_average()
     work = Path(study.work_dir)

@@ -9,6 +9,7 @@ Every number in the report is computed from the run (nothing is typed by hand):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -18,11 +19,17 @@ from typing import Any
 
 from promptopt.experiments.latex import results_table
 from promptopt.experiments.study import markdown
+from promptopt.experiments.study.drift_source import config_path, drift_origin, read_drift_run, study_command
 from promptopt.experiments.study.markdown import graph_comparison, markdown_table
 from promptopt.experiments.study.plots import plot_drift, plot_learning_curves, plot_paired, plot_selectors
 from promptopt.experiments.study.pooled import SELECTORS, PooledResults
 from promptopt.experiments.study.provenance import answer_cache_summary
-from promptopt.experiments.study.targets import NONINFERIORITY_MARGIN, TargetResults, measure_targets
+from promptopt.experiments.study.targets import (
+    NONINFERIORITY_MARGIN,
+    TargetResults,
+    drift_reduction,
+    measure_targets,
+)
 from promptopt.selector_names import RAW_POLICY, SAFE_POLICY
 
 MET = {True: "**met**", False: "not met"}
@@ -37,6 +44,7 @@ def write_results(run: Mapping[str, Any], study: Any, *, append: bool = True) ->
         append: Add this run to the attempts log (``False``: only re-render, e.g. ``--report-from``).
     """
     pooled = PooledResults(run)
+    drift_run = read_drift_run(study.drift_from, run)
     plots_dir = Path(study.plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     plots = {
@@ -46,19 +54,21 @@ def write_results(run: Mapping[str, Any], study: Any, *, append: bool = True) ->
     }
     (plots_dir / "results.tex").write_text(latex_tables(run, pooled), encoding="utf-8")
     targets = measure_targets(run, pooled)
+    if drift_run is not None:
+        targets = dataclasses.replace(targets, drift=drift_reduction(PooledResults(drift_run)))
     if targets.drift:
-        protocol = markdown.protocol_of(run)
+        protocol = markdown.protocol_of(drift_run or run)
         plots["drift"] = plot_drift(targets.drift, plots_dir / "drift.png", protocol=protocol)
     log = plots_dir / "attempts.jsonl"
     if append:
         with log.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(attempt_record(run, study, targets)) + "\n")
+            fh.write(json.dumps(attempt_record(run, study, targets, drift_run)) + "\n")
     lines = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
     attempts = [json.loads(line) for line in lines if line.strip()]
     out = Path(study.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     relative = {k: os.path.relpath(v, out.parent) for k, v in plots.items()}
-    out.write_text(render(run, pooled, targets, attempts, relative), encoding="utf-8")
+    out.write_text(render(run, pooled, targets, attempts, relative, drift_run), encoding="utf-8")
     return out
 
 
@@ -84,8 +94,11 @@ def latex_tables(run: Mapping[str, Any], pooled: PooledResults) -> str:
     return "\n".join(out)
 
 
-def attempt_record(run: Mapping[str, Any], study: Any, targets: TargetResults) -> dict[str, Any]:
-    """This run's line of the attempts log (keys ``t1``, ``t4``, ``t5``: targets 1, 4 and 5)."""
+def attempt_record(
+    run: Mapping[str, Any], study: Any, targets: TargetResults, drift_run: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """This run's line of the attempts log (keys ``t1``, ``t4``, ``t5``: targets 1, 4 and 5; ``t4``
+    from the ``study.drift_from`` run when there is one, its protocol as ``drift_protocol``)."""
     return {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "note": study.note,
@@ -97,6 +110,7 @@ def attempt_record(run: Mapping[str, Any], study: Any, targets: TargetResults) -
         "minutes": run["seconds"] / 60,
         "t1": {f"{r['reward']}/{r['selector']}": r["diff"] for r in targets.noninferiority},
         "protocol": run["config"]["experiment"]["split"].get("protocol", "leave_last"),
+        "drift_protocol": markdown.protocol_of(drift_run or run),
         "t4": {k: v["reduction"] for k, v in targets.drift.items()},
         "t4_target": {k: v["target_gain"] for k, v in targets.drift.items()},
         "t5": {r["family"]: {"realistic": r["realistic"], "ridge": r["ridge"]} for r in targets.signal},
@@ -109,14 +123,17 @@ def render(
     targets: TargetResults,
     attempts: list[dict[str, Any]],
     plots: Mapping[str, str],
+    drift_run: Mapping[str, Any] | None = None,
 ) -> str:
-    """The markdown of RESULTS.md."""
-    lines = title_section(run) + setup_section(run) + targets_section(run, pooled, targets)
+    """The markdown of RESULTS.md (the drift section from ``drift_run`` when given)."""
+    drift_protocol = markdown.protocol_of(drift_run or run)
+    lines = title_section(run, drift_run) + setup_section(run)
+    lines += targets_section(run, pooled, targets, drift_protocol)
     lines += markdown.selectors_section(pooled, markdown.protocol_of(run))
     lines += markdown.noninferiority_section(targets.noninferiority)
     lines += markdown.budget_section(targets.budget)
     lines += markdown.graph_section(pooled)
-    lines += markdown.drift_section(targets.drift, markdown.protocol_of(run))
+    lines += markdown.drift_section(targets.drift, drift_protocol, source=drift_origin(drift_run))
     lines += markdown.signal_section(run, targets.signal)
     lines += markdown.per_seed_section(run, pooled)
     lines += markdown.plots_section(plots)
@@ -124,10 +141,17 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def title_section(run: Mapping[str, Any]) -> list[str]:
+def title_section(run: Mapping[str, Any], drift_run: Mapping[str, Any] | None = None) -> list[str]:
     """The title, where the numbers come from and how to reproduce them."""
     exp, study = run["config"]["experiment"], run["config"]["study"]
-    config = f"experiments/configs/{exp.get('name', 'study_ml100k')}.yaml"
+    config = config_path(run)
+    protocol = markdown.protocol_of(run)
+    if drift_run is None:
+        which = f"Every number is from the protocol `split.protocol: {protocol}` (see Setup)"
+    else:
+        which = (f"Every number is from the protocol `split.protocol: {protocol}` (see Setup) except"
+                 f" the drift section and targets 4 / 4', which are from `split.protocol:"
+                 f" {markdown.protocol_of(drift_run)}` (`{study_command(drift_run)}`, run first)")
     synthetic = exp["data"]["format"] == "synthetic"
     where = (
         "synthetic data (`data.format: synthetic`, generated from its seed) and the "
@@ -142,13 +166,12 @@ def title_section(run: Mapping[str, Any]) -> list[str]:
         "Generated by `promptopt study` (`experiments/study/`); every number below is computed by the"
         " command,",
         f"nothing is typed by hand. Raw per-user results: `{study.get('work_dir', 'runs/study')}/study.json`"
-        " (not committed). Every number is from the protocol"
-        f" `split.protocol: {exp['split'].get('protocol', 'leave_last')}` (see Setup) and names its users'"
-        " split.",
+        f" (not committed). {which}; each names its users' split.",
         "",
         "## How to reproduce",
         "",
         "```",
+        *([study_command(drift_run) + "   # first: the drift section's run"] if drift_run else []),
         f"promptopt study {config}",
         f"# or: python -m promptopt.experiments.study {config} [--study.seeds=[0]]",
         "```",
@@ -237,8 +260,11 @@ def setup_section(run: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def targets_section(run: Mapping[str, Any], pooled: PooledResults, targets: TargetResults) -> list[str]:
-    """One row per target: what was measured, its interval, met or not."""
+def targets_section(
+    run: Mapping[str, Any], pooled: PooledResults, targets: TargetResults, drift_protocol: str | None = None
+) -> list[str]:
+    """One row per target: what was measured, its interval, met or not (targets 4 / 4' under
+    ``drift_protocol``, the run's own protocol by default)."""
     study = run["config"]["study"]
     noninferiority, budget, drift_by_selector, signal = (
         targets.noninferiority,
@@ -290,7 +316,8 @@ def targets_section(run: Mapping[str, Any], pooled: PooledResults, targets: Targ
                     graph_comparison(pooled),
                 ],
                 [
-                    f"4. drift ({markdown.protocol_of(run)}): robust - accuracy-only reward, target-period"
+                    f"4. drift ({drift_protocol or markdown.protocol_of(run)}): robust - accuracy-only"
+                    " reward, target-period"
                     " NDCG@10 (policy, paired), lower bound > 0",
                     f"{drift['target_gain'][0]:+.4f}" if drift else "n/a",
                     f"[{drift['target_gain'][1]:+.4f}, {drift['target_gain'][2]:+.4f}]" if drift else "n/a",
