@@ -30,6 +30,11 @@ def read_drift_run(path: str, run: Mapping[str, Any]) -> dict[str, Any] | None:
         drift_run = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"study.drift_from {path}: cannot read a study.json ({exc})") from None
+    missing = [k for k in ("config", "seeds", "data", "templates") if not isinstance(drift_run, dict)
+               or k not in drift_run]
+    if missing:
+        raise ConfigError(f"study.drift_from {path}: not a finished study's study.json (no {missing[0]!r}):"
+                          " point it at the study.json in the other study's study.work_dir")
     for key in ("data", "templates"):
         if drift_run.get(key) != run.get(key):
             raise ConfigError(
@@ -46,8 +51,9 @@ def check_drift_from(path: str) -> None:
         ConfigError: Naming the path and the fix.
     """
     if path and not Path(path).is_file():
+        what = "is a folder, not a study.json" if Path(path).is_dir() else "does not exist"
         raise ConfigError(
-            f"study.drift_from {path} does not exist (from {Path.cwd()}): run the study that writes it"
+            f"study.drift_from {path} {what} (from {Path.cwd()}): run the study that writes it"
             " first (its study.work_dir holds study.json), or set study.drift_from to ''"
         )
 

@@ -71,3 +71,25 @@ def test_missing_drift_run_fails_before_any_call(
     assert "\n" not in err and f"study.drift_from {missing} does not exist" in err
     assert "run the study that writes it first" in err
     assert not (tmp_path / "cache.sqlite").exists() and not (tmp_path / "work").exists()  # nothing paid
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "is a folder, not a study.json"),
+    ("not json", "cannot read a study.json"),
+    ('{"seeds": []}', "not a finished study's study.json (no 'config')"),
+    ("[1, 2]", "not a finished study's study.json (no 'config')"),
+])
+def test_a_drift_run_that_is_no_study_fails_in_one_line(tmp_path: Path, content: str | None,
+                                                        expected: str) -> None:
+    from promptopt.errors import ConfigError
+    from promptopt.experiments.study.drift_source import read_drift_run
+
+    path = tmp_path / "drift"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        read_drift_run(str(path), {"data": "d", "templates": []})
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
