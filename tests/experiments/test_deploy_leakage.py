@@ -181,12 +181,8 @@ def test_deploy_split_gives_each_part_its_targets() -> None:
                          split_config, seed=0, fit_hints=False)
 
 
-def test_deploy_test_targets_leave_a_history_some_template_fills() -> None:
-    """Users who arrived after the cut are scored once their history fills a template, not before
-    (a target no template can fill scores 0 for every selector), and users it never does are
-    counted apart: the study reports them, every score leaves them out."""
-    from promptopt.experiments.study.protocol import fill_counts
-
+def demanding_problem() -> tuple[RecProblem, SplitConfig]:
+    """A deploy problem whose templates need 8 and 12 history items (min_history 3)."""
     split_config = SplitConfig(protocol="deploy", drift_quantile=0.7, min_history=3)
     data, _ = poisoned(split_config.drift_quantile)
     catalog = TemplateCatalog.from_dict({"name": "demanding", "templates": [
@@ -195,6 +191,41 @@ def test_deploy_test_targets_leave_a_history_some_template_fills() -> None:
     ]})
     problem = RecProblem.build(data, split_for(data, split_config, seed=0), catalog, RewardConfig(),
                                split_config, seed=0, fit_hints=False)
+    return problem, split_config
+
+
+def test_evaluate_counts_and_warns_about_unservable_test_users(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from promptopt.config import config_from_dict
+    from promptopt.experiments.evaluate_run import run_protocol
+    from promptopt.selectors import FixedSelector
+
+    problem, _ = demanding_problem()
+    never = problem.targets.unservable(problem.split.test)
+    assert never
+    config = config_from_dict({"eval": {"selectors": ["best_fixed"], "n_bootstrap": 50, "periods": False}})
+
+    def factory(name, period):
+        return FixedSelector(0, fallback=[1], masks=problem.action_mask, name=name)
+
+    ranker = SimulatedRanker(problem.data, problem.catalog)
+    with caplog.at_level(logging.WARNING, logger="promptopt.experiments.evaluate_run"):
+        evaluation, results = run_protocol(config, problem, ranker, factory)
+    assert evaluation["unservable"] == len(never)
+    assert results["best_fixed"].users.size == problem.split.test.size - len(never)  # left out
+    warning = next(r.getMessage() for r in caplog.records if "left out of every score" in r.getMessage())
+    assert warning.startswith(f"{len(never)} test user(s) have no target from the time cut on")
+
+
+def test_deploy_test_targets_leave_a_history_some_template_fills() -> None:
+    """Users who arrived after the cut are scored once their history fills a template, not before
+    (a target no template can fill scores 0 for every selector), and users it never does are
+    counted apart: the study reports them, every score leaves them out."""
+    from promptopt.experiments.study.protocol import fill_counts
+
+    problem, split_config = demanding_problem()
+    data, catalog = problem.data, problem.catalog
     cut, moved, never = problem.time_cut, 0, []
     for user in map(int, problem.split.test):
         times = data.timestamps[data.user_rows(user)]
