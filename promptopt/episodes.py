@@ -133,15 +133,14 @@ class EpisodeTargets:
         if period is not None:
             if period not in ("source", "target"):
                 raise ValueError(f"period must be 'source', 'target', 'last' or None, got {period!r}")
-            rows = self.data.user_rows(user)
-            times = self.data.timestamps[rows.start + 1:rows.stop]
-            hits = np.flatnonzero(times < self.time_cut if period == "source" else times >= self.time_cut)
             if period == "target" and self.protocol == "deploy":
                 # The first with a history to show that some template can fill.
                 servable = self._servable
-                found = (r for r in self._deploy_rows(user, hits)
-                         if servable is None or servable(int(user), r))
+                found = (r for r in self._deploy_rows(user) if servable is None or servable(int(user), r))
                 return next(found, None)
+            rows = self.data.user_rows(user)
+            times = self.data.timestamps[rows.start + 1:rows.stop]
+            hits = np.flatnonzero(times < self.time_cut if period == "source" else times >= self.time_cut)
             return int(hits[-1]) + 1 if hits.size else None
         if final:
             return length - 1
@@ -162,18 +161,15 @@ class EpisodeTargets:
         """
         if self.protocol != "deploy" or self._servable is None:
             return []
-        found = []
-        for user in map(int, users):
-            rows = self.data.user_rows(user)
-            hits = np.flatnonzero(self.data.timestamps[rows.start + 1:rows.stop] >= self.time_cut)
-            if self._deploy_rows(user, hits) and self.target_row(user, period="target") is None:
-                found.append(user)
-        return found
+        return [u for u in map(int, users)
+                if self._deploy_rows(u) and self.target_row(u, period="target") is None]
 
-    def _deploy_rows(self, user: int, hits: np.ndarray) -> list[int]:
-        """Rows (from the time cut on; ``hits`` are their positions minus one) that keep
-        ``min_history - 1`` interactions before them: a ``deploy`` target-period target's choices."""
-        return [int(h) + 1 for h in hits if h + 1 >= self.min_history - 1]
+    def _deploy_rows(self, user: int) -> range:
+        """The rows a ``deploy`` target-period target may be: from the time cut on (histories are
+        chronological, so they follow the user's :meth:`source_length` rows), keeping at least
+        ``min_history - 1`` interactions (and one) before them."""
+        start = max(self.source_length(user), self.min_history - 1, 1)
+        return range(start, self.data.history_length(user))
 
     def next_row(self, user: int, row: int) -> int | None:
         """The ``temporal`` drift view's target after row ``row``: the next interaction, or ``None``
